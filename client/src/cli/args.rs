@@ -1,0 +1,217 @@
+//! Command-line arguments of `dynamoctl`.
+
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use dynamo_client::{Context, Durability, WriteOptions};
+
+/// Command-line client of a DynamoKV cluster.
+///
+/// Exit codes: 0 success, 1 other errors, 2 usage errors, 3 key not found,
+/// 4 cluster unavailable (unreachable, timed out or too few replicas).
+#[derive(Debug, Parser)]
+#[command(name = "dynamoctl", version)]
+pub struct Args {
+    /// Any node of the cluster, as host:port.
+    #[arg(
+        long,
+        global = true,
+        env = "DYNAMO_ENDPOINT",
+        default_value = "127.0.0.1:7400"
+    )]
+    pub endpoint: String,
+    /// How results are printed.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// Deadline of each request to a node, for example 5s, 500ms or 1m.
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
+    pub timeout: Duration,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Lines for people.
+    Text,
+    /// One JSON document for programs.
+    Json,
+}
+
+/// A `dynamoctl` command.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write VALUE under KEY and print the new context.
+    Put {
+        /// The key.
+        key: String,
+        /// The value (UTF-8, or base64 with --base64).
+        value: String,
+        /// Write options.
+        #[command(flatten)]
+        write: WriteArgs,
+        /// VALUE is base64 (for binary values).
+        #[arg(long)]
+        base64: bool,
+    },
+    /// Read KEY: print every live sibling and the context.
+    Get {
+        /// The key.
+        key: String,
+        /// Read quorum, 1..N (default: the cluster's R).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        r: Option<u32>,
+        /// Print values as base64.
+        #[arg(long)]
+        base64: bool,
+    },
+    /// Delete KEY and print the tombstone's context.
+    Delete {
+        /// The key.
+        key: String,
+        /// Write options.
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Show every member of the ring and what it reports.
+    Status,
+    /// Show the ring: partitions, quorums and members.
+    Ring {
+        /// Also list the owner and preference list of every partition.
+        #[arg(long)]
+        partitions: bool,
+    },
+}
+
+/// Options shared by `put` and `delete`.
+#[derive(Debug, clap::Args)]
+pub struct WriteArgs {
+    /// Context from an earlier get (base64); without it the write adds a
+    /// sibling.
+    #[arg(long)]
+    pub context: Option<Context>,
+    /// Write quorum, 1..N (default: the cluster's W).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub w: Option<u32>,
+    /// Fsync on every replica before acknowledging.
+    #[arg(long)]
+    pub sync: bool,
+}
+
+impl WriteArgs {
+    /// The library's options for these flags.
+    pub fn options(&self) -> WriteOptions {
+        WriteOptions {
+            w: self.w,
+            durability: self.sync.then_some(Durability::Sync),
+        }
+    }
+}
+
+/// Parses `500ms`, `5s`, `1.5s`, `2m` or a bare number of seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let seconds_per_unit = match unit {
+        "ms" => 0.001,
+        "" | "s" => 1.0,
+        "m" => 60.0,
+        _ => return Err(format!("unknown unit {unit:?}; use ms, s or m")),
+    };
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 5s or 500ms"))?;
+    match Duration::try_from_secs_f64(number * seconds_per_unit) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        _ => Err("the timeout must be positive".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn arguments_are_consistent() {
+        Args::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("5h").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let args = Args::try_parse_from([
+            "dynamoctl",
+            "get",
+            "k",
+            "--output",
+            "json",
+            "--endpoint",
+            "n1:7400",
+            "--r",
+            "2",
+        ])
+        .expect("valid arguments");
+        assert_eq!(args.output, Format::Json);
+        assert_eq!(args.endpoint, "n1:7400");
+        assert!(matches!(args.command, Command::Get { r: Some(2), .. }));
+    }
+
+    #[test]
+    fn write_flags() {
+        let args = Args::try_parse_from([
+            "dynamoctl",
+            "delete",
+            "k",
+            "--context",
+            "AQID",
+            "--w",
+            "3",
+            "--sync",
+        ])
+        .expect("valid arguments");
+        let Command::Delete { write, .. } = args.command else {
+            panic!("parsed {:?}", args.command);
+        };
+        assert_eq!(
+            write.context.as_ref().map(|c| c.to_base64()).as_deref(),
+            Some("AQID")
+        );
+        assert_eq!(
+            write.options(),
+            WriteOptions {
+                w: Some(3),
+                durability: Some(Durability::Sync)
+            }
+        );
+    }
+
+    #[test]
+    fn usage_errors_exit_with_2() {
+        for argv in [
+            &["dynamoctl", "put", "k", "v", "--context", "not base64!"][..],
+            &["dynamoctl", "get", "k", "--r", "0"],
+            &["dynamoctl", "get", "k", "--timeout", "soon"],
+            &["dynamoctl", "frobnicate"],
+        ] {
+            let err = Args::try_parse_from(argv).expect_err("invalid arguments");
+            assert_eq!(err.exit_code(), 2, "{argv:?}");
+        }
+    }
+}

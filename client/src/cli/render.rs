@@ -1,0 +1,526 @@
+//! How results are printed, as text for people or JSON for programs. Pure
+//! functions from results to the text written on stdout.
+
+use dynamo_client::{Context, GetResult, Member, NodeStatus, Ring};
+use serde::Serialize;
+
+use super::CliError;
+use super::args::Format;
+use super::codec::Codec;
+
+/// The outcome of asking one member for its status.
+#[derive(Debug)]
+pub struct StatusRow<'a> {
+    /// The member, as the ring lists it.
+    pub member: &'a Member,
+    /// Partitions the member owns in the ring.
+    pub partitions: usize,
+    /// What the member reported, or why it could not be asked.
+    pub status: Result<NodeStatus, String>,
+}
+
+/// State shown for a member whose status call failed.
+const UNREACHABLE: &str = "unreachable";
+/// State shown for a member that answered.
+const UP: &str = "up";
+
+/// A context returned by a put or delete.
+pub fn written(format: Format, context: &Context) -> String {
+    #[derive(Serialize)]
+    struct Written {
+        context: String,
+    }
+    let context = context.to_base64();
+    match format {
+        Format::Text => format!("OK context={context}\n"),
+        Format::Json => json(&Written { context }),
+    }
+}
+
+/// A read: live values (all siblings in JSON) and the context.
+pub fn get(format: Format, result: &GetResult, codec: Codec) -> Result<String, CliError> {
+    #[derive(Serialize)]
+    struct Get {
+        siblings: Vec<Sibling>,
+        context: String,
+    }
+    #[derive(Serialize)]
+    struct Sibling {
+        value: String,
+        tombstone: bool,
+        timestamp: u64,
+    }
+    let context = result.context.to_base64();
+    match format {
+        Format::Json => {
+            let siblings = result
+                .siblings
+                .iter()
+                .map(|sibling| {
+                    Ok(Sibling {
+                        value: codec.encode(&sibling.value)?,
+                        tombstone: sibling.tombstone,
+                        timestamp: sibling.timestamp_ms,
+                    })
+                })
+                .collect::<Result<_, CliError>>()?;
+            Ok(json(&Get { siblings, context }))
+        }
+        Format::Text => {
+            let live: Vec<String> = result
+                .live()
+                .map(|sibling| codec.encode(&sibling.value))
+                .collect::<Result<_, _>>()?;
+            let mut out = String::new();
+            match live.as_slice() {
+                [] => out.push_str("not found\n"),
+                [only] => line(&mut out, only),
+                several => {
+                    for (i, value) in several.iter().enumerate() {
+                        line(&mut out, &format!("sibling {}: {value}", i + 1));
+                    }
+                }
+            }
+            if !result.context.is_empty() {
+                line(&mut out, &format!("context: {context}"));
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// What every member reported, one row per member.
+pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        member: &'a str,
+        address: &'a str,
+        zone: &'a str,
+        partitions: usize,
+        state: &'a str,
+        epoch: Option<u64>,
+        keys: Option<u64>,
+        error: Option<&'a str>,
+    }
+    let rows: Vec<Row<'_>> = rows
+        .iter()
+        .map(|row| {
+            let (state, epoch, keys, error) = match &row.status {
+                Ok(status) => (UP, Some(status.epoch), Some(status.keys), None),
+                Err(error) => (UNREACHABLE, None, None, Some(error.as_str())),
+            };
+            Row {
+                member: &row.member.id,
+                address: &row.member.address,
+                zone: &row.member.zone,
+                partitions: row.partitions,
+                state,
+                epoch,
+                keys,
+                error,
+            }
+        })
+        .collect();
+    match format {
+        Format::Json => json(&rows),
+        Format::Text => {
+            let optional =
+                |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            table(
+                &[
+                    "MEMBER",
+                    "ADDRESS",
+                    "ZONE",
+                    "PARTITIONS",
+                    "STATE",
+                    "EPOCH",
+                    "KEYS",
+                ],
+                rows.iter().map(|row| {
+                    vec![
+                        row.member.to_owned(),
+                        row.address.to_owned(),
+                        row.zone.to_owned(),
+                        row.partitions.to_string(),
+                        row.state.to_owned(),
+                        optional(row.epoch),
+                        optional(row.keys),
+                    ]
+                }),
+            )
+        }
+    }
+}
+
+/// The ring: sizes, quorums, members and, if asked, every partition.
+pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
+    #[derive(Serialize)]
+    struct RingView<'a> {
+        cluster: &'a str,
+        epoch: u64,
+        q: usize,
+        n: u32,
+        r: u32,
+        w: u32,
+        members: Vec<MemberView<'a>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        partitions: Option<Vec<PartitionView<'a>>>,
+    }
+    #[derive(Serialize)]
+    struct MemberView<'a> {
+        id: &'a str,
+        address: &'a str,
+        zone: &'a str,
+        partitions: usize,
+    }
+    #[derive(Serialize)]
+    struct PartitionView<'a> {
+        partition: usize,
+        owner: &'a str,
+        preference: Vec<&'a str>,
+        fallbacks: Vec<&'a str>,
+    }
+    let view = RingView {
+        cluster: ring.cluster(),
+        epoch: ring.epoch(),
+        q: ring.partitions(),
+        n: ring.n(),
+        r: ring.r(),
+        w: ring.w(),
+        members: ring
+            .members()
+            .iter()
+            .map(|member| MemberView {
+                id: &member.id,
+                address: &member.address,
+                zone: &member.zone,
+                partitions: ring.partitions_owned(member),
+            })
+            .collect(),
+        partitions: with_partitions.then(|| {
+            (0..ring.partitions())
+                .map(|partition| PartitionView {
+                    partition,
+                    owner: &ring.owner(partition).id,
+                    preference: ids(ring.preference_list(partition)),
+                    fallbacks: ids(ring.fallbacks(partition)),
+                })
+                .collect()
+        }),
+    };
+    match format {
+        Format::Json => json(&view),
+        Format::Text => {
+            let mut out = format!(
+                "cluster: {}\nepoch: {}\nQ={} N={} R={} W={}\n\n",
+                view.cluster, view.epoch, view.q, view.n, view.r, view.w
+            );
+            out.push_str(&table(
+                &["MEMBER", "ADDRESS", "ZONE", "PARTITIONS"],
+                view.members.iter().map(|member| {
+                    vec![
+                        member.id.to_owned(),
+                        member.address.to_owned(),
+                        member.zone.to_owned(),
+                        member.partitions.to_string(),
+                    ]
+                }),
+            ));
+            if let Some(partitions) = &view.partitions {
+                out.push('\n');
+                out.push_str(&table(
+                    &["PARTITION", "OWNER", "PREFERENCE", "FALLBACKS"],
+                    partitions.iter().map(|partition| {
+                        vec![
+                            partition.partition.to_string(),
+                            partition.owner.to_owned(),
+                            partition.preference.join(","),
+                            partition.fallbacks.join(","),
+                        ]
+                    }),
+                ));
+            }
+            out
+        }
+    }
+}
+
+/// The ids of `members`.
+fn ids<'a>(members: impl Iterator<Item = &'a Member>) -> Vec<&'a str> {
+    members.map(|member| member.id.as_str()).collect()
+}
+
+/// `value` as one line of compact JSON.
+fn json(value: &impl Serialize) -> String {
+    let mut text = serde_json::to_string(value).expect("output structs always serialize");
+    text.push('\n');
+    text
+}
+
+/// Appends `text` and a newline.
+fn line(out: &mut String, text: &str) {
+    out.push_str(text);
+    out.push('\n');
+}
+
+/// Left-aligned columns separated by two spaces, without trailing blanks.
+fn table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let mut lines: Vec<Vec<String>> = vec![header.iter().map(|cell| (*cell).to_owned()).collect()];
+    lines.extend(rows);
+    let mut widths = vec![0; header.len()];
+    for cells in &lines {
+        for (width, cell) in widths.iter_mut().zip(cells) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for cells in &lines {
+        let mut text = String::new();
+        for (cell, width) in cells.iter().zip(&widths) {
+            text.push_str(&format!("{cell:<width$}  "));
+        }
+        line(&mut out, text.trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use dynamo_client::Sibling;
+    use serde_json::json;
+
+    use super::*;
+
+    fn sibling(value: &'static [u8], tombstone: bool, timestamp_ms: u64) -> Sibling {
+        Sibling {
+            value: Bytes::from_static(value),
+            tombstone,
+            timestamp_ms,
+        }
+    }
+
+    fn read(siblings: Vec<Sibling>, context: &[u8]) -> GetResult {
+        GetResult {
+            siblings,
+            context: Context::from_bytes(Bytes::copy_from_slice(context)),
+        }
+    }
+
+    fn parse(text: &str) -> serde_json::Value {
+        assert!(
+            text.ends_with('\n') && text.trim_end().lines().count() == 1,
+            "{text:?}"
+        );
+        serde_json::from_str(text).expect("valid JSON")
+    }
+
+    #[test]
+    fn written_context() {
+        let context = Context::from_bytes(Bytes::from_static(&[1, 2, 3]));
+        assert_eq!(written(Format::Text, &context), "OK context=AQID\n");
+        assert_eq!(
+            parse(&written(Format::Json, &context)),
+            json!({"context": "AQID"})
+        );
+    }
+
+    #[test]
+    fn get_json_has_every_sibling() {
+        let result = read(
+            vec![sibling(b"milk", false, 1234), sibling(b"", true, 1300)],
+            &[1, 2, 3],
+        );
+        let text = get(Format::Json, &result, Codec::Utf8).expect("UTF-8 values");
+        assert_eq!(
+            parse(&text),
+            json!({
+                "siblings": [
+                    {"value": "milk", "tombstone": false, "timestamp": 1234},
+                    {"value": "", "tombstone": true, "timestamp": 1300},
+                ],
+                "context": "AQID",
+            })
+        );
+        let text = get(Format::Json, &result, Codec::Base64).expect("base64 always works");
+        assert_eq!(parse(&text)["siblings"][0]["value"], "bWlsaw==");
+    }
+
+    #[test]
+    fn get_json_when_not_found() {
+        let text = get(Format::Json, &read(vec![], &[]), Codec::Utf8).expect("nothing to encode");
+        assert_eq!(parse(&text), json!({"siblings": [], "context": ""}));
+    }
+
+    #[test]
+    fn get_text_shows_live_values_and_context() {
+        let one = read(
+            vec![sibling(b"milk", false, 1), sibling(b"", true, 2)],
+            &[1, 2, 3],
+        );
+        assert_eq!(
+            get(Format::Text, &one, Codec::Utf8).expect("UTF-8"),
+            "milk\ncontext: AQID\n"
+        );
+        let two = read(
+            vec![sibling(b"milk", false, 1), sibling(b"eggs", false, 2)],
+            &[1, 2, 3],
+        );
+        assert_eq!(
+            get(Format::Text, &two, Codec::Utf8).expect("UTF-8"),
+            "sibling 1: milk\nsibling 2: eggs\ncontext: AQID\n"
+        );
+    }
+
+    #[test]
+    fn get_text_when_not_found_keeps_the_context() {
+        let deleted = read(vec![sibling(b"", true, 2)], &[1, 2, 3]);
+        assert_eq!(
+            get(Format::Text, &deleted, Codec::Utf8).expect("nothing to encode"),
+            "not found\ncontext: AQID\n"
+        );
+        let never = read(vec![], &[]);
+        assert_eq!(
+            get(Format::Text, &never, Codec::Utf8).expect("nothing to encode"),
+            "not found\n"
+        );
+    }
+
+    #[test]
+    fn binary_values_need_base64() {
+        let binary = read(vec![sibling(&[0xff], false, 1)], &[]);
+        for format in [Format::Text, Format::Json] {
+            let err = get(format, &binary, Codec::Utf8).expect_err("not UTF-8");
+            assert!(matches!(err, CliError::NotUtf8));
+        }
+        assert_eq!(
+            get(Format::Text, &binary, Codec::Base64).expect("base64"),
+            "/w==\n"
+        );
+    }
+
+    fn member(id: &str) -> Member {
+        Member {
+            id: id.into(),
+            address: format!("{id}.local:7400"),
+            zone: "a".into(),
+        }
+    }
+
+    fn node_status(epoch: u64, keys: u64) -> NodeStatus {
+        NodeStatus {
+            id: "dynamo-0".into(),
+            incarnation: "ab".into(),
+            epoch,
+            members: vec![],
+            keys,
+            uptime: Duration::from_secs(1),
+            version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn status_marks_unreachable_members() {
+        let (up, down) = (member("dynamo-0"), member("dynamo-1"));
+        let rows = [
+            StatusRow {
+                member: &up,
+                partitions: 128,
+                status: Ok(node_status(7, 42)),
+            },
+            StatusRow {
+                member: &down,
+                partitions: 128,
+                status: Err("cannot reach dynamo-1".into()),
+            },
+        ];
+        assert_eq!(
+            status(Format::Text, &rows),
+            "MEMBER    ADDRESS              ZONE  PARTITIONS  STATE        EPOCH  KEYS\n\
+             dynamo-0  dynamo-0.local:7400  a     128         up           7      42\n\
+             dynamo-1  dynamo-1.local:7400  a     128         unreachable  -      -\n"
+        );
+        assert_eq!(
+            parse(&status(Format::Json, &rows)),
+            json!([
+                {"member": "dynamo-0", "address": "dynamo-0.local:7400", "zone": "a", "partitions": 128,
+                 "state": "up", "epoch": 7, "keys": 42, "error": null},
+                {"member": "dynamo-1", "address": "dynamo-1.local:7400", "zone": "a", "partitions": 128,
+                 "state": "unreachable", "epoch": null, "keys": null, "error": "cannot reach dynamo-1"},
+            ])
+        );
+    }
+
+    fn sample_ring() -> Ring {
+        use dynamo_proto::v1 as pb;
+        let member = |i: u32| pb::Member {
+            id: format!("dynamo-{i}"),
+            address: format!("10.0.0.{i}:7400"),
+            zone: format!("z{i}"),
+        };
+        Ring::try_from(pb::GetRingResponse {
+            ring: Some(pb::Ring {
+                epoch: 3,
+                members: (0..3).map(member).collect(),
+                owners: vec![0, 1, 2, 0],
+                n: 2,
+                r: 1,
+                w: 2,
+                cluster: "test".into(),
+            }),
+            preferences: [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
+                .into_iter()
+                .map(|members| pb::Preference {
+                    members: members.to_vec(),
+                })
+                .collect(),
+        })
+        .expect("consistent ring")
+    }
+
+    #[test]
+    fn ring_json_lists_partitions_only_when_asked() {
+        let ring = sample_ring();
+        let summary = parse(&super::ring(Format::Json, &ring, false));
+        assert_eq!(
+            summary,
+            json!({
+                "cluster": "test", "epoch": 3, "q": 4, "n": 2, "r": 1, "w": 2,
+                "members": [
+                    {"id": "dynamo-0", "address": "10.0.0.0:7400", "zone": "z0", "partitions": 2},
+                    {"id": "dynamo-1", "address": "10.0.0.1:7400", "zone": "z1", "partitions": 1},
+                    {"id": "dynamo-2", "address": "10.0.0.2:7400", "zone": "z2", "partitions": 1},
+                ],
+            })
+        );
+        let full = parse(&super::ring(Format::Json, &ring, true));
+        assert_eq!(
+            full["partitions"][1],
+            json!({"partition": 1, "owner": "dynamo-1", "preference": ["dynamo-1", "dynamo-2"], "fallbacks": ["dynamo-0"]})
+        );
+        assert_eq!(full["partitions"].as_array().map(Vec::len), Some(4));
+    }
+
+    #[test]
+    fn ring_text() {
+        let text = super::ring(Format::Text, &sample_ring(), true);
+        assert!(
+            text.starts_with("cluster: test\nepoch: 3\nQ=4 N=2 R=1 W=2\n\nMEMBER    ADDRESS"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\ndynamo-1  10.0.0.1:7400  z1    1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\nPARTITION  OWNER     PREFERENCE         FALLBACKS\n"),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("\n3          dynamo-0  dynamo-0,dynamo-1  dynamo-2\n"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,357 @@
+//! The client: keeps the ring and sends each request straight to a replica
+//! of its key, failing over along the preference list.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use bytes::Bytes;
+use dynamo_proto::v1 as pb;
+use tonic::transport::Channel;
+use tracing::Instrument as _;
+
+use crate::options::quorum_to_proto;
+use crate::routing::attempt_order;
+use crate::rpc::{Rpc, admin, kv};
+use crate::{
+    ClientOptions, Context, Durability, Error, GetResult, NodeStatus, ReadOptions, Result, Ring,
+    WriteOptions,
+};
+
+/// A connection to a DynamoKV cluster.
+///
+/// Each request goes straight to a replica of its key (single-hop routing),
+/// starting with a different member of the preference list each time to
+/// spread load. When that member cannot be reached, times out or answers
+/// `Unavailable`, the next member of the preference list is tried, then the
+/// fallbacks. Every attempt has its own deadline
+/// ([`ClientOptions::timeout`]).
+///
+/// A retried write may have reached some replicas on the failed attempt:
+/// the key then shows two siblings with the same value, which the next
+/// read-resolve-write folds into one.
+///
+/// `Client` is cheap to clone; clones share the ring and the connections.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), dynamo_client::Error> {
+/// use dynamo_client::Client;
+///
+/// let client = Client::connect("127.0.0.1:7400").await?;
+/// let read = client.get("cart:alice").await?;
+/// let context = client.put("cart:alice", "milk,eggs", Some(&read.context)).await?;
+/// client.delete("cart:alice", Some(&context)).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// The address the client was created with; asked first for the ring.
+    endpoint: String,
+    rpc: Rpc,
+    ring: RwLock<Arc<Ring>>,
+    /// Rotates the first replica tried, to spread load.
+    next_start: AtomicUsize,
+}
+
+impl Client {
+    /// Connects to the cluster through `endpoint` (`host:port`, `http://`
+    /// optional) with default options.
+    ///
+    /// # Errors
+    ///
+    /// See [`connect_with`](Self::connect_with).
+    pub async fn connect(endpoint: &str) -> Result<Self> {
+        Self::connect_with(endpoint, ClientOptions::default()).await
+    }
+
+    /// Connects to the cluster through `endpoint`: asks it for the ring,
+    /// which tells where every key lives.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidAddress`] for a malformed endpoint,
+    /// [`Error::InvalidRing`] when the node's ring is inconsistent, and the
+    /// errors of a failed call ([`Error::Transport`], [`Error::Timeout`],
+    /// [`Error::Unavailable`], ...).
+    pub async fn connect_with(endpoint: &str, options: ClientOptions) -> Result<Self> {
+        let rpc = Rpc::new(options.timeout);
+        let endpoint = endpoint.trim().to_owned();
+        let ring = fetch_ring(&rpc, &endpoint).await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                endpoint,
+                rpc,
+                ring: RwLock::new(Arc::new(ring)),
+                next_start: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// The ring the client routes with.
+    pub fn ring(&self) -> Arc<Ring> {
+        // Replacing an `Arc` cannot leave the lock's value half-written.
+        let ring = self
+            .inner
+            .ring
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(&ring)
+    }
+
+    /// Asks the cluster for its current ring (the endpoint first, then each
+    /// member) and adopts it unless it is older than the one in use.
+    /// Returns the ring in use afterwards.
+    ///
+    /// # Errors
+    ///
+    /// The error of the last node asked, when none answered with a ring.
+    pub async fn refresh_ring(&self) -> Result<Arc<Ring>> {
+        let current = self.ring();
+        let mut addresses = vec![self.inner.endpoint.as_str()];
+        for member in current.members() {
+            if !addresses.contains(&member.address.as_str()) {
+                addresses.push(&member.address);
+            }
+        }
+        let mut last_error = None;
+        for address in addresses {
+            match fetch_ring(&self.inner.rpc, address).await {
+                Ok(ring) => return Ok(self.adopt(ring)),
+                Err(err) => {
+                    tracing::debug!(%address, error = %err, "no ring from this node; asking the next");
+                    last_error = Some(err);
+                }
+            }
+        }
+        Err(last_error.expect("the endpoint is always asked"))
+    }
+
+    /// Reports the status of the node at `address` (one attempt, no
+    /// failover).
+    ///
+    /// # Errors
+    ///
+    /// The errors of a failed call.
+    pub async fn status(&self, address: &str) -> Result<NodeStatus> {
+        let status = self
+            .inner
+            .rpc
+            .call(
+                address,
+                pb::StatusRequest {},
+                |channel, request| async move { admin(channel).status(request).await },
+            )
+            .await?;
+        Ok(NodeStatus::from(status))
+    }
+
+    /// Reads `key` with the cluster's default read quorum.
+    ///
+    /// # Errors
+    ///
+    /// See [`get_with`](Self::get_with).
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<GetResult> {
+        self.get_with(key, ReadOptions::default()).await
+    }
+
+    /// Reads `key`: every concurrent version and the context covering them.
+    /// A missing key is a result without live siblings
+    /// ([`GetResult::is_found`] is false).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a bad key or quorum; otherwise the
+    /// error of the last replica tried when none could answer.
+    pub async fn get_with(&self, key: impl AsRef<[u8]>, options: ReadOptions) -> Result<GetResult> {
+        let key = Bytes::copy_from_slice(key.as_ref());
+        let request = pb::GetRequest {
+            key: key.clone(),
+            r: quorum("r", options.r)?,
+            forwarded: false,
+        };
+        let response = self
+            .route("get", &key, request, |channel, request| async move {
+                kv(channel).get(request).await
+            })
+            .await?;
+        Ok(GetResult::from(response))
+    }
+
+    /// Writes `value` under `key` with the cluster's default write quorum.
+    ///
+    /// # Errors
+    ///
+    /// See [`put_with`](Self::put_with).
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        context: Option<&Context>,
+    ) -> Result<Context> {
+        self.put_with(key, value, context, WriteOptions::default())
+            .await
+    }
+
+    /// Writes `value` under `key`, replacing the versions `context` has seen
+    /// (`None` adds a sibling next to whatever is there). Returns the
+    /// context of the new version.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a bad key, value, context or quorum;
+    /// otherwise the error of the last replica tried when none could
+    /// answer.
+    pub async fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        context: Option<&Context>,
+        options: WriteOptions,
+    ) -> Result<Context> {
+        let key = Bytes::copy_from_slice(key.as_ref());
+        let request = pb::PutRequest {
+            key: key.clone(),
+            value: value.into(),
+            context: wire_context(context),
+            w: quorum("w", options.w)?,
+            durability: Durability::to_proto(options.durability).into(),
+            forwarded: false,
+        };
+        let response = self
+            .route("put", &key, request, |channel, request| async move {
+                kv(channel).put(request).await
+            })
+            .await?;
+        Ok(Context::from_bytes(response.context))
+    }
+
+    /// Deletes `key` with the cluster's default write quorum.
+    ///
+    /// # Errors
+    ///
+    /// See [`delete_with`](Self::delete_with).
+    pub async fn delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: Option<&Context>,
+    ) -> Result<Context> {
+        self.delete_with(key, context, WriteOptions::default())
+            .await
+    }
+
+    /// Writes a tombstone for `key` that replaces the versions `context`
+    /// has seen. Returns the tombstone's context: a put with it brings the
+    /// key back on purpose.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for a bad key, context or quorum;
+    /// otherwise the error of the last replica tried when none could
+    /// answer.
+    pub async fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: Option<&Context>,
+        options: WriteOptions,
+    ) -> Result<Context> {
+        let key = Bytes::copy_from_slice(key.as_ref());
+        let request = pb::DeleteRequest {
+            key: key.clone(),
+            context: wire_context(context),
+            w: quorum("w", options.w)?,
+            durability: Durability::to_proto(options.durability).into(),
+            forwarded: false,
+        };
+        let response = self
+            .route("delete", &key, request, |channel, request| async move {
+                kv(channel).delete(request).await
+            })
+            .await?;
+        Ok(Context::from_bytes(response.context))
+    }
+
+    /// Sends `message` for `key` to the replicas of its partition in
+    /// [`attempt_order`] until one answers or fails with an error another
+    /// replica cannot fix.
+    async fn route<M, T, F, Fut>(
+        &self,
+        operation: &'static str,
+        key: &[u8],
+        message: M,
+        method: F,
+    ) -> Result<T>
+    where
+        M: Clone,
+        F: Fn(Channel, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let ring = self.ring();
+        let partition = ring.partition_of(key);
+        let start = self.inner.next_start.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::debug_span!("route", operation, partition, epoch = ring.epoch());
+        async {
+            let mut last_error = None;
+            for index in attempt_order(&ring, partition, start) {
+                let address = &ring.members()[index].address;
+                match self.inner.rpc.call(address, message.clone(), &method).await {
+                    Ok(response) => return Ok(response),
+                    Err(err) if err.is_retryable() => {
+                        tracing::debug!(%address, error = %err, "replica failed; trying the next");
+                        last_error = Some(err);
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+            Err(last_error.expect("a partition has at least one replica"))
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Adopts `ring` unless the one in use is newer; returns the ring in use.
+    fn adopt(&self, ring: Ring) -> Arc<Ring> {
+        let mut current = self
+            .inner
+            .ring
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if ring.epoch() >= current.epoch() {
+            *current = Arc::new(ring);
+        }
+        Arc::clone(&current)
+    }
+}
+
+/// Asks the node at `address` for its ring.
+async fn fetch_ring(rpc: &Rpc, address: &str) -> Result<Ring> {
+    let response = rpc
+        .call(
+            address,
+            pb::GetRingRequest {},
+            |channel, request| async move { admin(channel).get_ring(request).await },
+        )
+        .await?;
+    Ring::try_from(response).map_err(|source| Error::InvalidRing {
+        address: address.to_owned(),
+        source,
+    })
+}
+
+/// The wire form of an optional quorum, refusing zero.
+fn quorum(name: &str, value: Option<u32>) -> Result<u32> {
+    quorum_to_proto(name, value).map_err(|message| Error::InvalidArgument { message })
+}
+
+/// The wire form of an optional context: empty when there is none.
+fn wire_context(context: Option<&Context>) -> Bytes {
+    context
+        .map(|context| context.as_bytes().clone())
+        .unwrap_or_default()
+}

@@ -1,0 +1,188 @@
+//! The client's error type and how gRPC statuses map onto it.
+
+use std::error::Error as _;
+
+use tonic::Code;
+
+use crate::InvalidRing;
+
+/// Everything that can go wrong in a client call.
+///
+/// Messages that came from a node (the `message` fields and the message of a
+/// [`tonic::Status`]) are kept as the node wrote them: they are sentences for
+/// people.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The request was refused because of something the caller sent (a key
+    /// that is too long, a quorum larger than N, a context from another
+    /// cluster). Never retried.
+    #[error("invalid argument: {message}")]
+    InvalidArgument {
+        /// The node's explanation.
+        message: String,
+    },
+    /// A node answered but could not serve the request, for example because
+    /// too few replicas acknowledged.
+    #[error("{address} is unavailable: {message}")]
+    Unavailable {
+        /// The node that answered.
+        address: String,
+        /// The node's explanation.
+        message: String,
+    },
+    /// The request never got an answer from the node: it could not be
+    /// reached or the connection broke.
+    #[error("cannot reach {address}: {}", describe_transport(source))]
+    Transport {
+        /// The node that was dialled.
+        address: String,
+        /// The status tonic produced locally; its source chain holds the
+        /// underlying I/O or HTTP/2 error.
+        source: tonic::Status,
+    },
+    /// No answer arrived before the deadline, or the node gave up waiting
+    /// for its replicas.
+    #[error("{address} timed out: {message}")]
+    Timeout {
+        /// The node that was asked.
+        address: String,
+        /// What ran out of time.
+        message: String,
+    },
+    /// A context string could not be decoded.
+    #[error("bad context: {message}")]
+    BadContext {
+        /// What is wrong with it.
+        message: String,
+    },
+    /// An endpoint or member address is not a valid `host:port`.
+    #[error("invalid address {address:?}: {source}")]
+    InvalidAddress {
+        /// The address as given.
+        address: String,
+        /// Why tonic rejected it.
+        source: tonic::transport::Error,
+    },
+    /// A node sent a ring the client cannot route with.
+    #[error("unusable ring from {address}: {source}")]
+    InvalidRing {
+        /// The node that sent the ring.
+        address: String,
+        /// What is inconsistent in it.
+        source: InvalidRing,
+    },
+    /// Any other status a node answered with.
+    #[error("{address} answered {:?}: {}", status.code(), status.message())]
+    Status {
+        /// The node that answered.
+        address: String,
+        /// The status as received.
+        #[source]
+        status: tonic::Status,
+    },
+}
+
+impl Error {
+    /// Classifies the status a call to `address` ended with.
+    ///
+    /// A status that carries a source was produced by tonic itself (a
+    /// connection that failed or broke); one without a source came from the
+    /// node.
+    pub(crate) fn from_status(address: &str, status: tonic::Status) -> Self {
+        let address = address.to_owned();
+        if status.source().is_some() {
+            return Self::Transport {
+                address,
+                source: status,
+            };
+        }
+        let message = status.message().to_owned();
+        match status.code() {
+            Code::InvalidArgument => Self::InvalidArgument { message },
+            Code::Unavailable => Self::Unavailable { address, message },
+            Code::DeadlineExceeded => Self::Timeout { address, message },
+            _ => Self::Status { address, status },
+        }
+    }
+
+    /// Whether another node may succeed where this attempt failed: true for
+    /// transport errors, timeouts and `Unavailable`.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Transport { .. } | Self::Timeout { .. } | Self::Unavailable { .. }
+        )
+    }
+}
+
+/// The message of a locally produced status followed by the distinct
+/// messages of its source chain, for example
+/// `tcp connect error: Connection refused (os error 111)`.
+fn describe_transport(status: &tonic::Status) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if !status.message().is_empty() {
+        parts.push(status.message().to_owned());
+    }
+    let mut source = status.source();
+    while let Some(err) = source {
+        let text = err.to_string();
+        // tonic's own wrapper only says "transport error"; its source says what.
+        if text != "transport error" && !parts.iter().any(|part| part.contains(&text)) {
+            parts.push(text);
+        }
+        source = err.source();
+    }
+    if parts.is_empty() {
+        format!("{:?}", status.code())
+    } else {
+        parts.join(": ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_statuses_keep_their_message() {
+        let err = Error::from_status(
+            "a:1",
+            tonic::Status::unavailable("only 1 of 2 replicas acknowledged"),
+        );
+        assert!(err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            "a:1 is unavailable: only 1 of 2 replicas acknowledged"
+        );
+
+        let err = Error::from_status(
+            "a:1",
+            tonic::Status::invalid_argument("w must be at most N = 3"),
+        );
+        assert!(!err.is_retryable());
+        assert_eq!(err.to_string(), "invalid argument: w must be at most N = 3");
+
+        let err = Error::from_status(
+            "a:1",
+            tonic::Status::deadline_exceeded("1 of 2 replicas answered in time"),
+        );
+        assert!(matches!(err, Error::Timeout { .. }));
+        assert!(err.is_retryable());
+
+        let err = Error::from_status("a:1", tonic::Status::internal("disk full"));
+        assert!(!err.is_retryable());
+        assert_eq!(err.to_string(), "a:1 answered Internal: disk full");
+    }
+
+    #[test]
+    fn local_statuses_are_transport_errors() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused");
+        let status = tonic::Status::from_error(Box::new(io));
+        let err = Error::from_status("b:2", status);
+        assert!(matches!(err, Error::Transport { .. }), "{err:?}");
+        assert!(err.is_retryable());
+        assert!(err.to_string().starts_with("cannot reach b:2: "), "{err}");
+        assert!(err.to_string().contains("Connection refused"), "{err}");
+    }
+}

@@ -1,0 +1,100 @@
+//! Per-client and per-request options.
+
+use std::time::Duration;
+
+use dynamo_proto::v1 as pb;
+
+/// How a [`Client`](crate::Client) talks to the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// Deadline of each attempt (connecting included); a request that
+    /// fails over to other replicas gets a fresh deadline per replica.
+    pub timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Options of one read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Read quorum, 1..=N; `None` uses the cluster default R.
+    pub r: Option<u32>,
+}
+
+/// Options of one write (put or delete).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// Write quorum, 1..=N; `None` uses the cluster default W.
+    pub w: Option<u32>,
+    /// How far each replica pushes the write to disk before acknowledging;
+    /// `None` uses the node's default.
+    pub durability: Option<Durability>,
+}
+
+/// How hard a write is pushed to disk before a replica acknowledges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Written to the journal and handed to the operating system.
+    Buffer,
+    /// Written to the journal and fsynced.
+    Sync,
+}
+
+impl Durability {
+    /// The wire value of an optional durability (unset is the node default).
+    pub(crate) fn to_proto(durability: Option<Self>) -> pb::Durability {
+        match durability {
+            None => pb::Durability::Default,
+            Some(Self::Buffer) => pb::Durability::Buffer,
+            Some(Self::Sync) => pb::Durability::Sync,
+        }
+    }
+}
+
+/// The wire value of an optional quorum (0 is the cluster default).
+///
+/// # Errors
+///
+/// A message when the caller asked for a quorum of zero, which the wire
+/// would silently read as "default".
+pub(crate) fn quorum_to_proto(name: &str, quorum: Option<u32>) -> Result<u32, String> {
+    match quorum {
+        None => Ok(0),
+        Some(0) => Err(format!("{name} must be at least 1")),
+        Some(quorum) => Ok(quorum),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quorums_map_to_the_wire() {
+        assert_eq!(quorum_to_proto("r", None), Ok(0));
+        assert_eq!(quorum_to_proto("r", Some(2)), Ok(2));
+        assert_eq!(
+            quorum_to_proto("w", Some(0)),
+            Err("w must be at least 1".into())
+        );
+    }
+
+    #[test]
+    fn durability_maps_to_the_wire() {
+        assert_eq!(Durability::to_proto(None), pb::Durability::Default);
+        assert_eq!(
+            Durability::to_proto(Some(Durability::Sync)),
+            pb::Durability::Sync
+        );
+        assert_eq!(
+            Durability::to_proto(Some(Durability::Buffer)),
+            pb::Durability::Buffer
+        );
+    }
+}

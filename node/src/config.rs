@@ -1,0 +1,366 @@
+//! Node configuration: a file (YAML or TOML), overridden by environment
+//! variables, overridden by flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::ring::{Member, Replication};
+use crate::storage::Durability;
+
+/// Size limits that protect the node from oversized input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest key in bytes.
+    pub max_key_bytes: usize,
+    /// Largest value in bytes.
+    pub max_value_bytes: usize,
+    /// Most siblings a coordinated write may leave on a key.
+    pub max_siblings: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_key_bytes: 4 * 1024,
+            max_value_bytes: 4 * 1024 * 1024,
+            max_siblings: 64,
+        }
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// This node's member name; must appear in `members` when that is set.
+    pub id: String,
+    /// Address the gRPC server binds.
+    pub listen: SocketAddr,
+    /// Address peers and clients dial; defaults to `listen`.
+    pub advertise: Option<String>,
+    /// Directory of the fjall database.
+    pub data_dir: PathBuf,
+    /// Cluster name; contexts of other clusters are refused.
+    pub cluster: String,
+    /// This node's failure zone.
+    pub zone: String,
+    /// Number of partitions Q (a power of two).
+    pub partitions: u32,
+    /// N, R and W.
+    pub replication: Replication,
+    /// Initial members; empty means a one-node cluster of this node.
+    pub members: Vec<Member>,
+    /// Size limits.
+    pub limits: Limits,
+    /// Default durability of writes.
+    pub durability: Durability,
+    /// Deadline of a whole client request, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// Deadline of one call to a peer, in milliseconds.
+    pub peer_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            id: "node-0".into(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            advertise: None,
+            data_dir: PathBuf::from("data"),
+            cluster: "dynamo".into(),
+            zone: String::new(),
+            partitions: 256,
+            replication: Replication::default(),
+            members: Vec::new(),
+            limits: Limits::default(),
+            durability: Durability::Buffer,
+            request_timeout_ms: 3000,
+            peer_timeout_ms: 1000,
+        }
+    }
+}
+
+/// Configuration that cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file does not parse.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a YAML (`.yaml`, `.yml`) or TOML (`.toml`) file.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file cannot be read or parsed.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let parse_error = |message: String| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        };
+        match path.extension().and_then(|ext| ext.to_str()) {
+            Some("toml") => toml::from_str(&text).map_err(|e| parse_error(e.to_string())),
+            _ => serde_yaml::from_str(&text).map_err(|e| parse_error(e.to_string())),
+        }
+    }
+
+    /// The address peers and clients dial.
+    pub fn advertised(&self) -> String {
+        self.advertise
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// The initial member list: `members`, or this node alone.
+    pub fn initial_members(&self) -> Vec<Member> {
+        if self.members.is_empty() {
+            vec![Member {
+                id: self.id.clone(),
+                address: self.advertised(),
+                zone: self.zone.clone(),
+            }]
+        } else {
+            self.members.clone()
+        }
+    }
+
+    /// Deadline of a whole client request.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// Deadline of one peer call.
+    pub fn peer_timeout(&self) -> Duration {
+        Duration::from_millis(self.peer_timeout_ms)
+    }
+
+    /// Checks values the ring does not check itself.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the bad value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.id.is_empty() {
+            return Err(ConfigError::Invalid("id must not be empty".into()));
+        }
+        if !self.members.is_empty() && !self.members.iter().any(|m| m.id == self.id) {
+            return Err(ConfigError::Invalid(format!(
+                "id {:?} is not in the member list",
+                self.id
+            )));
+        }
+        if self.limits.max_key_bytes == 0 || self.limits.max_value_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_key_bytes and limits.max_value_bytes must be positive".into(),
+            ));
+        }
+        if self.limits.max_siblings == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_siblings must be positive".into(),
+            ));
+        }
+        if self.request_timeout_ms == 0 || self.peer_timeout_ms == 0 {
+            return Err(ConfigError::Invalid("timeouts must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Command-line flags of `dynamo-node`; each also reads a `DYNAMO_*`
+/// environment variable. Flags win over the environment, which wins over
+/// the file.
+#[derive(Debug, Parser)]
+#[command(name = "dynamo-node", version, about = "DynamoKV storage node")]
+pub struct Flags {
+    /// Config file, YAML or TOML.
+    #[arg(long, short = 'c', env = "DYNAMO_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Member name of this node.
+    #[arg(long, env = "DYNAMO_ID")]
+    pub id: Option<String>,
+    /// Address to bind, `host:port`.
+    #[arg(long, env = "DYNAMO_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address peers and clients dial, `host:port`.
+    #[arg(long, env = "DYNAMO_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Data directory.
+    #[arg(long, env = "DYNAMO_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Cluster name.
+    #[arg(long, env = "DYNAMO_CLUSTER")]
+    pub cluster: Option<String>,
+    /// Failure zone of this node.
+    #[arg(long, env = "DYNAMO_ZONE")]
+    pub zone: Option<String>,
+    /// Number of partitions (power of two).
+    #[arg(long, env = "DYNAMO_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// Replication factor N.
+    #[arg(long, env = "DYNAMO_N")]
+    pub n: Option<u32>,
+    /// Default read quorum R.
+    #[arg(long, env = "DYNAMO_R")]
+    pub r: Option<u32>,
+    /// Default write quorum W.
+    #[arg(long, env = "DYNAMO_W")]
+    pub w: Option<u32>,
+    /// A member as `ID=HOST:PORT[@ZONE]`; repeat, or comma-separate in the
+    /// environment variable.
+    #[arg(long = "member", env = "DYNAMO_MEMBERS", value_delimiter = ',', value_parser = parse_member)]
+    pub members: Vec<Member>,
+    /// Default durability: `buffer` or `sync`.
+    #[arg(long, env = "DYNAMO_DURABILITY")]
+    pub durability: Option<Durability>,
+    /// Largest key in bytes.
+    #[arg(long, env = "DYNAMO_MAX_KEY_BYTES")]
+    pub max_key_bytes: Option<usize>,
+    /// Largest value in bytes.
+    #[arg(long, env = "DYNAMO_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "DYNAMO_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Flags {
+    /// Loads the file named by `--config` (if any) and applies the flags.
+    ///
+    /// # Errors
+    /// [`ConfigError`] when the file is unreadable or the result invalid.
+    pub fn load(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let set = |target: &mut String, value: &Option<String>| {
+            if let Some(value) = value {
+                target.clone_from(value);
+            }
+        };
+        set(&mut config.id, &self.id);
+        set(&mut config.cluster, &self.cluster);
+        set(&mut config.zone, &self.zone);
+        if let Some(listen) = self.listen {
+            config.listen = listen;
+        }
+        if self.advertise.is_some() {
+            config.advertise.clone_from(&self.advertise);
+        }
+        if let Some(dir) = &self.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(partitions) = self.partitions {
+            config.partitions = partitions;
+        }
+        let replication = &mut config.replication;
+        replication.n = self.n.unwrap_or(replication.n);
+        replication.r = self.r.unwrap_or(replication.r);
+        replication.w = self.w.unwrap_or(replication.w);
+        if !self.members.is_empty() {
+            config.members.clone_from(&self.members);
+        }
+        if let Some(durability) = self.durability {
+            config.durability = durability;
+        }
+        let limits = &mut config.limits;
+        limits.max_key_bytes = self.max_key_bytes.unwrap_or(limits.max_key_bytes);
+        limits.max_value_bytes = self.max_value_bytes.unwrap_or(limits.max_value_bytes);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+/// Parses `ID=HOST:PORT[@ZONE]`.
+///
+/// # Errors
+/// A sentence saying what the expected shape is.
+pub fn parse_member(text: &str) -> Result<Member, String> {
+    let (id, rest) = text
+        .split_once('=')
+        .ok_or_else(|| format!("member {text:?} must look like ID=HOST:PORT[@ZONE]"))?;
+    let (address, zone) = rest.split_once('@').unwrap_or((rest, ""));
+    if id.is_empty() || address.is_empty() {
+        return Err(format!("member {text:?} must look like ID=HOST:PORT[@ZONE]"));
+    }
+    Ok(Member {
+        id: id.into(),
+        address: address.into(),
+        zone: zone.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.yaml");
+        std::fs::write(
+            &path,
+            "id: a\nlisten: 127.0.0.1:9000\nreplication: {n: 1, r: 1, w: 1}\n",
+        )
+        .expect("write");
+        let flags = Flags::parse_from(["dynamo-node", "-c", path.to_str().expect("utf8"), "--listen", "127.0.0.1:9001"]);
+        let config = flags.load().expect("load");
+        assert_eq!(config.id, "a");
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.replication.n, 1);
+    }
+
+    #[test]
+    fn toml_files_and_members_parse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.toml");
+        std::fs::write(
+            &path,
+            "id = \"b\"\n[[members]]\nid = \"b\"\naddress = \"127.0.0.1:1\"\nzone = \"z\"\n",
+        )
+        .expect("write");
+        let config = Config::from_file(&path).expect("parse");
+        assert_eq!(config.members[0].zone, "z");
+        assert_eq!(
+            parse_member("x=127.0.0.1:7@zone-a").expect("member").zone,
+            "zone-a"
+        );
+        assert!(parse_member("nonsense").is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.yaml");
+        std::fs::write(&path, "idd: typo\n").expect("write");
+        assert!(matches!(
+            Config::from_file(&path),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

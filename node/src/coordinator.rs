@@ -1,0 +1,519 @@
+//! The coordinator: turns a client's get, put or delete into replica calls on
+//! the key's preference list, waits for R or W of them, and repairs stale
+//! replicas after a read. A node outside the key's preference list forwards
+//! the request to one inside it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use dynamo_proto::v1 as pb;
+use dynamo_proto::v1::kv_client::KvClient;
+use thiserror::Error;
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use tracing::{debug, warn};
+
+use crate::context::{self, ContextError};
+use crate::node::Node;
+use crate::peers::{Peers, is_unreachable};
+use crate::quorum::{Call, Quorum};
+use crate::ring::Ring;
+use crate::storage::{Durability, NewWrite, StorageError};
+use crate::version::SiblingSet;
+use crate::wire;
+
+/// Why a client request failed.
+#[derive(Debug, Error)]
+pub enum KvError {
+    /// The request itself is wrong; nothing was written.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The context could not be used; nothing was written.
+    #[error("{0}")]
+    Context(#[from] ContextError),
+    /// Too few replicas answered in time.
+    #[error("{operation} needed {needed} of {n} replicas but {answered} answered in time{detail}")]
+    Unavailable {
+        /// `get`, `put` or `delete`.
+        operation: &'static str,
+        /// R or W.
+        needed: u32,
+        /// N.
+        n: u32,
+        /// Replicas that answered in time.
+        answered: u32,
+        /// Why the others did not answer.
+        detail: String,
+    },
+    /// Local storage failed or refused.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The node this request was forwarded to answered with an error.
+    #[error("{}", .0.message())]
+    Forwarded(tonic::Status),
+}
+
+/// A write as the coordinator sees it.
+struct WriteSpec {
+    key: Bytes,
+    value: Bytes,
+    tombstone: bool,
+    context: Bytes,
+    w: u32,
+    durability: pb::Durability,
+}
+
+/// The outcome of a coordinated write.
+struct WriteOutcome {
+    context: Bytes,
+    acks: u32,
+}
+
+impl Node {
+    /// Serves a client get.
+    ///
+    /// # Errors
+    /// [`KvError`] for invalid input or too few replies.
+    pub async fn get(
+        self: &Arc<Self>,
+        request: pb::GetRequest,
+    ) -> Result<pb::GetResponse, KvError> {
+        let ring = self.ring();
+        let r = quorum_size(request.r, ring.replication().r, ring.replication().n, "r")?;
+        if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
+            let request = pb::GetRequest {
+                forwarded: true,
+                ..request
+            };
+            return self
+                .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
+                    let request = request.clone();
+                    async move { client.get(request).await }
+                })
+                .await;
+        }
+        let partition = ring.partition_of(&request.key);
+        let me = ring.index_of(self.id());
+        let started = Instant::now();
+        let deadline = started + self.config().request_timeout();
+        let mut local = Vec::new();
+        let mut calls: Vec<Call<SiblingSet>> = Vec::new();
+        for &member in ring.preference(partition) {
+            if Some(member) == me {
+                local.push((member, self.storage().read(partition, &request.key)?));
+            } else {
+                calls.push(self.replica_read(&ring, member, request.key.clone()));
+            }
+        }
+        let mut quorum = Quorum::new(local, calls);
+        if !quorum.wait(r as usize, deadline).await {
+            return Err(unavailable("get", r, &ring, &quorum));
+        }
+        let merged = merge_replies(&quorum.replies);
+        let response = pb::GetResponse {
+            siblings: merged.versions().iter().map(wire::sibling_to_pb).collect(),
+            context: context::encode(ring.cluster_id(), &merged.context()),
+            replies: quorum.replies.len() as u32,
+        };
+        let node = Arc::clone(self);
+        tokio::spawn(async move {
+            node.read_repair(ring, partition, request.key, quorum, deadline)
+                .await;
+        });
+        Ok(response)
+    }
+
+    /// Serves a client put.
+    ///
+    /// # Errors
+    /// [`KvError`] for invalid input or too few acknowledgements.
+    pub async fn put(
+        self: &Arc<Self>,
+        request: pb::PutRequest,
+    ) -> Result<pb::PutResponse, KvError> {
+        let limit = self.config().limits.max_value_bytes;
+        if request.value.len() > limit {
+            return Err(KvError::InvalidArgument(format!(
+                "the value is {} bytes, larger than the limit of {limit} bytes",
+                request.value.len()
+            )));
+        }
+        let ring = self.ring();
+        if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
+            let request = pb::PutRequest {
+                forwarded: true,
+                ..request
+            };
+            return self
+                .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
+                    let request = request.clone();
+                    async move { client.put(request).await }
+                })
+                .await;
+        }
+        let durability = request.durability();
+        let outcome = self
+            .write(
+                &ring,
+                WriteSpec {
+                    key: request.key,
+                    value: request.value,
+                    tombstone: false,
+                    context: request.context,
+                    w: request.w,
+                    durability,
+                },
+                "put",
+            )
+            .await?;
+        Ok(pb::PutResponse {
+            context: outcome.context,
+            acks: outcome.acks,
+        })
+    }
+
+    /// Serves a client delete: a write of a tombstone.
+    ///
+    /// # Errors
+    /// [`KvError`] for invalid input or too few acknowledgements.
+    pub async fn delete(
+        self: &Arc<Self>,
+        request: pb::DeleteRequest,
+    ) -> Result<pb::DeleteResponse, KvError> {
+        let ring = self.ring();
+        if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
+            let request = pb::DeleteRequest {
+                forwarded: true,
+                ..request
+            };
+            return self
+                .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
+                    let request = request.clone();
+                    async move { client.delete(request).await }
+                })
+                .await;
+        }
+        let durability = request.durability();
+        let outcome = self
+            .write(
+                &ring,
+                WriteSpec {
+                    key: request.key,
+                    value: Bytes::new(),
+                    tombstone: true,
+                    context: request.context,
+                    w: request.w,
+                    durability,
+                },
+                "delete",
+            )
+            .await?;
+        Ok(pb::DeleteResponse {
+            context: outcome.context,
+            acks: outcome.acks,
+        })
+    }
+
+    /// Checks the key and says where to forward the request, or `None` when
+    /// this node coordinates it.
+    fn forward_target(
+        &self,
+        ring: &Ring,
+        key: &[u8],
+        forwarded: bool,
+    ) -> Result<Option<Vec<u32>>, KvError> {
+        let limit = self.config().limits.max_key_bytes;
+        if key.is_empty() {
+            return Err(KvError::InvalidArgument("the key is empty".into()));
+        }
+        if key.len() > limit {
+            return Err(KvError::InvalidArgument(format!(
+                "the key is {} bytes, larger than the limit of {limit} bytes",
+                key.len()
+            )));
+        }
+        let preference = ring.preference(ring.partition_of(key));
+        let me = ring.index_of(self.id());
+        // A forwarded request is served here even if our ring disagrees, so a
+        // request never travels in circles.
+        if forwarded || me.is_some_and(|me| preference.contains(&me)) {
+            Ok(None)
+        } else {
+            Ok(Some(preference.to_vec()))
+        }
+    }
+
+    /// Sends a request to the first member of `preference` that answers.
+    async fn forward<T, F, Fut>(&self, ring: &Ring, preference: &[u32], call: F) -> Result<T, KvError>
+    where
+        F: Fn(KvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let mut reasons = Vec::new();
+        for &member in preference {
+            let member = ring.member(member);
+            let client = match self.peers().kv(&member.address) {
+                Ok(client) => client,
+                Err(reason) => {
+                    reasons.push(reason);
+                    continue;
+                }
+            };
+            let outcome = with_deadline(self.config().request_timeout(), call(client)).await;
+            self.peers().record(&member.address, reached(&outcome));
+            match outcome {
+                Ok(response) => return Ok(response.into_inner()),
+                Err(status) if is_unreachable(&status) => {
+                    reasons.push(format!("{}: {}", member.id, status.message()));
+                }
+                Err(status) => return Err(KvError::Forwarded(status)),
+            }
+        }
+        Err(KvError::Unavailable {
+            operation: "forward",
+            needed: 1,
+            n: preference.len() as u32,
+            answered: 0,
+            detail: format!(" ({})", reasons.join("; ")),
+        })
+    }
+
+    /// Coordinates a write: stores a new version locally, sends the key's
+    /// sibling set to the other replicas and waits for W acknowledgements.
+    async fn write(
+        self: &Arc<Self>,
+        ring: &Arc<Ring>,
+        spec: WriteSpec,
+        operation: &'static str,
+    ) -> Result<WriteOutcome, KvError> {
+        let n = ring.replication().n;
+        let w = quorum_size(spec.w, ring.replication().w, n, "w")?;
+        let clock = context::decode(ring.cluster_id(), &spec.context)?;
+        let durability = match spec.durability {
+            pb::Durability::Sync => Durability::Sync,
+            pb::Durability::Buffer => Durability::Buffer,
+            pb::Durability::Default => self.config().durability,
+        };
+        let partition = ring.partition_of(&spec.key);
+        let deadline = Instant::now() + self.config().request_timeout();
+        let write = NewWrite {
+            value: spec.value,
+            tombstone: spec.tombstone,
+            context: clock.clone(),
+            timestamp_ms: now_ms(),
+        };
+        let max_siblings = self.config().limits.max_siblings;
+        let node = Arc::clone(self);
+        let key = spec.key.clone();
+        let coordinated = tokio::task::spawn_blocking(move || {
+            node.storage()
+                .coordinate(partition, &key, write, max_siblings, durability)
+        })
+        .await;
+        let (set, dot) = match coordinated {
+            Ok(result) => result?,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        };
+        let mut written = clock;
+        written.observe(dot);
+        let me = ring.index_of(self.id());
+        let message = wire::set_to_pb(&set);
+        let calls = ring
+            .preference(partition)
+            .iter()
+            .filter(|&&member| Some(member) != me)
+            .map(|&member| {
+                self.replica_write(ring, member, spec.key.clone(), message.clone(), durability)
+            })
+            .collect();
+        let local = me.map(|me| (me, ())).into_iter().collect();
+        let mut quorum = Quorum::new(local, calls);
+        let met = quorum.wait(w as usize, deadline).await;
+        let result = if met {
+            Ok(WriteOutcome {
+                context: context::encode(ring.cluster_id(), &written),
+                acks: quorum.replies.len() as u32,
+            })
+        } else {
+            Err(unavailable(operation, w, ring, &quorum))
+        };
+        if quorum.outstanding() > 0 {
+            // The remaining replicas still get the write after the answer.
+            tokio::spawn(async move { quorum.wait(usize::MAX, deadline).await });
+        }
+        result
+    }
+
+    /// After answering a read: waits for the remaining replies, then writes
+    /// the merged set to every replica that lacks part of it.
+    async fn read_repair(
+        self: Arc<Self>,
+        ring: Arc<Ring>,
+        partition: u32,
+        key: Bytes,
+        mut quorum: Quorum<SiblingSet>,
+        deadline: Instant,
+    ) {
+        quorum.wait(usize::MAX, deadline).await;
+        let merged = merge_replies(&quorum.replies);
+        let me = ring.index_of(self.id());
+        let message = wire::set_to_pb(&merged);
+        let durability = self.config().durability;
+        for (member, set) in &quorum.replies {
+            if *set == merged {
+                continue;
+            }
+            debug!(member, partition, "read repair");
+            if Some(*member) == me {
+                if let Err(error) = self.storage().merge(partition, &key, &merged, durability) {
+                    warn!(%error, partition, "local read repair failed");
+                }
+                continue;
+            }
+            let call = self.replica_write(&ring, *member, key.clone(), message.clone(), durability);
+            if let (_, Err(error)) = call.await {
+                debug!(member, %error, "read repair did not reach a replica");
+            }
+        }
+    }
+
+    /// A `ReplicaRead` call to `member`.
+    fn replica_read(&self, ring: &Ring, member: u32, key: Bytes) -> Call<SiblingSet> {
+        let address = ring.member(member).address.clone();
+        let peers = Arc::clone(self.peers());
+        let timeout = self.config().peer_timeout();
+        Box::pin(async move {
+            let request = pb::ReplicaReadRequest { key };
+            let outcome = peer_call(&peers, &address, timeout, |mut client| async move {
+                client.replica_read(request).await
+            })
+            .await
+            .and_then(|response| {
+                wire::set_from_pb(response.siblings).map_err(|error| error.to_string())
+            });
+            (member, outcome)
+        })
+    }
+
+    /// A `ReplicaWrite` call to `member`.
+    fn replica_write(
+        &self,
+        ring: &Ring,
+        member: u32,
+        key: Bytes,
+        siblings: pb::SiblingSet,
+        durability: Durability,
+    ) -> Call<()> {
+        let address = ring.member(member).address.clone();
+        let peers = Arc::clone(self.peers());
+        let timeout = self.config().peer_timeout();
+        Box::pin(async move {
+            let request = pb::ReplicaWriteRequest {
+                key,
+                siblings: Some(siblings),
+                sync: durability == Durability::Sync,
+            };
+            let outcome = peer_call(&peers, &address, timeout, |mut client| async move {
+                client.replica_write(request).await
+            })
+            .await
+            .map(|_| ());
+            (member, outcome)
+        })
+    }
+}
+
+/// One call on the `Peer` service with a deadline, recording the peer's
+/// health. Errors come back as a sentence.
+async fn peer_call<T, F, Fut>(
+    peers: &Peers,
+    address: &str,
+    timeout: Duration,
+    call: F,
+) -> Result<T, String>
+where
+    F: FnOnce(dynamo_proto::v1::peer_client::PeerClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let client = peers.peer(address)?;
+    let outcome = with_deadline(timeout, call(client)).await;
+    peers.record(address, reached(&outcome));
+    outcome
+        .map(tonic::Response::into_inner)
+        .map_err(|status| status.message().to_owned())
+}
+
+/// Runs a gRPC call with a deadline; running out gives `DEADLINE_EXCEEDED`.
+async fn with_deadline<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// True when the call reached the peer (even if it refused the request).
+fn reached<T>(outcome: &Result<T, tonic::Status>) -> bool {
+    outcome.as_ref().map_or_else(|status| !is_unreachable(status), |_| true)
+}
+
+/// The merge of every replica's sibling set.
+fn merge_replies(replies: &[(u32, SiblingSet)]) -> SiblingSet {
+    let mut merged = SiblingSet::new();
+    for (_, set) in replies {
+        merged.merge(set);
+    }
+    merged
+}
+
+/// The R or W of a request: `requested` when set (1..=n), else the default.
+fn quorum_size(requested: u32, default: u32, n: u32, name: &str) -> Result<u32, KvError> {
+    match requested {
+        0 => Ok(default),
+        value if value <= n => Ok(value),
+        value => Err(KvError::InvalidArgument(format!(
+            "{name}={value} is out of range; it must be between 1 and n={n}"
+        ))),
+    }
+}
+
+/// The error for a quorum that was not met, naming why replicas are missing.
+fn unavailable<T: Send + 'static>(
+    operation: &'static str,
+    needed: u32,
+    ring: &Ring,
+    quorum: &Quorum<T>,
+) -> KvError {
+    let mut reasons: Vec<String> = quorum
+        .failures
+        .iter()
+        .map(|(member, reason)| format!("{}: {reason}", ring.member(*member).id))
+        .collect();
+    if quorum.outstanding() > 0 {
+        reasons.push(format!("{} did not answer in time", quorum.outstanding()));
+    }
+    KvError::Unavailable {
+        operation,
+        needed,
+        n: ring.replication().n,
+        answered: quorum.replies.len() as u32,
+        detail: if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join("; "))
+        },
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64)
+}

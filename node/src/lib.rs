@@ -1,0 +1,26 @@
+//! DynamoKV storage node: the Dynamo paper's mechanisms, one module each.
+//!
+//! - [`ring`]: Q equal partitions of the MD5 space and preference lists.
+//! - [`version`]: dotted version vectors and sibling sets.
+//! - [`context`]: the opaque causal context clients carry.
+//! - [`storage`]: the fjall database.
+//! - [`coordinator`]: N/R/W quorums, forwarding and read repair.
+//! - [`server`]: the gRPC services.
+
+pub mod codec;
+pub mod config;
+pub mod context;
+pub mod coordinator;
+pub mod encoding;
+pub mod node;
+pub mod peers;
+pub mod quorum;
+pub mod ring;
+pub mod server;
+pub mod storage;
+pub mod version;
+pub mod wire;
+
+pub use config::Config;
+pub use node::Node;
+pub use server::{RunningNode, start};

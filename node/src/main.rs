@@ -1,0 +1,58 @@
+//! `dynamo-node`: runs one DynamoKV storage node until SIGTERM or Ctrl-C.
+
+use anyhow::Context;
+use clap::Parser;
+use dynamo_node::config::Flags;
+use tracing::info;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let flags = Flags::parse();
+    init_logging(&flags.log_format)?;
+    let config = flags.load()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("bind {}", config.listen))?;
+    let mut running = dynamo_node::start(config, listener).await?;
+    println!("dynamo-node listening on {}", running.address());
+    tokio::select! {
+        result = running.wait() => result?,
+        () = shutdown_signal() => {
+            info!("shutting down; finishing requests in flight");
+            running.stop().await?;
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(format: &str) -> anyhow::Result<()> {
+    tracing_log::LogTracer::init().ok();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("log format must be text or json, not {other:?}"),
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => return ctrl_c.await,
+        };
+        tokio::select! {
+            () = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await;
+}

@@ -1,0 +1,354 @@
+//! Local storage in fjall: one database per node with the keyspaces `data`
+//! (partition big-endian + key -> sibling set) and `meta` (incarnation id,
+//! dot counter ceiling).
+//!
+//! Every read-modify-write of a key runs under one of a fixed set of striped
+//! locks, so concurrent writes of one key never lose each other.
+
+use std::hash::{BuildHasher, RandomState};
+use std::path::Path;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use thiserror::Error;
+
+use crate::codec;
+use crate::encoding::DecodeError;
+use crate::version::{Clock, Dot, NodeId, SiblingSet, Version};
+
+const LOCK_STRIPES: usize = 1024;
+const DOT_LEASE: u64 = 100_000;
+const META_INCARNATION: &[u8] = b"incarnation";
+const META_DOT_CEILING: &[u8] = b"dot_ceiling";
+
+/// A storage failure.
+#[derive(Debug, Error)]
+pub enum StorageError {
+    /// fjall failed.
+    #[error("storage I/O failed: {0}")]
+    Fjall(#[from] fjall::Error),
+    /// A stored record does not decode.
+    #[error("stored record for partition {partition} is corrupt: {source}")]
+    Corrupt {
+        /// The partition of the record.
+        partition: u32,
+        /// The decode failure.
+        source: DecodeError,
+    },
+    /// A meta record does not decode.
+    #[error("meta record {name} is corrupt")]
+    CorruptMeta {
+        /// The record name.
+        name: &'static str,
+    },
+    /// A coordinated write would leave too many siblings.
+    #[error(
+        "the key would have {count} siblings, more than the limit of {limit}; read it and write with its context to resolve them"
+    )]
+    TooManySiblings {
+        /// Siblings the write would leave.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+}
+
+/// How hard a write is pushed to disk before it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// In the journal and handed to the operating system.
+    #[default]
+    Buffer,
+    /// In the journal and fsynced.
+    Sync,
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "buffer" => Ok(Self::Buffer),
+            "sync" => Ok(Self::Sync),
+            other => Err(format!("durability must be buffer or sync, not {other:?}")),
+        }
+    }
+}
+
+/// What a new local write carries.
+#[derive(Clone, Debug)]
+pub struct NewWrite {
+    /// The value; empty for a delete.
+    pub value: bytes::Bytes,
+    /// True for a delete.
+    pub tombstone: bool,
+    /// The clock of the context the write replaces.
+    pub context: Clock,
+    /// Coordinator wall-clock time in milliseconds.
+    pub timestamp_ms: u64,
+}
+
+/// One node's fjall database.
+pub struct Storage {
+    db: Database,
+    data: Keyspace,
+    meta: Keyspace,
+    locks: Box<[Mutex<()>]>,
+    lock_hasher: RandomState,
+    incarnation: NodeId,
+    next_dot: AtomicU64,
+    dot_ceiling: Mutex<u64>,
+}
+
+impl Storage {
+    /// Opens (or creates) the database in `path`. A new directory gets a new
+    /// random incarnation id.
+    ///
+    /// # Errors
+    /// [`StorageError`] when fjall cannot open the directory or meta is corrupt.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = Database::builder(path).open()?;
+        let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
+        let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let incarnation = match meta.get(META_INCARNATION)? {
+            Some(bytes) => read_u64(&bytes, "incarnation")?,
+            None => {
+                let id = rand::random::<u64>() | 1;
+                meta.insert(META_INCARNATION, id.to_le_bytes().to_vec())?;
+                db.persist(PersistMode::SyncAll)?;
+                id
+            }
+        };
+        let ceiling = match meta.get(META_DOT_CEILING)? {
+            Some(bytes) => read_u64(&bytes, "dot_ceiling")?,
+            None => 0,
+        };
+        let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
+        Ok(Self {
+            db,
+            data,
+            meta,
+            locks,
+            lock_hasher: RandomState::new(),
+            incarnation,
+            // Every counter up to the stored ceiling may have been handed out.
+            next_dot: AtomicU64::new(ceiling),
+            dot_ceiling: Mutex::new(ceiling),
+        })
+    }
+
+    /// This node's incarnation id.
+    pub fn incarnation(&self) -> NodeId {
+        self.incarnation
+    }
+
+    /// The local sibling set of a key (empty when absent).
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure or a corrupt record.
+    pub fn read(&self, partition: u32, key: &[u8]) -> Result<SiblingSet, StorageError> {
+        match self.data.get(data_key(partition, key))? {
+            Some(bytes) => {
+                codec::decode(&bytes).map_err(|source| StorageError::Corrupt { partition, source })
+            }
+            None => Ok(SiblingSet::new()),
+        }
+    }
+
+    /// Coordinates a write locally: makes a new version with a fresh dot,
+    /// replaces what the context has seen, stores the new set and returns it
+    /// with the new dot.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure or when the write would leave more than
+    /// `max_siblings` siblings (nothing is written then).
+    pub fn coordinate(
+        &self,
+        partition: u32,
+        key: &[u8],
+        write: NewWrite,
+        max_siblings: usize,
+        durability: Durability,
+    ) -> Result<(SiblingSet, Dot), StorageError> {
+        let _guard = self.lock(partition, key);
+        let mut set = self.read(partition, key)?;
+        let dot = self.next_dot()?;
+        let version = Version {
+            dot,
+            past: write.context.clone(),
+            value: write.value,
+            tombstone: write.tombstone,
+            timestamp_ms: write.timestamp_ms,
+        };
+        set.apply(&write.context, version);
+        if set.len() > max_siblings {
+            return Err(StorageError::TooManySiblings {
+                count: set.len(),
+                limit: max_siblings,
+            });
+        }
+        self.store(partition, key, &set, durability)?;
+        Ok((set, dot))
+    }
+
+    /// Merges versions from another replica into the local copy. Returns the
+    /// merged set.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure or a corrupt local record.
+    pub fn merge(
+        &self,
+        partition: u32,
+        key: &[u8],
+        incoming: &SiblingSet,
+        durability: Durability,
+    ) -> Result<SiblingSet, StorageError> {
+        let _guard = self.lock(partition, key);
+        let mut set = self.read(partition, key)?;
+        if set.merge(incoming) {
+            self.store(partition, key, &set, durability)?;
+        } else if durability == Durability::Sync {
+            self.db.persist(PersistMode::SyncData)?;
+        }
+        Ok(set)
+    }
+
+    /// Approximate number of keys stored.
+    pub fn approximate_keys(&self) -> u64 {
+        self.data.approximate_len() as u64
+    }
+
+    /// Fsyncs everything written so far.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure.
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
+    fn store(
+        &self,
+        partition: u32,
+        key: &[u8],
+        set: &SiblingSet,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
+        let encoded = codec::encode(set);
+        match durability {
+            Durability::Buffer => self.data.insert(data_key(partition, key), encoded)?,
+            Durability::Sync => {
+                let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
+                batch.insert(&self.data, data_key(partition, key), encoded);
+                batch.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn lock(&self, partition: u32, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
+        let stripe = self.lock_hasher.hash_one((partition, key)) as usize % LOCK_STRIPES;
+        // A poisoned stripe only means another write panicked; the data is in
+        // fjall, not behind the mutex.
+        self.locks[stripe]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands out the next dot of this incarnation. Counters are leased in
+    /// blocks whose ceiling is fsynced first, so a restart never reuses one.
+    fn next_dot(&self) -> Result<Dot, StorageError> {
+        let counter = self.next_dot.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut ceiling = self
+            .dot_ceiling
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if counter > *ceiling {
+            let new_ceiling = counter + DOT_LEASE;
+            self.meta
+                .insert(META_DOT_CEILING, new_ceiling.to_le_bytes().to_vec())?;
+            self.db.persist(PersistMode::SyncAll)?;
+            *ceiling = new_ceiling;
+        }
+        Ok(Dot {
+            node: self.incarnation,
+            counter,
+        })
+    }
+}
+
+fn data_key(partition: u32, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + key.len());
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(key);
+    out
+}
+
+fn read_u64(bytes: &[u8], name: &'static str) -> Result<u64, StorageError> {
+    let array: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| StorageError::CorruptMeta { name })?;
+    Ok(u64::from_le_bytes(array))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn write(value: &str, context: Clock) -> NewWrite {
+        NewWrite {
+            value: Bytes::copy_from_slice(value.as_bytes()),
+            tombstone: false,
+            context,
+            timestamp_ms: 1,
+        }
+    }
+
+    #[test]
+    fn writes_survive_reopen_and_dots_are_never_reused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (incarnation, first) = {
+            let storage = Storage::open(dir.path()).expect("open");
+            let (_, dot) = storage
+                .coordinate(3, b"k", write("a", Clock::new()), 10, Durability::Sync)
+                .expect("write");
+            (storage.incarnation(), dot)
+        };
+        let storage = Storage::open(dir.path()).expect("reopen");
+        assert_eq!(storage.incarnation(), incarnation);
+        let set = storage.read(3, b"k").expect("read");
+        assert_eq!(set.versions()[0].value, Bytes::from_static(b"a"));
+        let (set, second) = storage
+            .coordinate(3, b"k", write("b", Clock::new()), 10, Durability::Buffer)
+            .expect("write");
+        assert_eq!(set.len(), 2, "a blind write adds a sibling");
+        assert_eq!(second.node, first.node);
+        assert!(second.counter > first.counter, "dots are not reused after a restart");
+    }
+
+    #[test]
+    fn sibling_limit_refuses_without_writing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        for value in ["a", "b"] {
+            storage
+                .coordinate(0, b"k", write(value, Clock::new()), 2, Durability::Buffer)
+                .expect("write");
+        }
+        let refused = storage.coordinate(0, b"k", write("c", Clock::new()), 2, Durability::Buffer);
+        assert!(matches!(refused, Err(StorageError::TooManySiblings { count: 3, limit: 2 })));
+        assert_eq!(storage.read(0, b"k").expect("read").len(), 2);
+    }
+
+    #[test]
+    fn new_directories_get_new_incarnations() {
+        let a = tempfile::tempdir().expect("tempdir");
+        let b = tempfile::tempdir().expect("tempdir");
+        let first = Storage::open(a.path()).expect("open").incarnation();
+        let second = Storage::open(b.path()).expect("open").incarnation();
+        assert_ne!(first, second);
+    }
+}
