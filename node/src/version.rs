@@ -314,7 +314,7 @@ mod tests {
                 // earlier dot of n.
                 loop {
                     let before = past.clone();
-                    for earlier in history.iter().filter(|e| past.contains(e.dot)) {
+                    for earlier in history.iter().filter(|e| before.contains(e.dot)) {
                         past.join(&earlier.clock());
                     }
                     if past == before {
