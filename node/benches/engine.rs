@@ -39,7 +39,9 @@ fn merge(c: &mut Criterion) {
     });
     let mut merged = left.clone();
     merged.merge(&right);
-    c.bench_function("version/context of 4 siblings", |b| b.iter(|| merged.context()));
+    c.bench_function("version/context of 4 siblings", |b| {
+        b.iter(|| merged.context())
+    });
     c.bench_function("codec/encode+decode 4 x 1 KiB", |b| {
         b.iter(|| codec::decode(&codec::encode(&merged)).expect("decodes"));
     });
@@ -63,7 +65,13 @@ fn storage(c: &mut Criterion) {
             // A blind write per key would pile up siblings; replace them.
             let context = storage.read(1, key.as_bytes()).expect("read").context();
             storage
-                .coordinate(1, key.as_bytes(), NewWrite { context, ..write }, 64, Durability::Buffer)
+                .coordinate(
+                    1,
+                    key.as_bytes(),
+                    NewWrite { context, ..write },
+                    64,
+                    Durability::Buffer,
+                )
                 .expect("write")
         });
     });

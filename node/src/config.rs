@@ -306,7 +306,9 @@ pub fn parse_member(text: &str) -> Result<Member, String> {
         .ok_or_else(|| format!("member {text:?} must look like ID=HOST:PORT[@ZONE]"))?;
     let (address, zone) = rest.split_once('@').unwrap_or((rest, ""));
     if id.is_empty() || address.is_empty() {
-        return Err(format!("member {text:?} must look like ID=HOST:PORT[@ZONE]"));
+        return Err(format!(
+            "member {text:?} must look like ID=HOST:PORT[@ZONE]"
+        ));
     }
     Ok(Member {
         id: id.into(),
@@ -328,7 +330,13 @@ mod tests {
             "id: a\nlisten: 127.0.0.1:9000\nreplication: {n: 1, r: 1, w: 1}\n",
         )
         .expect("write");
-        let flags = Flags::parse_from(["dynamo-node", "-c", path.to_str().expect("utf8"), "--listen", "127.0.0.1:9001"]);
+        let flags = Flags::parse_from([
+            "dynamo-node",
+            "-c",
+            path.to_str().expect("utf8"),
+            "--listen",
+            "127.0.0.1:9001",
+        ]);
         let config = flags.load().expect("load");
         assert_eq!(config.id, "a");
         assert_eq!(config.listen.port(), 9001);

@@ -246,7 +246,12 @@ impl Node {
     }
 
     /// Sends a request to the first member of `preference` that answers.
-    async fn forward<T, F, Fut>(&self, ring: &Ring, preference: &[u32], call: F) -> Result<T, KvError>
+    async fn forward<T, F, Fut>(
+        &self,
+        ring: &Ring,
+        preference: &[u32],
+        call: F,
+    ) -> Result<T, KvError>
     where
         F: Fn(KvClient<Channel>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -461,7 +466,9 @@ async fn with_deadline<T>(
 
 /// True when the call reached the peer (even if it refused the request).
 fn reached<T>(outcome: &Result<T, tonic::Status>) -> bool {
-    outcome.as_ref().map_or_else(|status| !is_unreachable(status), |_| true)
+    outcome
+        .as_ref()
+        .map_or_else(|status| !is_unreachable(status), |_| true)
 }
 
 /// The merge of every replica's sibling set.

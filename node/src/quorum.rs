@@ -59,7 +59,14 @@ mod tests {
     fn call(member: u32, delay_ms: u64, ok: bool) -> Call<u32> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            (member, if ok { Ok(member) } else { Err("refused".into()) })
+            (
+                member,
+                if ok {
+                    Ok(member)
+                } else {
+                    Err("refused".into())
+                },
+            )
         })
     }
 

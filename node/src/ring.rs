@@ -59,7 +59,9 @@ pub enum RingError {
         id: String,
     },
     /// N, R or W out of range.
-    #[error("replication n={n} r={r} w={w} is invalid: need 1 <= r <= n, 1 <= w <= n and n <= {members} members")]
+    #[error(
+        "replication n={n} r={r} w={w} is invalid: need 1 <= r <= n, 1 <= w <= n and n <= {members} members"
+    )]
     Replication {
         /// N.
         n: u32,
@@ -71,7 +73,9 @@ pub enum RingError {
         members: usize,
     },
     /// An owner index points past the member list.
-    #[error("partition {partition} is owned by member index {owner}, but the ring has {members} members")]
+    #[error(
+        "partition {partition} is owned by member index {owner}, but the ring has {members} members"
+    )]
     Owner {
         /// The partition.
         partition: usize,

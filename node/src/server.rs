@@ -45,11 +45,17 @@ impl From<KvError> for Status {
 
 #[tonic::async_trait]
 impl Kv for Services {
-    async fn get(&self, request: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
         Ok(Response::new(self.node.get(request.into_inner()).await?))
     }
 
-    async fn put(&self, request: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
         Ok(Response::new(self.node.put(request.into_inner()).await?))
     }
 
@@ -246,7 +252,10 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
     );
     info!(id = node.id(), %address, epoch = node.ring().epoch(), "serving");
     if node.ring().index_of(node.id()).is_none() {
-        warn!(id = node.id(), "this node is not a member of its ring; it only forwards");
+        warn!(
+            id = node.id(),
+            "this node is not a member of its ring; it only forwards"
+        );
     }
     Ok(RunningNode {
         node,

@@ -326,7 +326,10 @@ mod tests {
             .expect("write");
         assert_eq!(set.len(), 2, "a blind write adds a sibling");
         assert_eq!(second.node, first.node);
-        assert!(second.counter > first.counter, "dots are not reused after a restart");
+        assert!(
+            second.counter > first.counter,
+            "dots are not reused after a restart"
+        );
     }
 
     #[test]
@@ -339,7 +342,10 @@ mod tests {
                 .expect("write");
         }
         let refused = storage.coordinate(0, b"k", write("c", Clock::new()), 2, Durability::Buffer);
-        assert!(matches!(refused, Err(StorageError::TooManySiblings { count: 3, limit: 2 })));
+        assert!(matches!(
+            refused,
+            Err(StorageError::TooManySiblings { count: 3, limit: 2 })
+        ));
         assert_eq!(storage.read(0, b"k").expect("read").len(), 2);
     }
 

@@ -82,7 +82,9 @@ impl Clock {
 
     /// True when this clock has seen everything `other` has seen.
     pub fn descends(&self, other: &Clock) -> bool {
-        other.entries().all(|(node, counter)| self.get(node) >= counter)
+        other
+            .entries()
+            .all(|(node, counter)| self.get(node) >= counter)
     }
 }
 
@@ -220,7 +222,11 @@ impl SiblingSet {
         let obsolete: Vec<bool> = self
             .versions
             .iter()
-            .map(|version| self.versions.iter().any(|other| version.is_obsoleted_by(other)))
+            .map(|version| {
+                self.versions
+                    .iter()
+                    .any(|other| version.is_obsoleted_by(other))
+            })
             .collect();
         let mut index = 0;
         self.versions.retain(|_| {
@@ -271,7 +277,10 @@ mod tests {
         set.apply(&empty, version(B, 1, &empty, "b1"));
         set.apply(&seen, version(A, 2, &seen, "a2"));
         let values: Vec<_> = set.versions().iter().map(|v| v.value.clone()).collect();
-        assert_eq!(values, vec![Bytes::from_static(b"a2"), Bytes::from_static(b"b1")]);
+        assert_eq!(
+            values,
+            vec![Bytes::from_static(b"a2"), Bytes::from_static(b"b1")]
+        );
     }
 
     #[test]
@@ -292,8 +301,14 @@ mod tests {
         let big = Clock::from_entries([(A, 2), (B, 1)]);
         assert!(big.descends(&small));
         assert!(!small.descends(&big));
-        assert!(big.contains(Dot { node: B, counter: 1 }));
-        assert!(!big.contains(Dot { node: B, counter: 2 }));
+        assert!(big.contains(Dot {
+            node: B,
+            counter: 1
+        }));
+        assert!(!big.contains(Dot {
+            node: B,
+            counter: 2
+        }));
     }
 
     /// A causally consistent history: each write read some earlier versions
