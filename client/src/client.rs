@@ -10,7 +10,7 @@ use tonic::transport::Channel;
 use tracing::Instrument as _;
 
 use crate::options::quorum_to_proto;
-use crate::routing::attempt_order;
+use crate::routing::{attempt_order, most_telling};
 use crate::rpc::{Rpc, admin, kv};
 use crate::{
     ClientOptions, Context, Durability, Error, GetResult, NodeStatus, ReadOptions, Result, Ring,
@@ -25,6 +25,10 @@ use crate::{
 /// `Unavailable`, the next member of the preference list is tried, then the
 /// fallbacks. Every attempt has its own deadline
 /// ([`ClientOptions::timeout`]).
+///
+/// When every replica fails, the error reported is the most telling one: a
+/// node's `Unavailable` answer (for example too few acknowledgements) rather
+/// than a node that could not be reached.
 ///
 /// A retried write may have reached some replicas on the failed attempt:
 /// the key then shows two siblings with the same value, which the next
@@ -167,8 +171,8 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for a bad key or quorum; otherwise the
-    /// error of the last replica tried when none could answer.
+    /// [`Error::InvalidArgument`] for a bad key or quorum; otherwise, when
+    /// no replica could answer, the most telling of their failures.
     pub async fn get_with(&self, key: impl AsRef<[u8]>, options: ReadOptions) -> Result<GetResult> {
         let key = Bytes::copy_from_slice(key.as_ref());
         let request = pb::GetRequest {
@@ -206,8 +210,8 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for a bad key, value, context or quorum;
-    /// otherwise the error of the last replica tried when none could
-    /// answer.
+    /// otherwise, when no replica could answer, the most telling of their
+    /// failures.
     pub async fn put_with(
         &self,
         key: impl AsRef<[u8]>,
@@ -253,8 +257,8 @@ impl Client {
     /// # Errors
     ///
     /// [`Error::InvalidArgument`] for a bad key, context or quorum;
-    /// otherwise the error of the last replica tried when none could
-    /// answer.
+    /// otherwise, when no replica could answer, the most telling of their
+    /// failures.
     pub async fn delete_with(
         &self,
         key: impl AsRef<[u8]>,
@@ -279,7 +283,8 @@ impl Client {
 
     /// Sends `message` for `key` to the replicas of its partition in
     /// [`attempt_order`] until one answers or fails with an error another
-    /// replica cannot fix.
+    /// replica cannot fix. When all fail, reports the [`most_telling`]
+    /// failure.
     async fn route<M, T, F, Fut>(
         &self,
         operation: &'static str,
@@ -297,19 +302,19 @@ impl Client {
         let start = self.inner.next_start.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("route", operation, partition, epoch = ring.epoch());
         async {
-            let mut last_error = None;
+            let mut failure = None;
             for index in attempt_order(&ring, partition, start) {
                 let address = &ring.members()[index].address;
                 match self.inner.rpc.call(address, message.clone(), &method).await {
                     Ok(response) => return Ok(response),
                     Err(err) if err.is_retryable() => {
                         tracing::debug!(%address, error = %err, "replica failed; trying the next");
-                        last_error = Some(err);
+                        failure = Some(most_telling(failure, err));
                     }
                     Err(err) => return Err(err),
                 }
             }
-            Err(last_error.expect("a partition has at least one replica"))
+            Err(failure.expect("a partition has at least one replica"))
         }
         .instrument(span)
         .await
@@ -354,4 +359,22 @@ fn wire_context(context: Option<&Context>) -> Bytes {
     context
         .map(|context| context.as_bytes().clone())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compile-time check: clients can be shared and their futures spawned.
+    #[allow(dead_code)]
+    fn client_and_futures_are_send(client: &Client, context: &Context) {
+        fn send<T: Send>(_: T) {}
+        fn shared<T: Send + Sync + Clone + 'static>() {}
+        shared::<Client>();
+        send(client.get("k"));
+        send(client.put("k", "v", Some(context)));
+        send(client.delete("k", None));
+        send(client.refresh_ring());
+        send(client.status("127.0.0.1:7400"));
+    }
 }

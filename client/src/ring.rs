@@ -58,6 +58,19 @@ pub fn partition_of(key: &[u8], partitions: usize) -> usize {
     usize::try_from(hash >> (128 - bits)).expect("a partition index is below the partition count")
 }
 
+/// `value` as an index into a list of `members` members; `place` says where
+/// the value appeared, for the error message.
+fn member_index(
+    value: u32,
+    members: usize,
+    place: impl FnOnce() -> String,
+) -> Result<usize, String> {
+    usize::try_from(value)
+        .ok()
+        .filter(|index| *index < members)
+        .ok_or_else(|| format!("{} names member {value}, but there are {members}", place()))
+}
+
 /// Why a `GetRing` answer cannot be used for routing.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]
@@ -121,24 +134,15 @@ impl Ring {
                 response.preferences.len()
             ));
         }
-        let member_count = ring.members.len();
-        let index = |value: u32, what: &dyn Fn() -> String| -> Result<usize, String> {
-            usize::try_from(value)
-                .ok()
-                .filter(|index| *index < member_count)
-                .ok_or_else(|| {
-                    format!(
-                        "{} names member {value}, but there are {member_count}",
-                        what()
-                    )
-                })
-        };
+        let members = ring.members.len();
         let owners = ring
             .owners
             .iter()
             .enumerate()
             .map(|(partition, owner)| {
-                index(*owner, &|| format!("the owner of partition {partition}"))
+                member_index(*owner, members, || {
+                    format!("the owner of partition {partition}")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let preferences = response
@@ -155,7 +159,7 @@ impl Ring {
                     .members
                     .iter()
                     .map(|member| {
-                        index(*member, &|| {
+                        member_index(*member, members, || {
                             format!("the preference list of partition {partition}")
                         })
                     })

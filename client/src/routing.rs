@@ -1,6 +1,6 @@
 //! Single-hop routing: which members to try, in which order, for a key.
 
-use crate::Ring;
+use crate::{Error, Ring};
 
 /// Member indexes to try for `partition`, each at most once: the preference
 /// list rotated to begin at `start` (modulo its length), so successive
@@ -17,6 +17,24 @@ pub(crate) fn attempt_order(ring: &Ring, partition: usize, start: usize) -> Vec<
         }
     }
     order
+}
+
+/// Of two retryable failures of one request, the one to report: a node's
+/// own answer (`Unavailable`, such as too few acknowledgements) says more
+/// than a timeout, which says more than a node that could not be reached;
+/// among equals, the later one.
+pub(crate) fn most_telling(earlier: Option<Error>, later: Error) -> Error {
+    fn rank(err: &Error) -> u8 {
+        match err {
+            Error::Unavailable { .. } => 2,
+            Error::Timeout { .. } => 1,
+            _ => 0,
+        }
+    }
+    match earlier {
+        Some(earlier) if rank(&earlier) > rank(&later) => earlier,
+        _ => later,
+    }
 }
 
 #[cfg(test)]
@@ -49,5 +67,35 @@ mod tests {
         response.preferences[0].members = vec![0, 1, 0, 2, 1];
         let ring = Ring::try_from(response).expect("repeats are tolerated");
         assert_eq!(attempt_order(&ring, 0, 2), [0, 1, 2]);
+    }
+
+    #[test]
+    fn node_answers_outrank_unreachable_nodes() {
+        let unavailable = |address: &str| Error::Unavailable {
+            address: address.into(),
+            message: "only 2 of 3 replicas acknowledged".into(),
+        };
+        let timeout = || Error::Timeout {
+            address: "t:1".into(),
+            message: "no answer within 5s".into(),
+        };
+        let unreachable = || Error::Transport {
+            address: "down:1".into(),
+            source: tonic::Status::from_error("connection refused".into()),
+        };
+        let kept = most_telling(Some(unavailable("a:1")), unreachable());
+        assert!(matches!(&kept, Error::Unavailable { address, .. } if address == "a:1"));
+        let kept = most_telling(Some(kept), timeout());
+        assert!(matches!(kept, Error::Unavailable { .. }));
+        let kept = most_telling(Some(unavailable("a:1")), unavailable("b:1"));
+        assert!(matches!(&kept, Error::Unavailable { address, .. } if address == "b:1"));
+        assert!(matches!(
+            most_telling(Some(unreachable()), timeout()),
+            Error::Timeout { .. }
+        ));
+        assert!(matches!(
+            most_telling(None, unreachable()),
+            Error::Transport { .. }
+        ));
     }
 }

@@ -12,8 +12,9 @@ use tonic::transport::{Channel, Endpoint};
 use crate::Error;
 
 /// Largest message the client accepts: several siblings of the largest
-/// value (4 MiB by default) must fit in one read.
-const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
+/// value (4 MiB by default) must fit in one read. Matches the node's own
+/// limit for what it sends.
+const MAX_MESSAGE_BYTES: usize = 1 << 30;
 
 /// Channels by address, created on first use and shared by every clone of
 /// the client, plus the deadline every call gets. A channel connects on its

@@ -30,7 +30,7 @@ pub struct NodeStatus {
 pub struct MemberStatus {
     /// The member; `None` if the node left it out.
     pub member: Option<Member>,
-    /// `up`, `down` or `self`, as the node reports it.
+    /// `up`, `suspect`, `down` or `self`, from the node's failure detector.
     pub state: String,
     /// Number of partitions the member owns.
     pub partitions: u32,

@@ -49,7 +49,7 @@ fn merge(c: &mut Criterion) {
 
 fn storage(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let storage = Storage::open(dir.path()).expect("open");
+    let storage = Storage::open(dir.path(), 0).expect("open");
     let value = Bytes::from(vec![1u8; 1024]);
     let mut i = 0u64;
     c.bench_function("storage/coordinate 1 KiB (buffer)", |b| {

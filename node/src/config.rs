@@ -64,6 +64,46 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Deadline of one call to a peer, in milliseconds.
     pub peer_timeout_ms: u64,
+    /// Background work: gossip, failure detection, handoff, anti-entropy.
+    pub background: Background,
+}
+
+/// Intervals and bounds of the background mechanisms.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Background {
+    /// Gossip round interval in milliseconds.
+    pub gossip_interval_ms: u64,
+    /// A member unheard of for this long is suspected (sloppy quorum skips
+    /// it); milliseconds.
+    pub suspect_after_ms: u64,
+    /// Interval between hint delivery attempts in milliseconds.
+    pub hint_interval_ms: u64,
+    /// Most hinted keys this node stores for others; beyond it sloppy quorum
+    /// uses the next fallback.
+    pub max_hints: u64,
+    /// Interval between anti-entropy passes in milliseconds; 0 turns the
+    /// background passes off (an Admin request still runs one).
+    pub anti_entropy_interval_ms: u64,
+    /// Anti-entropy rate limit: most keys moved per second.
+    pub anti_entropy_keys_per_second: u64,
+    /// Age after which a tombstone held by all replicas may be dropped, in
+    /// milliseconds.
+    pub tombstone_grace_ms: u64,
+}
+
+impl Default for Background {
+    fn default() -> Self {
+        Self {
+            gossip_interval_ms: 1000,
+            suspect_after_ms: 5000,
+            hint_interval_ms: 1000,
+            max_hints: 1_000_000,
+            anti_entropy_interval_ms: 60_000,
+            anti_entropy_keys_per_second: 10_000,
+            tombstone_grace_ms: 24 * 60 * 60 * 1000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -82,6 +122,7 @@ impl Default for Config {
             durability: Durability::Buffer,
             request_timeout_ms: 3000,
             peer_timeout_ms: 1000,
+            background: Background::default(),
         }
     }
 }

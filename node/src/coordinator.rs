@@ -5,7 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
@@ -16,8 +16,9 @@ use tonic::transport::Channel;
 use tracing::{debug, warn};
 
 use crate::context::{self, ContextError};
+use crate::handoff::Fallbacks;
 use crate::node::Node;
-use crate::peers::{Peers, is_unreachable};
+use crate::peers::{is_unreachable, peer_call, reached, with_deadline};
 use crate::quorum::{Call, Quorum};
 use crate::ring::Ring;
 use crate::storage::{Durability, NewWrite, StorageError};
@@ -325,12 +326,20 @@ impl Node {
         written.observe(dot);
         let me = ring.index_of(self.id());
         let message = wire::set_to_pb(&set);
+        let fallbacks = Fallbacks::of(ring, partition);
         let calls = ring
             .preference(partition)
             .iter()
             .filter(|&&member| Some(member) != me)
             .map(|&member| {
-                self.replica_write(ring, member, spec.key.clone(), message.clone(), durability)
+                self.slot_write(
+                    ring,
+                    member,
+                    spec.key.clone(),
+                    message.clone(),
+                    durability,
+                    fallbacks.clone(),
+                )
             })
             .collect();
         let local = me.map(|me| (me, ())).into_iter().collect();
@@ -428,47 +437,6 @@ impl Node {
             (member, outcome)
         })
     }
-}
-
-/// One call on the `Peer` service with a deadline, recording the peer's
-/// health. Errors come back as a sentence.
-async fn peer_call<T, F, Fut>(
-    peers: &Peers,
-    address: &str,
-    timeout: Duration,
-    call: F,
-) -> Result<T, String>
-where
-    F: FnOnce(dynamo_proto::v1::peer_client::PeerClient<Channel>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-{
-    let client = peers.peer(address)?;
-    let outcome = with_deadline(timeout, call(client)).await;
-    peers.record(address, reached(&outcome));
-    outcome
-        .map(tonic::Response::into_inner)
-        .map_err(|status| status.message().to_owned())
-}
-
-/// Runs a gRPC call with a deadline; running out gives `DEADLINE_EXCEEDED`.
-async fn with_deadline<T>(
-    timeout: Duration,
-    call: impl Future<Output = Result<T, tonic::Status>>,
-) -> Result<T, tonic::Status> {
-    match tokio::time::timeout(timeout, call).await {
-        Ok(outcome) => outcome,
-        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
-            "no answer within {} ms",
-            timeout.as_millis()
-        ))),
-    }
-}
-
-/// True when the call reached the peer (even if it refused the request).
-fn reached<T>(outcome: &Result<T, tonic::Status>) -> bool {
-    outcome
-        .as_ref()
-        .map_or_else(|status| !is_unreachable(status), |_| true)
 }
 
 /// The merge of every replica's sibling set.

@@ -5,13 +5,20 @@
 //! - [`context`]: the opaque causal context clients carry.
 //! - [`storage`]: the fjall database.
 //! - [`coordinator`]: N/R/W quorums, forwarding and read repair.
+//! - [`membership`] and [`gossip`]: heartbeats and the failure detector.
+//! - [`handoff`]: sloppy quorum and hinted handoff.
+//! - [`antientropy`]: Merkle trees, replica sync, tombstone collection.
 //! - [`server`]: the gRPC services.
 
+pub mod antientropy;
 pub mod codec;
 pub mod config;
 pub mod context;
 pub mod coordinator;
 pub mod encoding;
+pub mod gossip;
+pub mod handoff;
+pub mod membership;
 pub mod node;
 pub mod peers;
 pub mod quorum;

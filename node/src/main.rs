@@ -27,14 +27,14 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_logging(format: &str) -> anyhow::Result<()> {
-    tracing_log::LogTracer::init().ok();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     match format {
-        "json" => builder.json().init(),
-        "text" => builder.init(),
+        // `try_init` also bridges fjall's `log` records into tracing.
+        "json" => builder.json().try_init().map_err(anyhow::Error::msg)?,
+        "text" => builder.try_init().map_err(anyhow::Error::msg)?,
         other => anyhow::bail!("log format must be text or json, not {other:?}"),
     }
     Ok(())

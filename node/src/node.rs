@@ -1,12 +1,18 @@
-//! The state one node shares between its services: configuration, ring,
-//! storage and peer channels.
+//! The state one node shares between its services and background tasks:
+//! configuration, ring, storage, peer channels, membership and
+//! anti-entropy bookkeeping.
 
-use std::sync::{Arc, RwLock};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
+use dynamo_proto::v1 as pb;
+use prost::Message;
 use thiserror::Error;
+use tracing::info;
 
 use crate::config::{Config, ConfigError};
+use crate::membership::{Liveness, Membership};
 use crate::peers::Peers;
 use crate::ring::{Ring, RingError};
 use crate::storage::{Storage, StorageError};
@@ -23,6 +29,12 @@ pub enum StartError {
     /// The database could not be opened.
     #[error("cannot open the data directory: {0}")]
     Storage(#[from] StorageError),
+    /// The persisted ring does not decode.
+    #[error("the persisted ring is corrupt: {0}")]
+    PersistedRing(String),
+    /// The listener could not be used.
+    #[error("cannot serve: {0}")]
+    Listener(std::io::Error),
 }
 
 /// One node's shared state.
@@ -31,30 +43,51 @@ pub struct Node {
     ring: RwLock<Arc<Ring>>,
     storage: Storage,
     peers: Arc<Peers>,
+    membership: Mutex<Membership>,
+    anti_entropy_runs: Mutex<BTreeMap<u32, u64>>,
+    anti_entropy_pass: tokio::sync::Mutex<()>,
     started: Instant,
 }
 
 impl Node {
-    /// Opens storage and builds the initial ring from the configuration.
+    /// Opens storage and takes the persisted ring, or builds the initial ring
+    /// from the configuration when none was persisted.
     ///
     /// # Errors
     /// [`StartError`] saying what is wrong.
     pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
         config.validate()?;
-        let ring = Ring::initial(
-            &config.cluster,
-            config.initial_members(),
-            config.partitions,
-            config.replication,
-        )?;
-        let storage = Storage::open(&config.data_dir)?;
+        let storage = Storage::open(&config.data_dir, config.background.max_hints)?;
+        let ring = match storage.load_ring()? {
+            Some(bytes) => {
+                let message = pb::Ring::decode(bytes.as_slice())
+                    .map_err(|error| StartError::PersistedRing(error.to_string()))?;
+                let ring = Ring::from_pb(message)?;
+                info!(epoch = ring.epoch(), "using the persisted ring");
+                ring
+            }
+            None => Ring::initial(
+                &config.cluster,
+                config.initial_members(),
+                config.partitions,
+                config.replication,
+            )?,
+        };
         let peers = Arc::new(Peers::new(config.peer_timeout()));
+        let now = Instant::now();
+        let suspect_after = std::time::Duration::from_millis(config.background.suspect_after_ms);
+        let incarnation = format!("{:016x}", storage.incarnation());
+        let mut membership = Membership::new(&config.id, &incarnation, suspect_after, now);
+        membership.track(ring.members().iter().map(|m| m.id.as_str()), now);
         Ok(Arc::new(Self {
             config,
             ring: RwLock::new(Arc::new(ring)),
             storage,
             peers,
-            started: Instant::now(),
+            membership: Mutex::new(membership),
+            anti_entropy_runs: Mutex::new(BTreeMap::new()),
+            anti_entropy_pass: tokio::sync::Mutex::new(()),
+            started: now,
         }))
     }
 
@@ -68,6 +101,11 @@ impl Node {
         self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Puts a new ring in use.
+    pub(crate) fn replace_ring(&self, ring: Ring) {
+        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+    }
+
     /// Local storage.
     pub fn storage(&self) -> &Storage {
         &self.storage
@@ -76,6 +114,28 @@ impl Node {
     /// Channels to peers.
     pub fn peers(&self) -> &Arc<Peers> {
         &self.peers
+    }
+
+    /// Membership state and failure detector.
+    pub fn membership(&self) -> MutexGuard<'_, Membership> {
+        self.membership.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The failure detector's judgement of member `id`.
+    pub fn liveness(&self, id: &str) -> Liveness {
+        self.membership().liveness(id, Instant::now())
+    }
+
+    /// When anti-entropy last finished per partition (ms since the epoch).
+    pub fn anti_entropy_runs(&self) -> MutexGuard<'_, BTreeMap<u32, u64>> {
+        self.anti_entropy_runs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Held while an anti-entropy pass runs, so passes never overlap.
+    pub fn anti_entropy_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.anti_entropy_pass
     }
 
     /// This node's member name.

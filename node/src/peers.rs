@@ -2,6 +2,7 @@
 //! last calls to each taught us about its health.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -117,4 +118,45 @@ pub fn is_unreachable(status: &tonic::Status) -> bool {
         status.code(),
         tonic::Code::Unavailable | tonic::Code::DeadlineExceeded | tonic::Code::Cancelled
     ) || status.code() == tonic::Code::Unknown && status.message().contains("transport")
+}
+
+/// One call on the `Peer` service with a deadline, recording the peer's
+/// health. Errors come back as a sentence.
+pub async fn peer_call<T, F, Fut>(
+    peers: &Peers,
+    address: &str,
+    timeout: Duration,
+    call: F,
+) -> Result<T, String>
+where
+    F: FnOnce(PeerClient<Channel>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+{
+    let client = peers.peer(address)?;
+    let outcome = with_deadline(timeout, call(client)).await;
+    peers.record(address, reached(&outcome));
+    outcome
+        .map(tonic::Response::into_inner)
+        .map_err(|status| status.message().to_owned())
+}
+
+/// Runs a gRPC call with a deadline; running out gives `DEADLINE_EXCEEDED`.
+pub async fn with_deadline<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, tonic::Status>>,
+) -> Result<T, tonic::Status> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            "no answer within {} ms",
+            timeout.as_millis()
+        ))),
+    }
+}
+
+/// True when the call reached the peer (even if it refused the request).
+pub fn reached<T>(outcome: &Result<T, tonic::Status>) -> bool {
+    outcome
+        .as_ref()
+        .map_or_else(|status| !is_unreachable(status), |_| true)
 }

@@ -9,16 +9,17 @@ use dynamo_proto::v1::admin_server::{Admin, AdminServer};
 use dynamo_proto::v1::kv_server::{Kv, KvServer};
 use dynamo_proto::v1::peer_server::{Peer, PeerServer};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
+use crate::antientropy::merkle::KeyHash;
 use crate::config::Config;
 use crate::coordinator::KvError;
 use crate::node::{Node, StartError};
-use crate::peers::{Health, MAX_PEER_MESSAGE};
+use crate::peers::MAX_PEER_MESSAGE;
 use crate::storage::{Durability, StorageError};
 use crate::wire;
 
@@ -75,20 +76,17 @@ impl Admin for Services {
     ) -> Result<Response<pb::StatusResponse>, Status> {
         let node = &self.node;
         let ring = node.ring();
+        let now = std::time::Instant::now();
+        let membership = node.membership();
         let members = ring
             .members()
             .iter()
             .enumerate()
             .map(|(index, member)| {
-                let state = if member.id == node.id() {
-                    "self"
-                } else {
-                    match node.peers().health(&member.address) {
-                        Health::Up => "up",
-                        Health::Down => "down",
-                        Health::Unknown => "unknown",
-                    }
-                };
+                let state = membership.liveness(&member.id, now).as_str();
+                let last_heard_ms = membership
+                    .last_heard(&member.id, now)
+                    .map_or(u64::MAX, |age| age.as_millis() as u64);
                 pb::MemberStatus {
                     member: Some(pb::Member {
                         id: member.id.clone(),
@@ -97,7 +95,24 @@ impl Admin for Services {
                     }),
                     state: state.into(),
                     partitions: ring.owned_by(index as u32),
+                    last_heard_ms,
                 }
+            })
+            .collect();
+        drop(membership);
+        let hints = node
+            .storage()
+            .hints()
+            .counts()
+            .into_iter()
+            .map(|(target, keys)| pb::HintQueue { target, keys })
+            .collect();
+        let anti_entropy = node
+            .anti_entropy_runs()
+            .iter()
+            .map(|(&partition, &finished_ms)| pb::AntiEntropyRun {
+                partition,
+                finished_ms,
             })
             .collect();
         Ok(Response::new(pb::StatusResponse {
@@ -108,6 +123,24 @@ impl Admin for Services {
             keys: node.storage().approximate_keys(),
             uptime_seconds: node.started().elapsed().as_secs(),
             version: env!("CARGO_PKG_VERSION").into(),
+            hints,
+            hints_full: node.storage().hints().is_full(),
+            anti_entropy,
+        }))
+    }
+
+    async fn anti_entropy(
+        &self,
+        _request: Request<pb::AntiEntropyRequest>,
+    ) -> Result<Response<pb::AntiEntropyResponse>, Status> {
+        let stats = self.node.anti_entropy_pass().await;
+        Ok(Response::new(pb::AntiEntropyResponse {
+            exchanges: stats.exchanges,
+            differing: stats.differing,
+            keys_repaired: stats.keys_repaired,
+            bytes_sent: stats.bytes_sent,
+            bytes_received: stats.bytes_received,
+            tombstones_dropped: stats.tombstones_dropped,
         }))
     }
 
@@ -164,6 +197,109 @@ impl Peer for Services {
         merged.map_err(|error| Status::internal(error.to_string()))?;
         Ok(Response::new(pb::ReplicaWriteResponse {}))
     }
+
+    async fn hint_write(
+        &self,
+        request: Request<pb::HintWriteRequest>,
+    ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
+        let request = request.into_inner();
+        let incoming = wire::set_from_pb(request.siblings)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let ring = self.node.ring();
+        if ring.index_of(&request.target).is_none() {
+            return Err(Status::invalid_argument(format!(
+                "hint target {:?} is not a member of the ring",
+                request.target
+            )));
+        }
+        let partition = ring.partition_of(&request.key);
+        let durability = if request.sync {
+            Durability::Sync
+        } else {
+            Durability::Buffer
+        };
+        let node = Arc::clone(&self.node);
+        let stored = tokio::task::spawn_blocking(move || {
+            node.storage().hints().add(
+                &request.target,
+                partition,
+                &request.key,
+                &incoming,
+                durability,
+            )
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?;
+        match stored {
+            Ok(()) => Ok(Response::new(pb::ReplicaWriteResponse {})),
+            Err(error @ StorageError::HintsFull { .. }) => {
+                Err(Status::resource_exhausted(error.to_string()))
+            }
+            Err(error) => Err(Status::internal(error.to_string())),
+        }
+    }
+
+    async fn gossip(
+        &self,
+        request: Request<pb::GossipMessage>,
+    ) -> Result<Response<pb::GossipMessage>, Status> {
+        let message = request.into_inner();
+        let from = message.from.clone();
+        self.node.receive_gossip(message);
+        self.node
+            .membership()
+            .heard_from(&from, std::time::Instant::now());
+        Ok(Response::new(self.node.gossip_message()))
+    }
+
+    async fn merkle_level(
+        &self,
+        request: Request<pb::MerkleLevelRequest>,
+    ) -> Result<Response<pb::MerkleLevelResponse>, Status> {
+        let request = request.into_inner();
+        let hashes =
+            self.node
+                .storage()
+                .tree_level(request.partition, request.level, &request.parents);
+        Ok(Response::new(pb::MerkleLevelResponse { hashes }))
+    }
+
+    async fn segment_keys(
+        &self,
+        request: Request<pb::SegmentKeysRequest>,
+    ) -> Result<Response<pb::SegmentKeysResponse>, Status> {
+        let request = request.into_inner();
+        let segments: std::collections::HashSet<u32> = request.segments.into_iter().collect();
+        let node = Arc::clone(&self.node);
+        let keys = tokio::task::spawn_blocking(move || {
+            node.storage().scan_partition(request.partition, |key, _| {
+                segments.contains(&KeyHash::of(key).segment)
+            })
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?
+        .map_err(|error| Status::internal(error.to_string()))?;
+        Ok(Response::new(pb::SegmentKeysResponse {
+            keys: keys
+                .into_iter()
+                .map(|(key, digest)| pb::KeyDigest { key, digest })
+                .collect(),
+        }))
+    }
+
+    async fn forget_tombstone(
+        &self,
+        request: Request<pb::ForgetTombstoneRequest>,
+    ) -> Result<Response<pb::ForgetTombstoneResponse>, Status> {
+        let request = request.into_inner();
+        let partition = self.node.ring().partition_of(&request.key);
+        let forgotten = self
+            .node
+            .storage()
+            .forget_tombstone(partition, &request.key, request.digest)
+            .map_err(|error| Status::internal(error.to_string()))?;
+        Ok(Response::new(pb::ForgetTombstoneResponse { forgotten }))
+    }
 }
 
 /// A running node: its address, its shared state, and the means to stop it.
@@ -172,6 +308,8 @@ pub struct RunningNode {
     address: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<Result<(), tonic::transport::Error>>,
+    background: watch::Sender<bool>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 impl RunningNode {
@@ -190,6 +328,10 @@ impl RunningNode {
     /// # Errors
     /// The server's or the final fsync's failure.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = self.background.send(true);
+        for worker in self.workers.drain(..) {
+            let _ = worker.await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
@@ -216,11 +358,7 @@ impl RunningNode {
 pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode, StartError> {
     let limits = config.limits;
     let node = Node::open(config)?;
-    let address = listener.local_addr().map_err(|source| {
-        StartError::Config(crate::config::ConfigError::Invalid(format!(
-            "listener has no address: {source}"
-        )))
-    })?;
+    let address = listener.local_addr().map_err(StartError::Listener)?;
     let services = Services {
         node: Arc::clone(&node),
     };
@@ -250,6 +388,12 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
                 let _ = stopped.await;
             }),
     );
+    let (background, stopped) = watch::channel(false);
+    let workers = vec![
+        tokio::spawn(crate::gossip::run(Arc::clone(&node), stopped.clone())),
+        tokio::spawn(crate::handoff::run(Arc::clone(&node), stopped.clone())),
+        tokio::spawn(crate::antientropy::run(Arc::clone(&node), stopped)),
+    ];
     info!(id = node.id(), %address, epoch = node.ring().epoch(), "serving");
     if node.ring().index_of(node.id()).is_none() {
         warn!(
@@ -262,5 +406,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
         address,
         stop: Some(stop),
         task,
+        background,
+        workers,
     })
 }

@@ -1,18 +1,24 @@
 //! Local storage in fjall: one database per node with the keyspaces `data`
-//! (partition big-endian + key -> sibling set) and `meta` (incarnation id,
-//! dot counter ceiling).
+//! (partition big-endian + key -> sibling set), `hints` (see [`hints`]) and
+//! `meta` (incarnation id, dot counter ceiling, ring).
 //!
 //! Every read-modify-write of a key runs under one of a fixed set of striped
-//! locks, so concurrent writes of one key never lose each other.
+//! locks, so concurrent writes of one key never lose each other. Each write
+//! also updates the partition's Merkle tree in the same critical section.
 
+pub mod hints;
+
+use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use thiserror::Error;
 
+use crate::antientropy::merkle::{KeyHash, Tree, set_digest};
 use crate::codec;
 use crate::encoding::DecodeError;
 use crate::version::{Clock, Dot, NodeId, SiblingSet, Version};
@@ -21,6 +27,7 @@ const LOCK_STRIPES: usize = 1024;
 const DOT_LEASE: u64 = 100_000;
 const META_INCARNATION: &[u8] = b"incarnation";
 const META_DOT_CEILING: &[u8] = b"dot_ceiling";
+const META_RING: &[u8] = b"ring";
 
 /// A storage failure.
 #[derive(Debug, Error)]
@@ -41,6 +48,12 @@ pub enum StorageError {
     CorruptMeta {
         /// The record name.
         name: &'static str,
+    },
+    /// The hint store holds its configured maximum.
+    #[error("the hint store is full ({limit} keys)")]
+    HintsFull {
+        /// The configured limit.
+        limit: u64,
     },
     /// A coordinated write would leave too many siblings.
     #[error(
@@ -95,6 +108,8 @@ pub struct Storage {
     db: Database,
     data: Keyspace,
     meta: Keyspace,
+    hints: hints::HintStore,
+    trees: Mutex<HashMap<u32, Tree>>,
     locks: Box<[Mutex<()>]>,
     lock_hasher: RandomState,
     incarnation: NodeId,
@@ -108,10 +123,11 @@ impl Storage {
     ///
     /// # Errors
     /// [`StorageError`] when fjall cannot open the directory or meta is corrupt.
-    pub fn open(path: &Path) -> Result<Self, StorageError> {
+    pub fn open(path: &Path, max_hints: u64) -> Result<Self, StorageError> {
         let db = Database::builder(path).open()?;
         let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
+        let hints = hints::HintStore::open(&db, max_hints)?;
         let incarnation = match meta.get(META_INCARNATION)? {
             Some(bytes) => read_u64(&bytes, "incarnation")?,
             None => {
@@ -126,10 +142,13 @@ impl Storage {
             None => 0,
         };
         let locks = (0..LOCK_STRIPES).map(|_| Mutex::new(())).collect();
+        let trees = Mutex::new(build_trees(&data)?);
         Ok(Self {
             db,
             data,
             meta,
+            hints,
+            trees,
             locks,
             lock_hasher: RandomState::new(),
             incarnation,
@@ -182,6 +201,7 @@ impl Storage {
             tombstone: write.tombstone,
             timestamp_ms: write.timestamp_ms,
         };
+        let old = (!set.is_empty()).then(|| set_digest(&set));
         set.apply(&write.context, version);
         if set.len() > max_siblings {
             return Err(StorageError::TooManySiblings {
@@ -189,7 +209,7 @@ impl Storage {
                 limit: max_siblings,
             });
         }
-        self.store(partition, key, &set, durability)?;
+        self.store(partition, key, old, &set, durability)?;
         Ok((set, dot))
     }
 
@@ -207,8 +227,9 @@ impl Storage {
     ) -> Result<SiblingSet, StorageError> {
         let _guard = self.lock(partition, key);
         let mut set = self.read(partition, key)?;
+        let old = (!set.is_empty()).then(|| set_digest(&set));
         if set.merge(incoming) {
-            self.store(partition, key, &set, durability)?;
+            self.store(partition, key, old, &set, durability)?;
         } else if durability == Durability::Sync {
             self.db.persist(PersistMode::SyncData)?;
         }
@@ -229,10 +250,94 @@ impl Storage {
         Ok(())
     }
 
+    /// Removes a key whose versions are all tombstones, if its digest is
+    /// still `digest`. Returns true when removed.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure or a corrupt record.
+    pub fn forget_tombstone(
+        &self,
+        partition: u32,
+        key: &[u8],
+        digest: u64,
+    ) -> Result<bool, StorageError> {
+        let _guard = self.lock(partition, key);
+        let set = self.read(partition, key)?;
+        if set.is_empty() || set.live().next().is_some() || set_digest(&set) != digest {
+            return Ok(false);
+        }
+        self.data.remove(data_key(partition, key))?;
+        self.tree_update(partition, key, Some(digest), None);
+        Ok(true)
+    }
+
+    /// Hashes of one level of a partition's Merkle tree.
+    pub fn tree_level(&self, partition: u32, level: u32, parents: &[u32]) -> Vec<u64> {
+        let trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
+        match trees.get(&partition) {
+            Some(tree) => tree.level(level, parents),
+            None => Tree::default().level(level, parents),
+        }
+    }
+
+    /// Every key of a partition with its set digest, filtered by `keep`.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure or a corrupt record.
+    pub fn scan_partition(
+        &self,
+        partition: u32,
+        mut keep: impl FnMut(&[u8], &SiblingSet) -> bool,
+    ) -> Result<Vec<(Bytes, u64)>, StorageError> {
+        let mut out = Vec::new();
+        for item in self.data.prefix(partition.to_be_bytes()) {
+            let (key, value) = item.into_inner()?;
+            let set = codec::decode(&value)
+                .map_err(|source| StorageError::Corrupt { partition, source })?;
+            let user_key = &key[4..];
+            if keep(user_key, &set) {
+                out.push((Bytes::copy_from_slice(user_key), set_digest(&set)));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Partitions that hold at least one key.
+    pub fn partitions_with_data(&self) -> Vec<u32> {
+        let trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
+        let mut partitions: Vec<u32> = trees.keys().copied().collect();
+        partitions.sort_unstable();
+        partitions
+    }
+
+    /// The hint store.
+    pub fn hints(&self) -> &hints::HintStore {
+        &self.hints
+    }
+
+    /// The persisted ring, if any (an encoded `dynamo.v1.Ring`).
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure.
+    pub fn load_ring(&self) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.meta.get(META_RING)?.map(|bytes| bytes.to_vec()))
+    }
+
+    /// Persists an encoded ring durably.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure.
+    pub fn save_ring(&self, encoded: Vec<u8>) -> Result<(), StorageError> {
+        self.meta.insert(META_RING, encoded)?;
+        self.db.persist(PersistMode::SyncAll)?;
+        Ok(())
+    }
+
     fn store(
         &self,
         partition: u32,
         key: &[u8],
+        old: Option<u64>,
         set: &SiblingSet,
         durability: Durability,
     ) -> Result<(), StorageError> {
@@ -245,7 +350,16 @@ impl Storage {
                 batch.commit()?;
             }
         }
+        self.tree_update(partition, key, old, Some(set_digest(set)));
         Ok(())
+    }
+
+    fn tree_update(&self, partition: u32, key: &[u8], old: Option<u64>, new: Option<u64>) {
+        let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
+        trees
+            .entry(partition)
+            .or_default()
+            .update(KeyHash::of(key), old, new);
     }
 
     fn lock(&self, partition: u32, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
@@ -277,6 +391,30 @@ impl Storage {
             counter,
         })
     }
+}
+
+/// Builds every partition's Merkle tree from the stored records.
+fn build_trees(data: &Keyspace) -> Result<HashMap<u32, Tree>, StorageError> {
+    let mut trees: HashMap<u32, Tree> = HashMap::new();
+    for item in data.iter() {
+        let (key, value) = item.into_inner()?;
+        let Some((partition, user_key)) = split_data_key(&key) else {
+            continue;
+        };
+        let set =
+            codec::decode(&value).map_err(|source| StorageError::Corrupt { partition, source })?;
+        trees.entry(partition).or_default().update(
+            KeyHash::of(user_key),
+            None,
+            Some(set_digest(&set)),
+        );
+    }
+    Ok(trees)
+}
+
+fn split_data_key(key: &[u8]) -> Option<(u32, &[u8])> {
+    let partition = u32::from_be_bytes(key.get(..4)?.try_into().ok()?);
+    Some((partition, &key[4..]))
 }
 
 fn data_key(partition: u32, key: &[u8]) -> Vec<u8> {
@@ -311,13 +449,13 @@ mod tests {
     fn writes_survive_reopen_and_dots_are_never_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (incarnation, first) = {
-            let storage = Storage::open(dir.path()).expect("open");
+            let storage = Storage::open(dir.path(), 100).expect("open");
             let (_, dot) = storage
                 .coordinate(3, b"k", write("a", Clock::new()), 10, Durability::Sync)
                 .expect("write");
             (storage.incarnation(), dot)
         };
-        let storage = Storage::open(dir.path()).expect("reopen");
+        let storage = Storage::open(dir.path(), 100).expect("reopen");
         assert_eq!(storage.incarnation(), incarnation);
         let set = storage.read(3, b"k").expect("read");
         assert_eq!(set.versions()[0].value, Bytes::from_static(b"a"));
@@ -335,7 +473,7 @@ mod tests {
     #[test]
     fn sibling_limit_refuses_without_writing() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let storage = Storage::open(dir.path()).expect("open");
+        let storage = Storage::open(dir.path(), 100).expect("open");
         for value in ["a", "b"] {
             storage
                 .coordinate(0, b"k", write(value, Clock::new()), 2, Durability::Buffer)
@@ -350,11 +488,50 @@ mod tests {
     }
 
     #[test]
+    fn trees_are_rebuilt_on_open_and_forget_drops_only_tombstones() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (root, tomb_digest) = {
+            let storage = Storage::open(dir.path(), 100).expect("open");
+            storage
+                .coordinate(5, b"live", write("v", Clock::new()), 10, Durability::Buffer)
+                .expect("write");
+            let deleted = NewWrite {
+                tombstone: true,
+                ..write("", Clock::new())
+            };
+            let (set, _) = storage
+                .coordinate(5, b"gone", deleted, 10, Durability::Buffer)
+                .expect("delete");
+            (storage.tree_level(5, 0, &[]), set_digest(&set))
+        };
+        let storage = Storage::open(dir.path(), 100).expect("reopen");
+        assert_eq!(storage.tree_level(5, 0, &[]), root);
+        assert_ne!(root, vec![0]);
+        let live = storage.read(5, b"live").expect("read");
+        assert!(
+            !storage
+                .forget_tombstone(5, b"live", set_digest(&live))
+                .expect("forget")
+        );
+        assert!(
+            !storage
+                .forget_tombstone(5, b"gone", tomb_digest ^ 1)
+                .expect("forget")
+        );
+        assert!(
+            storage
+                .forget_tombstone(5, b"gone", tomb_digest)
+                .expect("forget")
+        );
+        assert!(storage.read(5, b"gone").expect("read").is_empty());
+    }
+
+    #[test]
     fn new_directories_get_new_incarnations() {
         let a = tempfile::tempdir().expect("tempdir");
         let b = tempfile::tempdir().expect("tempdir");
-        let first = Storage::open(a.path()).expect("open").incarnation();
-        let second = Storage::open(b.path()).expect("open").incarnation();
+        let first = Storage::open(a.path(), 100).expect("open").incarnation();
+        let second = Storage::open(b.path(), 100).expect("open").incarnation();
         assert_ne!(first, second);
     }
 }
