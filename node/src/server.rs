@@ -11,7 +11,7 @@ use dynamo_proto::v1::peer_server::{Peer, PeerServer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
@@ -377,10 +377,10 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
         .max_encoding_message_size(MAX_PEER_MESSAGE);
     let admin = AdminServer::new(services);
     let (stop, stopped) = oneshot::channel::<()>();
-    let incoming = TcpListenerStream::new(listener);
+    // Replies are small and latency-bound: never wait on Nagle's algorithm.
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     let task = tokio::spawn(
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(kv)
             .add_service(admin)
             .add_service(peer)
