@@ -1,0 +1,86 @@
+//! Gossip and failure detection on an in-process cluster with fast rounds.
+
+use std::time::Duration;
+
+use dynamo_node::ring::Replication;
+use dynamo_proto::v1 as pb;
+use dynamo_tests::Cluster;
+use tokio::time::Instant;
+
+const N3: Replication = Replication { n: 3, r: 2, w: 2 };
+
+fn fast(config: &mut dynamo_node::Config) {
+    config.background.gossip_interval_ms = 50;
+    config.background.suspect_after_ms = 400;
+    config.background.anti_entropy_interval_ms = 0;
+}
+
+/// Polls `check` until it returns true or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut check: F) -> anyhow::Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await? {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn state_of(cluster: &Cluster, observer: usize, member: &str) -> anyhow::Result<String> {
+    let status = cluster
+        .admin(observer)
+        .await?
+        .status(pb::StatusRequest {})
+        .await?
+        .into_inner();
+    Ok(status
+        .members
+        .into_iter()
+        .find(|m| m.member.as_ref().is_some_and(|m| m.id == member))
+        .map(|m| m.state)
+        .unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_node_is_suspected_and_recovers_when_it_returns() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(3, N3, fast).await?;
+    eventually(Duration::from_secs(5), "node-2 is up on node-0", || async {
+        Ok(state_of(&cluster, 0, "node-2").await? == "up")
+    })
+    .await?;
+    cluster.stop(2).await?;
+    eventually(Duration::from_secs(5), "node-2 is down on node-0", || async {
+        Ok(state_of(&cluster, 0, "node-2").await? == "down")
+    })
+    .await?;
+    assert_eq!(state_of(&cluster, 1, "node-1").await?, "self");
+    cluster.restart(2).await?;
+    eventually(Duration::from_secs(5), "node-2 is up again on node-0", || async {
+        Ok(state_of(&cluster, 0, "node-2").await? == "up")
+    })
+    .await?;
+    cluster.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ring_with_a_higher_epoch_spreads_and_is_persisted() -> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(3, N3, fast).await?;
+    let mut newer = cluster.node(0).node().ring().to_pb();
+    newer.epoch = 7;
+    // Same owners, new epoch: what a committed membership change looks like.
+    assert!(cluster.node(0).node().adopt_ring(newer.clone())?);
+    assert!(!cluster.node(0).node().adopt_ring(newer)?, "an equal epoch is not newer");
+    for i in 1..3 {
+        eventually(Duration::from_secs(5), "the ring reached every node", || async {
+            Ok(cluster.node(i).node().ring().epoch() == 7)
+        })
+        .await?;
+    }
+    cluster.stop(1).await?;
+    cluster.restart(1).await?;
+    assert_eq!(cluster.node(1).node().ring().epoch(), 7, "persisted across restart");
+    cluster.shutdown().await
+}
