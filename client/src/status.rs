@@ -23,6 +23,12 @@ pub struct NodeStatus {
     pub uptime: Duration,
     /// Software version of the node.
     pub version: String,
+    /// Hinted keys queued on the node, per target member.
+    pub hints: Vec<(String, u64)>,
+    /// True when the node's hint store is full.
+    pub hints_full: bool,
+    /// When anti-entropy last finished, per partition, in ms since the epoch.
+    pub anti_entropy: Vec<(u32, u64)>,
 }
 
 /// How a node sees one member.
@@ -34,6 +40,8 @@ pub struct MemberStatus {
     pub state: String,
     /// Number of partitions the member owns.
     pub partitions: u32,
+    /// Milliseconds since the node last heard of the member's heartbeat.
+    pub last_heard_ms: u64,
 }
 
 impl From<pb::StatusResponse> for NodeStatus {
@@ -49,11 +57,23 @@ impl From<pb::StatusResponse> for NodeStatus {
                     member: member.member.map(Member::from),
                     state: member.state,
                     partitions: member.partitions,
+                    last_heard_ms: member.last_heard_ms,
                 })
                 .collect(),
             keys: status.keys,
             uptime: Duration::from_secs(status.uptime_seconds),
             version: status.version,
+            hints: status
+                .hints
+                .into_iter()
+                .map(|queue| (queue.target, queue.keys))
+                .collect(),
+            hints_full: status.hints_full,
+            anti_entropy: status
+                .anti_entropy
+                .into_iter()
+                .map(|run| (run.partition, run.finished_ms))
+                .collect(),
         }
     }
 }

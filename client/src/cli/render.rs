@@ -89,7 +89,8 @@ pub fn get(format: Format, result: &GetResult, codec: Codec) -> Result<String, C
     }
 }
 
-/// What every member reported, one row per member.
+/// What every member reported, one row per member: its own state, how it
+/// sees the others, the hints it holds and when anti-entropy last ran.
 pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
     #[derive(Serialize)]
     struct Row<'a> {
@@ -100,25 +101,79 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
         state: &'a str,
         epoch: Option<u64>,
         keys: Option<u64>,
+        view: Vec<View<'a>>,
+        hints: Vec<Hints<'a>>,
+        hints_full: bool,
+        anti_entropy: Vec<AntiEntropy>,
         error: Option<&'a str>,
+    }
+    #[derive(Serialize)]
+    struct View<'a> {
+        member: &'a str,
+        state: &'a str,
+        last_heard_ms: u64,
+    }
+    #[derive(Serialize)]
+    struct Hints<'a> {
+        target: &'a str,
+        keys: u64,
+    }
+    #[derive(Serialize)]
+    struct AntiEntropy {
+        partition: u32,
+        finished_ms: u64,
     }
     let rows: Vec<Row<'_>> = rows
         .iter()
         .map(|row| {
-            let (state, epoch, keys, error) = match &row.status {
-                Ok(status) => (UP, Some(status.epoch), Some(status.keys), None),
-                Err(error) => (UNREACHABLE, None, None, Some(error.as_str())),
-            };
-            Row {
+            let mut out = Row {
                 member: &row.member.id,
                 address: &row.member.address,
                 zone: &row.member.zone,
                 partitions: row.partitions,
-                state,
-                epoch,
-                keys,
-                error,
+                state: UNREACHABLE,
+                epoch: None,
+                keys: None,
+                view: Vec::new(),
+                hints: Vec::new(),
+                hints_full: false,
+                anti_entropy: Vec::new(),
+                error: None,
+            };
+            match &row.status {
+                Ok(status) => {
+                    out.state = UP;
+                    out.epoch = Some(status.epoch);
+                    out.keys = Some(status.keys);
+                    out.view = status
+                        .members
+                        .iter()
+                        .filter_map(|seen| {
+                            Some(View {
+                                member: &seen.member.as_ref()?.id,
+                                state: &seen.state,
+                                last_heard_ms: seen.last_heard_ms,
+                            })
+                        })
+                        .collect();
+                    out.hints = status
+                        .hints
+                        .iter()
+                        .map(|(target, keys)| Hints { target, keys: *keys })
+                        .collect();
+                    out.hints_full = status.hints_full;
+                    out.anti_entropy = status
+                        .anti_entropy
+                        .iter()
+                        .map(|&(partition, finished_ms)| AntiEntropy {
+                            partition,
+                            finished_ms,
+                        })
+                        .collect();
+                }
+                Err(error) => out.error = Some(error.as_str()),
             }
+            out
         })
         .collect();
     match format {
@@ -126,6 +181,9 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
         Format::Text => {
             let optional =
                 |value: Option<u64>| value.map_or_else(|| "-".to_owned(), |v| v.to_string());
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |elapsed| elapsed.as_millis() as u64);
             table(
                 &[
                     "MEMBER",
@@ -135,8 +193,43 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                     "STATE",
                     "EPOCH",
                     "KEYS",
+                    "SEES",
+                    "HINTS",
+                    "ANTI-ENTROPY",
                 ],
                 rows.iter().map(|row| {
+                    let sees = row
+                        .view
+                        .iter()
+                        .filter(|view| view.state != "self")
+                        .map(|view| format!("{}={}", view.member, view.state))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let mut hints = row
+                        .hints
+                        .iter()
+                        .map(|queue| format!("{}:{}", queue.target, queue.keys))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    if row.hints_full {
+                        hints.push_str(" (FULL)");
+                    }
+                    let anti_entropy = row
+                        .anti_entropy
+                        .iter()
+                        .map(|run| run.finished_ms)
+                        .min()
+                        .map_or_else(
+                            || "never".to_owned(),
+                            |oldest| {
+                                format!(
+                                    "{} partitions, oldest {}s ago",
+                                    row.anti_entropy.len(),
+                                    now_ms.saturating_sub(oldest) / 1000
+                                )
+                            },
+                        );
+                    let dash = |text: String| if text.is_empty() { "-".to_owned() } else { text };
                     vec![
                         row.member.to_owned(),
                         row.address.to_owned(),
@@ -145,6 +238,9 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                         row.state.to_owned(),
                         optional(row.epoch),
                         optional(row.keys),
+                        dash(sees),
+                        dash(hints),
+                        if row.error.is_some() { "-".to_owned() } else { anti_entropy },
                     ]
                 }),
             )
@@ -289,7 +385,7 @@ mod tests {
     use std::time::Duration;
 
     use bytes::Bytes;
-    use dynamo_client::Sibling;
+    use dynamo_client::{MemberStatus, Sibling};
     use serde_json::json;
 
     use super::*;
@@ -414,10 +510,18 @@ mod tests {
             id: "dynamo-0".into(),
             incarnation: "ab".into(),
             epoch,
-            members: vec![],
+            members: vec![MemberStatus {
+                member: Some(member("dynamo-1")),
+                state: "down".into(),
+                partitions: 128,
+                last_heard_ms: 9000,
+            }],
             keys,
             uptime: Duration::from_secs(1),
             version: "0.1.0".into(),
+            hints: vec![("dynamo-1".into(), 5)],
+            hints_full: false,
+            anti_entropy: vec![],
         }
     }
 
@@ -438,17 +542,20 @@ mod tests {
         ];
         assert_eq!(
             status(Format::Text, &rows),
-            "MEMBER    ADDRESS              ZONE  PARTITIONS  STATE        EPOCH  KEYS\n\
-             dynamo-0  dynamo-0.local:7400  a     128         up           7      42\n\
-             dynamo-1  dynamo-1.local:7400  a     128         unreachable  -      -\n"
+            "MEMBER    ADDRESS              ZONE  PARTITIONS  STATE        EPOCH  KEYS  SEES           HINTS       ANTI-ENTROPY\n\
+             dynamo-0  dynamo-0.local:7400  a     128         up           7      42    dynamo-1=down  dynamo-1:5  never\n\
+             dynamo-1  dynamo-1.local:7400  a     128         unreachable  -      -     -              -           -\n"
         );
         assert_eq!(
             parse(&status(Format::Json, &rows)),
             json!([
                 {"member": "dynamo-0", "address": "dynamo-0.local:7400", "zone": "a", "partitions": 128,
-                 "state": "up", "epoch": 7, "keys": 42, "error": null},
+                 "state": "up", "epoch": 7, "keys": 42, "error": null,
+                 "view": [{"member": "dynamo-1", "state": "down", "last_heard_ms": 9000}],
+                 "hints": [{"target": "dynamo-1", "keys": 5}], "hints_full": false, "anti_entropy": []},
                 {"member": "dynamo-1", "address": "dynamo-1.local:7400", "zone": "a", "partitions": 128,
-                 "state": "unreachable", "epoch": null, "keys": null, "error": "cannot reach dynamo-1"},
+                 "state": "unreachable", "epoch": null, "keys": null, "error": "cannot reach dynamo-1",
+                 "view": [], "hints": [], "hints_full": false, "anti_entropy": []},
             ])
         );
     }
