@@ -299,6 +299,7 @@ pub(crate) mod tests {
                 r: 2,
                 w: 2,
                 cluster: "test".into(),
+                next_owners: Vec::new(),
             }),
             preferences: (0..partitions)
                 .map(|p| pb::Preference {

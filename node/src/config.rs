@@ -54,8 +54,13 @@ pub struct Config {
     pub partitions: u32,
     /// N, R and W.
     pub replication: Replication,
-    /// Initial members; empty means a one-node cluster of this node.
+    /// Initial members; empty means a one-node cluster of this node, unless
+    /// `seeds` are set.
     pub members: Vec<Member>,
+    /// Addresses of running nodes to fetch the ring from when this node has
+    /// none yet: a node joining an existing cluster. It serves as a
+    /// forwarder until a proposed ring gives it partitions.
+    pub seeds: Vec<String>,
     /// Size limits.
     pub limits: Limits,
     /// Default durability of writes.
@@ -90,6 +95,9 @@ pub struct Background {
     /// Age after which a tombstone held by all replicas may be dropped, in
     /// milliseconds.
     pub tombstone_grace_ms: u64,
+    /// Rate limit of incoming partition transfers in bytes per second; 0 is
+    /// unlimited.
+    pub transfer_bytes_per_second: u64,
 }
 
 impl Default for Background {
@@ -102,6 +110,7 @@ impl Default for Background {
             anti_entropy_interval_ms: 60_000,
             anti_entropy_keys_per_second: 10_000,
             tombstone_grace_ms: 24 * 60 * 60 * 1000,
+            transfer_bytes_per_second: 0,
         }
     }
 }
@@ -118,6 +127,7 @@ impl Default for Config {
             partitions: 256,
             replication: Replication::default(),
             members: Vec::new(),
+            seeds: Vec::new(),
             limits: Limits::default(),
             durability: Durability::Buffer,
             request_timeout_ms: 3000,
@@ -275,6 +285,10 @@ pub struct Flags {
     /// environment variable.
     #[arg(long = "member", env = "DYNAMO_MEMBERS", value_delimiter = ',', value_parser = parse_member)]
     pub members: Vec<Member>,
+    /// Address of a running node to join through; repeat, or comma-separate
+    /// in the environment variable.
+    #[arg(long = "seed", env = "DYNAMO_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
     /// Default durability: `buffer` or `sync`.
     #[arg(long, env = "DYNAMO_DURABILITY")]
     pub durability: Option<Durability>,
@@ -284,6 +298,9 @@ pub struct Flags {
     /// Largest value in bytes.
     #[arg(long, env = "DYNAMO_MAX_VALUE_BYTES")]
     pub max_value_bytes: Option<usize>,
+    /// Rate limit of incoming partition transfers in bytes per second.
+    #[arg(long, env = "DYNAMO_TRANSFER_BYTES_PER_SECOND")]
+    pub transfer_bytes_per_second: Option<u64>,
     /// Log format: `text` or `json`.
     #[arg(long, env = "DYNAMO_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -326,8 +343,14 @@ impl Flags {
         if !self.members.is_empty() {
             config.members.clone_from(&self.members);
         }
+        if !self.seeds.is_empty() {
+            config.seeds.clone_from(&self.seeds);
+        }
         if let Some(durability) = self.durability {
             config.durability = durability;
+        }
+        if let Some(rate) = self.transfer_bytes_per_second {
+            config.background.transfer_bytes_per_second = rate;
         }
         let limits = &mut config.limits;
         limits.max_key_bytes = self.max_key_bytes.unwrap_or(limits.max_key_bytes);

@@ -327,11 +327,12 @@ impl Node {
         let me = ring.index_of(self.id());
         let message = wire::set_to_pb(&set);
         let fallbacks = Fallbacks::of(ring, partition);
+        // During a membership change the write also reaches the new replicas.
         let calls = ring
-            .preference(partition)
-            .iter()
-            .filter(|&&member| Some(member) != me)
-            .map(|&member| {
+            .write_set(partition)
+            .into_iter()
+            .filter(|&member| Some(member) != me)
+            .map(|member| {
                 self.slot_write(
                     ring,
                     member,

@@ -36,7 +36,7 @@ impl Node {
     }
 
     /// Takes in a peer's side of a gossip exchange.
-    pub fn receive_gossip(&self, message: pb::GossipMessage) {
+    pub fn receive_gossip(self: &Arc<Self>, message: pb::GossipMessage) {
         let heard = message.heartbeats.into_iter().map(|beat| {
             (
                 beat.id,
@@ -54,12 +54,12 @@ impl Node {
         }
     }
 
-    /// Replaces the ring when `candidate` has a higher epoch and persists it.
-    /// Returns true when adopted.
+    /// Replaces the ring when `candidate` has a higher epoch, persists it and
+    /// starts the transfers or clean-up it implies. Returns true when adopted.
     ///
     /// # Errors
     /// [`RingError`] when the candidate is not a valid ring.
-    pub fn adopt_ring(&self, candidate: pb::Ring) -> Result<bool, RingError> {
+    pub fn adopt_ring(self: &Arc<Self>, candidate: pb::Ring) -> Result<bool, RingError> {
         if candidate.epoch <= self.ring().epoch() {
             return Ok(false);
         }
@@ -77,8 +77,14 @@ impl Node {
         }
         let ids: Vec<&str> = ring.members().iter().map(|m| m.id.as_str()).collect();
         self.membership().track(ids, Instant::now());
-        info!(epoch = ring.epoch(), "adopted a newer ring");
-        self.replace_ring(ring);
+        info!(
+            epoch = ring.epoch(),
+            change_in_flight = ring.next_owners().is_some(),
+            "adopted a newer ring"
+        );
+        let ring = Arc::new(ring);
+        self.replace_ring(Arc::clone(&ring));
+        self.on_new_ring(ring);
         Ok(true)
     }
 }
@@ -97,7 +103,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
 }
 
 /// One round: tick the own heartbeat and exchange state with a random peer.
-async fn round(node: &Node) {
+async fn round(node: &Arc<Node>) {
     node.membership().tick(Instant::now());
     let ring = node.ring();
     let peers: Vec<_> = ring

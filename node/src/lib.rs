@@ -8,6 +8,7 @@
 //! - [`membership`] and [`gossip`]: heartbeats and the failure detector.
 //! - [`handoff`]: sloppy quorum and hinted handoff.
 //! - [`antientropy`]: Merkle trees, replica sync, tombstone collection.
+//! - [`transfer`]: partition streaming for explicit join and leave.
 //! - [`server`]: the gRPC services.
 
 pub mod antientropy;
@@ -25,6 +26,7 @@ pub mod quorum;
 pub mod ring;
 pub mod server;
 pub mod storage;
+pub mod transfer;
 pub mod version;
 pub mod wire;
 

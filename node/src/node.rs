@@ -32,6 +32,9 @@ pub enum StartError {
     /// The persisted ring does not decode.
     #[error("the persisted ring is corrupt: {0}")]
     PersistedRing(String),
+    /// No seed answered with a ring.
+    #[error("no seed answered with a ring: {0}")]
+    Seeds(String),
     /// The listener could not be used.
     #[error("cannot serve: {0}")]
     Listener(std::io::Error),
@@ -46,19 +49,32 @@ pub struct Node {
     membership: Mutex<Membership>,
     anti_entropy_runs: Mutex<BTreeMap<u32, u64>>,
     anti_entropy_pass: tokio::sync::Mutex<()>,
+    transfers: crate::transfer::SharedProgress,
     started: Instant,
 }
 
 impl Node {
-    /// Opens storage and takes the persisted ring, or builds the initial ring
-    /// from the configuration when none was persisted.
+    /// Opens storage and takes the persisted ring, else the ring `seeded`
+    /// from a running node, else builds the initial ring from the
+    /// configuration.
     ///
     /// # Errors
     /// [`StartError`] saying what is wrong.
-    pub fn open(config: Config) -> Result<Arc<Self>, StartError> {
+    pub fn open(config: Config, seeded: Option<pb::Ring>) -> Result<Arc<Self>, StartError> {
         config.validate()?;
         let storage = Storage::open(&config.data_dir, config.background.max_hints)?;
-        let ring = match storage.load_ring()? {
+        let persisted = match storage.load_ring()? {
+            Some(bytes) => Some(bytes),
+            None => match seeded {
+                Some(ring) => {
+                    let bytes = ring.encode_to_vec();
+                    storage.save_ring(bytes.clone())?;
+                    Some(bytes)
+                }
+                None => None,
+            },
+        };
+        let ring = match persisted {
             Some(bytes) => {
                 let message = pb::Ring::decode(bytes.as_slice())
                     .map_err(|error| StartError::PersistedRing(error.to_string()))?;
@@ -87,6 +103,7 @@ impl Node {
             membership: Mutex::new(membership),
             anti_entropy_runs: Mutex::new(BTreeMap::new()),
             anti_entropy_pass: tokio::sync::Mutex::new(()),
+            transfers: Default::default(),
             started: now,
         }))
     }
@@ -102,8 +119,8 @@ impl Node {
     }
 
     /// Puts a new ring in use.
-    pub(crate) fn replace_ring(&self, ring: Ring) {
-        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(ring);
+    pub(crate) fn replace_ring(&self, ring: Arc<Ring>) {
+        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
     }
 
     /// Local storage.
@@ -136,6 +153,11 @@ impl Node {
     /// Held while an anti-entropy pass runs, so passes never overlap.
     pub fn anti_entropy_lock(&self) -> &tokio::sync::Mutex<()> {
         &self.anti_entropy_pass
+    }
+
+    /// Progress of the incoming partition transfers.
+    pub fn transfers(&self) -> &crate::transfer::SharedProgress {
+        &self.transfers
     }
 
     /// This node's member name.

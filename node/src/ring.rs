@@ -59,9 +59,7 @@ pub enum RingError {
         id: String,
     },
     /// N, R or W out of range.
-    #[error(
-        "replication n={n} r={r} w={w} is invalid: need 1 <= r <= n, 1 <= w <= n and n <= {members} members"
-    )]
+    #[error("replication n={n} r={r} w={w} is invalid: need 1 <= r <= n and 1 <= w <= n")]
     Replication {
         /// N.
         n: u32,
@@ -69,8 +67,14 @@ pub enum RingError {
         r: u32,
         /// W.
         w: u32,
-        /// Members in the ring.
-        members: usize,
+    },
+    /// The next owners do not match the partition count.
+    #[error("the ring has {partitions} partitions but {next} next owners")]
+    NextOwners {
+        /// Q.
+        partitions: usize,
+        /// Length of the next owners.
+        next: usize,
     },
     /// An owner index points past the member list.
     #[error(
@@ -98,6 +102,10 @@ pub struct Ring {
     /// For each partition: every member index, preference list first, then
     /// fallbacks in walk order.
     walks: Vec<Vec<u32>>,
+    /// Owners after the change in flight, if any.
+    next_owners: Option<Vec<u32>>,
+    /// Preference walks of `next_owners`.
+    next_walks: Vec<Vec<u32>>,
 }
 
 impl Ring {
@@ -160,25 +168,10 @@ impl Ring {
             }
         }
         let Replication { n, r, w } = replication;
-        if n == 0 || r == 0 || w == 0 || r > n || w > n || n as usize > members.len() {
-            return Err(RingError::Replication {
-                n,
-                r,
-                w,
-                members: members.len(),
-            });
+        if n == 0 || r == 0 || w == 0 || r > n || w > n {
+            return Err(RingError::Replication { n, r, w });
         }
-        if let Some((partition, &owner)) = owners
-            .iter()
-            .enumerate()
-            .find(|(_, owner)| **owner as usize >= members.len())
-        {
-            return Err(RingError::Owner {
-                partition,
-                owner,
-                members: members.len(),
-            });
-        }
+        check_owners(&owners, members.len())?;
         let mut ring = Self {
             epoch,
             cluster: cluster.to_owned(),
@@ -186,18 +179,42 @@ impl Ring {
             owners,
             replication,
             walks: Vec::new(),
+            next_owners: None,
+            next_walks: Vec::new(),
         };
-        ring.walks = (0..ring.owners.len()).map(|p| ring.walk_from(p)).collect();
+        ring.walks = (0..ring.owners.len())
+            .map(|p| ring.walk_from(&ring.owners, p))
+            .collect();
         Ok(ring)
     }
 
-    /// Walks clockwise from `partition`: distinct owners, the first N
-    /// preferring zones not used yet, then the rest in walk order.
-    fn walk_from(&self, partition: usize) -> Vec<u32> {
-        let q = self.owners.len();
+    /// The same ring with a membership change in flight towards
+    /// `next_owners`.
+    ///
+    /// # Errors
+    /// [`RingError`] when the next owners do not fit the ring.
+    pub fn with_next_owners(mut self, next_owners: Vec<u32>) -> Result<Self, RingError> {
+        if next_owners.len() != self.owners.len() {
+            return Err(RingError::NextOwners {
+                partitions: self.owners.len(),
+                next: next_owners.len(),
+            });
+        }
+        check_owners(&next_owners, self.members.len())?;
+        self.next_walks = (0..next_owners.len())
+            .map(|p| self.walk_from(&next_owners, p))
+            .collect();
+        self.next_owners = Some(next_owners);
+        Ok(self)
+    }
+
+    /// Walks clockwise from `partition` over `owners`: distinct owners, the
+    /// first N preferring zones not used yet, then the rest in walk order.
+    fn walk_from(&self, owners: &[u32], partition: usize) -> Vec<u32> {
+        let q = owners.len();
         let mut order: Vec<u32> = Vec::with_capacity(self.members.len());
         for step in 0..q {
-            let owner = self.owners[(partition + step) % q];
+            let owner = owners[(partition + step) % q];
             if !order.contains(&owner) {
                 order.push(owner);
             }
@@ -283,9 +300,51 @@ impl Ring {
         partition_of(key, self.partitions())
     }
 
-    /// The N member indexes that replicate `partition`, in preference order.
+    /// The N member indexes that replicate `partition`, in preference order
+    /// (fewer when the ring has fewer than N members).
     pub fn preference(&self, partition: u32) -> &[u32] {
-        &self.walks[partition as usize][..self.replication.n as usize]
+        let walk = &self.walks[partition as usize];
+        &walk[..walk.len().min(self.replication.n as usize)]
+    }
+
+    /// The replicas of `partition` after the change in flight, if any.
+    pub fn next_preference(&self, partition: u32) -> Option<&[u32]> {
+        let walk = self.next_walks.get(partition as usize)?;
+        Some(&walk[..walk.len().min(self.replication.n as usize)])
+    }
+
+    /// Owners after the change in flight, if any.
+    pub fn next_owners(&self) -> Option<&[u32]> {
+        self.next_owners.as_deref()
+    }
+
+    /// Where a write of `partition` goes: the preference list, plus the
+    /// replicas the change in flight adds.
+    pub fn write_set(&self, partition: u32) -> Vec<u32> {
+        let mut set = self.preference(partition).to_vec();
+        for &member in self.next_preference(partition).unwrap_or_default() {
+            if !set.contains(&member) {
+                set.push(member);
+            }
+        }
+        set
+    }
+
+    /// Partitions `member` replicates after the change but not before: what
+    /// it must stream in.
+    pub fn gaining(&self, member: u32) -> Vec<u32> {
+        (0..self.partitions())
+            .filter(|&p| {
+                self.next_preference(p)
+                    .is_some_and(|next| next.contains(&member))
+                    && !self.preference(p).contains(&member)
+            })
+            .collect()
+    }
+
+    /// True when `member` replicates `partition` now.
+    pub fn replicates(&self, member: u32, partition: u32) -> bool {
+        self.preference(partition).contains(&member)
     }
 
     /// Every member index in preference order for `partition`: the
@@ -317,6 +376,7 @@ impl Ring {
             r: self.replication.r,
             w: self.replication.w,
             cluster: self.cluster.clone(),
+            next_owners: self.next_owners.clone().unwrap_or_default(),
         }
     }
 
@@ -344,7 +404,7 @@ impl Ring {
                 zone: member.zone,
             })
             .collect();
-        Self::new(
+        let ring = Self::new(
             message.epoch,
             &message.cluster,
             members,
@@ -354,7 +414,27 @@ impl Ring {
                 r: message.r,
                 w: message.w,
             },
-        )
+        )?;
+        if message.next_owners.is_empty() {
+            Ok(ring)
+        } else {
+            ring.with_next_owners(message.next_owners)
+        }
+    }
+}
+
+fn check_owners(owners: &[u32], members: usize) -> Result<(), RingError> {
+    match owners
+        .iter()
+        .enumerate()
+        .find(|(_, owner)| **owner as usize >= members)
+    {
+        Some((partition, &owner)) => Err(RingError::Owner {
+            partition,
+            owner,
+            members,
+        }),
+        None => Ok(()),
     }
 }
 
@@ -401,10 +481,8 @@ mod tests {
             Ring::initial("c", three.clone(), 100, ok),
             Err(RingError::Partitions { partitions: 100 })
         ));
-        assert!(matches!(
-            Ring::initial("c", members(2, 1), 64, ok),
-            Err(RingError::Replication { .. })
-        ));
+        let small = Ring::initial("c", members(2, 1), 64, ok).expect("fewer members than n");
+        assert_eq!(small.preference(0).len(), 2);
         let bad_r = Replication { n: 3, r: 4, w: 2 };
         assert!(Ring::initial("c", three, 64, bad_r).is_err());
     }

@@ -129,6 +129,33 @@ impl Admin for Services {
         }))
     }
 
+    async fn propose_ring(
+        &self,
+        request: Request<pb::RingChange>,
+    ) -> Result<Response<pb::RingChangeResponse>, Status> {
+        self.install(request.into_inner(), true)
+    }
+
+    async fn commit_ring(
+        &self,
+        request: Request<pb::RingChange>,
+    ) -> Result<Response<pb::RingChangeResponse>, Status> {
+        self.install(request.into_inner(), false)
+    }
+
+    async fn transfer_status(
+        &self,
+        _request: Request<pb::TransferStatusRequest>,
+    ) -> Result<Response<pb::TransferStatusResponse>, Status> {
+        let progress = self
+            .node
+            .transfers()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .to_pb();
+        Ok(Response::new(progress))
+    }
+
     async fn anti_entropy(
         &self,
         _request: Request<pb::AntiEntropyRequest>,
@@ -156,8 +183,75 @@ impl Admin for Services {
     }
 }
 
+impl Services {
+    /// Installs a proposed (`change` true) or committed ring. Installing the
+    /// ring in use again is a no-op, so the driver may repeat a step.
+    fn install(
+        &self,
+        request: pb::RingChange,
+        change: bool,
+    ) -> Result<Response<pb::RingChangeResponse>, Status> {
+        let candidate = request
+            .ring
+            .ok_or_else(|| Status::invalid_argument("the request carries no ring"))?;
+        if change == candidate.next_owners.is_empty() {
+            return Err(Status::invalid_argument(if change {
+                "a proposed ring must carry next owners"
+            } else {
+                "a committed ring must not carry next owners"
+            }));
+        }
+        let current = self.node.ring();
+        if candidate.epoch == current.epoch() {
+            if candidate == current.to_pb() {
+                return Ok(Response::new(pb::RingChangeResponse {
+                    epoch: current.epoch(),
+                }));
+            }
+            return Err(Status::failed_precondition(format!(
+                "this node already uses a different ring with epoch {}",
+                current.epoch()
+            )));
+        }
+        if candidate.epoch < current.epoch() {
+            return Err(Status::failed_precondition(format!(
+                "ring epoch {} is older than this node's epoch {}",
+                candidate.epoch,
+                current.epoch()
+            )));
+        }
+        self.node
+            .adopt_ring(candidate)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        Ok(Response::new(pb::RingChangeResponse {
+            epoch: self.node.ring().epoch(),
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl Peer for Services {
+    type StreamPartitionStream =
+        tokio_stream::wrappers::ReceiverStream<Result<pb::PartitionChunk, Status>>;
+
+    async fn stream_partition(
+        &self,
+        request: Request<pb::StreamPartitionRequest>,
+    ) -> Result<Response<Self::StreamPartitionStream>, Status> {
+        let request = request.into_inner();
+        if request.partition >= self.node.ring().partitions() {
+            return Err(Status::invalid_argument(format!(
+                "partition {} does not exist",
+                request.partition
+            )));
+        }
+        Ok(Response::new(crate::transfer::stream_partition(
+            Arc::clone(&self.node),
+            request.partition,
+            request.after,
+        )))
+    }
+
     async fn replica_read(
         &self,
         request: Request<pb::ReplicaReadRequest>,
@@ -357,7 +451,15 @@ impl RunningNode {
 /// [`StartError`] when the configuration, ring or storage is unusable.
 pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode, StartError> {
     let limits = config.limits;
-    let node = Node::open(config)?;
+    let seeded = if config.seeds.is_empty() {
+        None
+    } else {
+        Some(ring_from_seeds(&config).await?)
+    };
+    let node = Node::open(config, seeded)?;
+    // Resume transfers of a change in flight, or finish dropping partitions
+    // a committed change took away.
+    node.on_new_ring(node.ring());
     let address = listener.local_addr().map_err(StartError::Listener)?;
     let services = Services {
         node: Arc::clone(&node),
@@ -409,4 +511,38 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
         background,
         workers,
     })
+}
+
+/// Fetches the ring from the first seed that answers, retrying for a while.
+async fn ring_from_seeds(config: &Config) -> Result<pb::Ring, StartError> {
+    let deadline = tokio::time::Instant::now() + config.request_timeout() * 10;
+    let mut errors = Vec::new();
+    loop {
+        for seed in &config.seeds {
+            let fetched = async {
+                let mut admin =
+                    dynamo_proto::v1::admin_client::AdminClient::connect(format!("http://{seed}"))
+                        .await
+                        .map_err(|error| error.to_string())?;
+                let response = admin
+                    .get_ring(pb::GetRingRequest {})
+                    .await
+                    .map_err(|status| status.message().to_owned())?;
+                response
+                    .into_inner()
+                    .ring
+                    .ok_or_else(|| "the seed sent no ring".to_owned())
+            };
+            match tokio::time::timeout(config.peer_timeout(), fetched).await {
+                Ok(Ok(ring)) => return Ok(ring),
+                Ok(Err(error)) => errors.push(format!("{seed}: {error}")),
+                Err(_) => errors.push(format!("{seed}: no answer")),
+            }
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(StartError::Seeds(errors.join("; ")));
+        }
+        tokio::time::sleep(config.peer_timeout()).await;
+        errors.clear();
+    }
 }

@@ -83,6 +83,19 @@ pub enum Command {
         #[arg(long)]
         partitions: bool,
     },
+    /// Set the member count in a DynamoCluster manifest that
+    /// `dynamo-operator local` follows (on Kubernetes, use `kubectl scale`).
+    Scale {
+        /// The desired number of members.
+        replicas: u32,
+        /// The manifest the local operator runs.
+        #[arg(
+            short = 'f',
+            long = "file",
+            default_value = "examples/dynamocluster.yaml"
+        )]
+        file: std::path::PathBuf,
+    },
 }
 
 /// Options shared by `put` and `delete`.

@@ -40,11 +40,15 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
         Command::Put { value, base64, .. } => Some(Codec::from_flag(*base64).decode(value)?),
         _ => None,
     };
+    if let Command::Scale { replicas, file } = &args.command {
+        return scale(file, *replicas, format);
+    }
     let options = ClientOptions {
         timeout: args.timeout,
     };
     let client = Client::connect_with(&args.endpoint, options).await?;
     match args.command {
+        Command::Scale { .. } => unreachable!("scale returns before connecting"),
         Command::Put { key, write, .. } => {
             let value = value.expect("decoded above for put");
             let context = client
@@ -90,5 +94,68 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
         Command::Ring { partitions } => {
             Ok(Report::ok(render::ring(format, &client.ring(), partitions)))
         }
+    }
+}
+
+/// Rewrites the `replicas:` line of the manifest's spec, keeping the rest of
+/// the file (comments included) as it is.
+fn scale(
+    file: &std::path::Path,
+    replicas: u32,
+    format: super::args::Format,
+) -> Result<Report, CliError> {
+    let file_error = |source| CliError::File {
+        path: file.display().to_string(),
+        source,
+    };
+    let text = std::fs::read_to_string(file).map_err(file_error)?;
+    let updated = set_replicas(&text, replicas).ok_or_else(|| CliError::Usage {
+        message: format!("{} has no `spec:` with a `replicas:` line", file.display()),
+    })?;
+    std::fs::write(file, updated).map_err(file_error)?;
+    Ok(Report::ok(match format {
+        super::args::Format::Json => format!("{{\"replicas\":{replicas}}}\n"),
+        super::args::Format::Text => format!(
+            "{} now asks for {replicas} members; dynamo-operator local applies it\n",
+            file.display()
+        ),
+    }))
+}
+
+/// The manifest text with the first `replicas:` line under `spec:` set.
+fn set_replicas(text: &str, replicas: u32) -> Option<String> {
+    let mut in_spec = false;
+    let mut done = false;
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if indent == 0 && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            in_spec = trimmed.starts_with("spec:");
+        }
+        if in_spec && !done && indent > 0 && trimmed.starts_with("replicas:") {
+            let ending = if line.ends_with('\n') { "\n" } else { "" };
+            out.push_str(&format!("{}replicas: {replicas}{ending}", &line[..indent]));
+            done = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    done.then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::set_replicas;
+
+    #[test]
+    fn scale_rewrites_only_the_spec_replicas() {
+        let text = "# replicas: 1 in a comment\nmetadata:\n  name: demo\nspec:\n  replicas: 3 # members\n  partitions: 64\n";
+        let updated = set_replicas(text, 5).expect("has replicas");
+        assert_eq!(
+            updated,
+            "# replicas: 1 in a comment\nmetadata:\n  name: demo\nspec:\n  replicas: 5\n  partitions: 64\n"
+        );
+        assert_eq!(set_replicas("spec:\n  partitions: 64\n", 2), None);
     }
 }

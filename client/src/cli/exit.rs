@@ -35,6 +35,14 @@ pub enum CliError {
         /// What is wrong with it.
         message: String,
     },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// A value cannot be printed as text.
     #[error("the value is not valid UTF-8; use --base64 to print it")]
     NotUtf8,
@@ -48,7 +56,7 @@ impl CliError {
     pub fn exit(&self) -> Exit {
         match self {
             Self::Usage { .. } => Exit::Usage,
-            Self::NotUtf8 => Exit::Failure,
+            Self::NotUtf8 | Self::File { .. } => Exit::Failure,
             Self::Client(err) => match err {
                 Error::BadContext { .. } | Error::InvalidAddress { .. } => Exit::Usage,
                 Error::Unavailable { .. } | Error::Timeout { .. } | Error::Transport { .. } => {

@@ -159,7 +159,10 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                     out.hints = status
                         .hints
                         .iter()
-                        .map(|(target, keys)| Hints { target, keys: *keys })
+                        .map(|(target, keys)| Hints {
+                            target,
+                            keys: *keys,
+                        })
                         .collect();
                     out.hints_full = status.hints_full;
                     out.anti_entropy = status
@@ -229,7 +232,13 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                                 )
                             },
                         );
-                    let dash = |text: String| if text.is_empty() { "-".to_owned() } else { text };
+                    let dash = |text: String| {
+                        if text.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            text
+                        }
+                    };
                     vec![
                         row.member.to_owned(),
                         row.address.to_owned(),
@@ -240,7 +249,11 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                         optional(row.keys),
                         dash(sees),
                         dash(hints),
-                        if row.error.is_some() { "-".to_owned() } else { anti_entropy },
+                        if row.error.is_some() {
+                            "-".to_owned()
+                        } else {
+                            anti_entropy
+                        },
                     ]
                 }),
             )
@@ -576,6 +589,7 @@ mod tests {
                 r: 1,
                 w: 2,
                 cluster: "test".into(),
+                next_owners: Vec::new(),
             }),
             preferences: [[0, 1, 2], [1, 2, 0], [2, 0, 1], [0, 1, 2]]
                 .into_iter()

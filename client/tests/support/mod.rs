@@ -101,6 +101,7 @@ fn ring(addresses: &[String], n: u32) -> pb::GetRingResponse {
             r: 1,
             w: 1,
             cluster: "mock".into(),
+            next_owners: Vec::new(),
         }),
         preferences: vec![pb::Preference {
             members: members.map(|(i, _)| i).collect(),
@@ -227,6 +228,27 @@ impl Admin for Node {
         _request: Request<pb::AntiEntropyRequest>,
     ) -> Result<Response<pb::AntiEntropyResponse>, Status> {
         Err(Status::unimplemented("the mock has no replicas to compare"))
+    }
+
+    async fn propose_ring(
+        &self,
+        _request: Request<pb::RingChange>,
+    ) -> Result<Response<pb::RingChangeResponse>, Status> {
+        Err(Status::unimplemented("the mock's ring is fixed"))
+    }
+
+    async fn commit_ring(
+        &self,
+        _request: Request<pb::RingChange>,
+    ) -> Result<Response<pb::RingChangeResponse>, Status> {
+        Err(Status::unimplemented("the mock's ring is fixed"))
+    }
+
+    async fn transfer_status(
+        &self,
+        _request: Request<pb::TransferStatusRequest>,
+    ) -> Result<Response<pb::TransferStatusResponse>, Status> {
+        Ok(Response::new(pb::TransferStatusResponse::default()))
     }
 
     async fn get_ring(

@@ -302,6 +302,74 @@ impl Storage {
         Ok(out)
     }
 
+    /// Up to about `max_bytes` of a partition's records after key `after`
+    /// (exclusive; empty starts at the beginning), in key order.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure or a corrupt record.
+    pub fn chunk(
+        &self,
+        partition: u32,
+        after: &[u8],
+        max_bytes: usize,
+    ) -> Result<Vec<(Bytes, SiblingSet)>, StorageError> {
+        use std::ops::Bound;
+        let start = data_key(partition, after);
+        let lower = if after.is_empty() {
+            Bound::Included(start)
+        } else {
+            Bound::Excluded(start)
+        };
+        let upper = match partition.checked_add(1) {
+            Some(next) => Bound::Excluded(next.to_be_bytes().to_vec()),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for item in self.data.range::<Vec<u8>, _>((lower, upper)) {
+            let (key, value) = item.into_inner()?;
+            bytes += key.len() + value.len();
+            let set = codec::decode(&value)
+                .map_err(|source| StorageError::Corrupt { partition, source })?;
+            out.push((Bytes::copy_from_slice(&key[4..]), set));
+            if bytes >= max_bytes {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes every key of a partition this node no longer replicates.
+    /// Returns how many keys were removed.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure.
+    pub fn drop_partition(&self, partition: u32) -> Result<u64, StorageError> {
+        let mut removed = 0;
+        loop {
+            let keys: Vec<_> = self
+                .data
+                .prefix(partition.to_be_bytes())
+                .take(1024)
+                .map(|item| item.key())
+                .collect::<Result<_, _>>()?;
+            if keys.is_empty() {
+                break;
+            }
+            let mut batch = self.db.batch();
+            for key in &keys {
+                batch.remove(&self.data, key.clone());
+            }
+            batch.commit()?;
+            removed += keys.len() as u64;
+        }
+        self.trees
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&partition);
+        Ok(removed)
+    }
+
     /// Partitions that hold at least one key.
     pub fn partitions_with_data(&self) -> Vec<u32> {
         let trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
