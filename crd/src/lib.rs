@@ -1,0 +1,42 @@
+//! The `DynamoCluster` custom resource (`dynamokv.io/v1alpha1`, short name `dyc`).
+//!
+//! [`DynamoCluster`] is what a user applies; its [`DynamoClusterSpec`] says
+//! how many nodes to run, the ring's partition count and the N/R/W quorums,
+//! and its [`DynamoClusterStatus`] is where the operator reports the ring,
+//! the members and the progress of membership changes.
+//!
+//! * [`DynamoCluster::crd`] (from [`CustomResourceExt`]) builds the
+//!   CustomResourceDefinition, with the status and scale subresources,
+//!   printer columns and CEL rules; the `crdgen` binary prints it.
+//! * [`DynamoClusterSpec::validate`] checks a spec without an API server.
+//! * [`DynamoCluster::from_yaml`] reads a manifest file for the local platform.
+//!
+//! # Examples
+//!
+//! ```
+//! use dynamo_crd::{CustomResourceExt, DynamoCluster};
+//!
+//! let crd = DynamoCluster::crd();
+//! assert_eq!(crd.metadata.name.as_deref(), Some("dynamoclusters.dynamokv.io"));
+//! ```
+
+mod manifest;
+mod spec;
+mod status;
+mod validate;
+
+pub use kube::CustomResourceExt;
+pub use manifest::ManifestError;
+pub use spec::{
+    DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_IMAGE, DEFAULT_N,
+    DEFAULT_PARTITIONS, DEFAULT_R, DEFAULT_STORAGE_SIZE, DEFAULT_TOMBSTONE_GRACE_SECONDS,
+    DEFAULT_TOPOLOGY_KEY, DEFAULT_W, Durability, DynamoCluster, DynamoClusterSpec, ImagePullPolicy,
+    MAX_PARTITIONS, N_AT_LEAST_ONE_RULE, PARTITIONS_IMMUTABLE_RULE, PARTITIONS_POWER_OF_TWO_RULE,
+    PvcPolicy, QUANTITY_PATTERN, R_AT_MOST_N_RULE, ReplicationSpec, StorageSpec, W_AT_MOST_N_RULE,
+    ZonesSpec,
+};
+pub use status::{
+    CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING, ClusterPhase,
+    DynamoClusterStatus, MemberState, MemberStatus, TransferStatus,
+};
+pub use validate::SpecError;

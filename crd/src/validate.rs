@@ -1,0 +1,378 @@
+//! Checks of a `DynamoClusterSpec` that need no API server.
+//!
+//! They are the schema's and CEL's rules, plus the ones CEL leaves to the
+//! operator (`replication.n <= replicas`, `partitions >= replicas`), so that
+//! the local platform and the operator's status report the same sentences.
+
+use crate::spec::{DynamoClusterSpec, MAX_PARTITIONS};
+
+/// Why a spec cannot be run. Each message says what to change.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// `replicas` is below 1.
+    #[error(
+        "spec.replicas is {replicas}, but a cluster needs at least 1 node: set spec.replicas to 1 or more"
+    )]
+    TooFewReplicas {
+        /// The requested number of nodes.
+        replicas: i32,
+    },
+
+    /// `replication.n` is 0.
+    #[error(
+        "spec.replication.n is 0, but every key needs at least 1 replica: set spec.replication.n to 1 or more (3 is usual)"
+    )]
+    ReplicationFactorZero,
+
+    /// `replication.r` is not in `1..=n`.
+    #[error(
+        "spec.replication.r is {r}, but a read can wait for 1 to spec.replication.n ({n}) replicas: set r between 1 and {n}, or raise n"
+    )]
+    ReadQuorumOutOfRange {
+        /// The requested read quorum.
+        r: u32,
+        /// The replication factor.
+        n: u32,
+    },
+
+    /// `replication.w` is not in `1..=n`.
+    #[error(
+        "spec.replication.w is {w}, but a write can wait for 1 to spec.replication.n ({n}) replicas: set w between 1 and {n}, or raise n"
+    )]
+    WriteQuorumOutOfRange {
+        /// The requested write quorum.
+        w: u32,
+        /// The replication factor.
+        n: u32,
+    },
+
+    /// `partitions` is not a power of two in `1..=65536`.
+    #[error(
+        "spec.partitions is {partitions}, but it must be a power of two from 1 to {max}: use a value such as 256 or 1024",
+        max = MAX_PARTITIONS
+    )]
+    PartitionsNotPowerOfTwo {
+        /// The requested number of partitions.
+        partitions: u32,
+    },
+
+    /// `replication.n` is larger than `replicas`.
+    #[error(
+        "spec.replication.n is {n}, but the cluster has only {replicas} nodes (spec.replicas), so a key cannot get {n} distinct replicas: set spec.replicas to at least {n} or lower spec.replication.n"
+    )]
+    ReplicationExceedsReplicas {
+        /// The replication factor.
+        n: u32,
+        /// The requested number of nodes.
+        replicas: i32,
+    },
+
+    /// `partitions` is smaller than `replicas`.
+    #[error(
+        "spec.partitions is {partitions}, fewer than the {replicas} nodes of spec.replicas, so some nodes would own no data: lower spec.replicas to at most {partitions} (partitions cannot change after creation)"
+    )]
+    TooFewPartitions {
+        /// The number of partitions.
+        partitions: u32,
+        /// The requested number of nodes.
+        replicas: i32,
+    },
+
+    /// `partitions` differs from the value the cluster was created with.
+    #[error(
+        "spec.partitions cannot change after the cluster is created: it is {old}, and the new spec asks for {new}; set it back to {old}"
+    )]
+    PartitionsChanged {
+        /// The value the cluster was created with.
+        old: u32,
+        /// The value the new spec asks for.
+        new: u32,
+    },
+
+    /// `image` is empty.
+    #[error("spec.image is empty: remove it to use the default image, or name a dynamo-node image")]
+    EmptyImage,
+
+    /// `storage.size` is not a positive Kubernetes quantity.
+    #[error(
+        "spec.storage.size is {size:?}, which is not a positive Kubernetes quantity: use a size such as \"10Gi\" or \"500Mi\""
+    )]
+    InvalidStorageSize {
+        /// The requested size.
+        size: String,
+    },
+
+    /// An interval is zero.
+    #[error(
+        "spec.{field} is 0, but it must be at least 1 millisecond: remove it to use the default"
+    )]
+    ZeroInterval {
+        /// The field's name in the manifest (`gossipIntervalMs` or `antiEntropyIntervalMs`).
+        field: &'static str,
+    },
+
+    /// `zones.topologyKey` is empty.
+    #[error(
+        "spec.zones.topologyKey is empty: name a node label such as \"topology.kubernetes.io/zone\", or remove spec.zones"
+    )]
+    EmptyTopologyKey,
+}
+
+impl DynamoClusterSpec {
+    /// Checks the spec without an API server: the rules of the CRD's schema
+    /// and CEL, plus `replication.n <= replicas` and `partitions >= replicas`,
+    /// which the API server does not enforce (the operator reports them as a
+    /// Degraded condition instead).
+    ///
+    /// # Errors
+    ///
+    /// The first rule the spec breaks, as a [`SpecError`] whose message tells
+    /// the user what to change.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use dynamo_crd::{DynamoClusterSpec, SpecError};
+    ///
+    /// let mut spec = DynamoClusterSpec::with_replicas(3);
+    /// spec.replication.r = 4;
+    /// assert_eq!(spec.validate(), Err(SpecError::ReadQuorumOutOfRange { r: 4, n: 3 }));
+    /// ```
+    pub fn validate(&self) -> Result<(), SpecError> {
+        let replication = self.replication;
+        if self.replicas < 1 {
+            return Err(SpecError::TooFewReplicas {
+                replicas: self.replicas,
+            });
+        }
+        if replication.n == 0 {
+            return Err(SpecError::ReplicationFactorZero);
+        }
+        if !(1..=replication.n).contains(&replication.r) {
+            return Err(SpecError::ReadQuorumOutOfRange {
+                r: replication.r,
+                n: replication.n,
+            });
+        }
+        if !(1..=replication.n).contains(&replication.w) {
+            return Err(SpecError::WriteQuorumOutOfRange {
+                w: replication.w,
+                n: replication.n,
+            });
+        }
+        if !self.partitions.is_power_of_two() || self.partitions > MAX_PARTITIONS {
+            return Err(SpecError::PartitionsNotPowerOfTwo {
+                partitions: self.partitions,
+            });
+        }
+        if self.image.is_empty() {
+            return Err(SpecError::EmptyImage);
+        }
+        if !is_positive_quantity(&self.storage.size) {
+            return Err(SpecError::InvalidStorageSize {
+                size: self.storage.size.clone(),
+            });
+        }
+        if self.gossip_interval_ms == 0 {
+            return Err(SpecError::ZeroInterval {
+                field: "gossipIntervalMs",
+            });
+        }
+        if self.anti_entropy_interval_ms == 0 {
+            return Err(SpecError::ZeroInterval {
+                field: "antiEntropyIntervalMs",
+            });
+        }
+        if self.topology_key() == Some("") {
+            return Err(SpecError::EmptyTopologyKey);
+        }
+        if i64::from(replication.n) > i64::from(self.replicas) {
+            return Err(SpecError::ReplicationExceedsReplicas {
+                n: replication.n,
+                replicas: self.replicas,
+            });
+        }
+        if i64::from(self.partitions) < i64::from(self.replicas) {
+            return Err(SpecError::TooFewPartitions {
+                partitions: self.partitions,
+                replicas: self.replicas,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a change from `old` to `self`: [`validate`](Self::validate) on
+    /// the new spec, then the transition rules (`partitions` is immutable).
+    ///
+    /// # Errors
+    ///
+    /// The first rule the new spec or the change breaks.
+    pub fn validate_update(&self, old: &Self) -> Result<(), SpecError> {
+        if self.partitions != old.partitions {
+            return Err(SpecError::PartitionsChanged {
+                old: old.partitions,
+                new: self.partitions,
+            });
+        }
+        self.validate()
+    }
+}
+
+/// Whether `text` is a Kubernetes quantity greater than zero, following the
+/// grammar of [`QUANTITY_PATTERN`](crate::QUANTITY_PATTERN).
+fn is_positive_quantity(text: &str) -> bool {
+    let (negative, rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let Some((number_is_zero, suffix)) = split_decimal(rest) else {
+        return false;
+    };
+    let suffix_ok = match suffix {
+        "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" => true,
+        "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" => true,
+        exponent if exponent.starts_with(['e', 'E']) => {
+            let digits = exponent[1..].trim_start_matches(['+', '-']);
+            exponent[1..].len() - digits.len() <= 1
+                && split_decimal(digits).is_some_and(|(_, tail)| tail.is_empty())
+        }
+        _ => false,
+    };
+    suffix_ok && !negative && !number_is_zero
+}
+
+/// Splits a leading decimal number (`12`, `1.5`, `.5`, `3.`) off `text`.
+/// Returns whether the number is zero and the rest, or `None` when `text`
+/// does not start with a number.
+fn split_decimal(text: &str) -> Option<(bool, &str)> {
+    let end = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let number = &text[..end];
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    let dots = number.len() - digits;
+    if digits == 0 || dots > 1 {
+        return None;
+    }
+    let is_zero = number.chars().all(|c| c == '0' || c == '.');
+    Some((is_zero, &text[end..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        for good in [
+            "10Gi", "1", "500Mi", "1.5Ti", ".5Gi", "1e9", "1E+3", "100k", "+2G",
+        ] {
+            assert!(is_positive_quantity(good), "{good} should be accepted");
+        }
+        for bad in [
+            "", "Gi", "10GB", "10 Gi", "-1Gi", "0", "0Gi", "0.0", "1..2Gi", "1e", "1e+-3", "ten",
+        ] {
+            assert!(!is_positive_quantity(bad), "{bad} should be rejected");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(DynamoClusterSpec::with_replicas(3).validate(), Ok(()));
+        assert_eq!(DynamoClusterSpec::with_replicas(256).validate(), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_has_its_error() {
+        let base = DynamoClusterSpec::with_replicas(3);
+        let check = |change: &dyn Fn(&mut DynamoClusterSpec), expected: SpecError| {
+            let mut spec = base.clone();
+            change(&mut spec);
+            assert_eq!(spec.validate(), Err(expected));
+        };
+        check(
+            &|s| s.replicas = 0,
+            SpecError::TooFewReplicas { replicas: 0 },
+        );
+        check(&|s| s.replication.n = 0, SpecError::ReplicationFactorZero);
+        check(
+            &|s| s.replication.r = 0,
+            SpecError::ReadQuorumOutOfRange { r: 0, n: 3 },
+        );
+        check(
+            &|s| s.replication.w = 4,
+            SpecError::WriteQuorumOutOfRange { w: 4, n: 3 },
+        );
+        check(
+            &|s| s.partitions = 100,
+            SpecError::PartitionsNotPowerOfTwo { partitions: 100 },
+        );
+        check(
+            &|s| s.partitions = 0,
+            SpecError::PartitionsNotPowerOfTwo { partitions: 0 },
+        );
+        check(
+            &|s| s.partitions = 1 << 17,
+            SpecError::PartitionsNotPowerOfTwo {
+                partitions: 1 << 17,
+            },
+        );
+        check(&|s| s.image.clear(), SpecError::EmptyImage);
+        check(
+            &|s| s.storage.size = "10GB".into(),
+            SpecError::InvalidStorageSize {
+                size: "10GB".into(),
+            },
+        );
+        check(
+            &|s| s.gossip_interval_ms = 0,
+            SpecError::ZeroInterval {
+                field: "gossipIntervalMs",
+            },
+        );
+        check(
+            &|s| s.anti_entropy_interval_ms = 0,
+            SpecError::ZeroInterval {
+                field: "antiEntropyIntervalMs",
+            },
+        );
+        check(
+            &|s| {
+                s.zones = Some(crate::ZonesSpec {
+                    topology_key: String::new(),
+                })
+            },
+            SpecError::EmptyTopologyKey,
+        );
+        check(
+            &|s| s.replication = crate::ReplicationSpec { n: 5, r: 3, w: 3 },
+            SpecError::ReplicationExceedsReplicas { n: 5, replicas: 3 },
+        );
+        check(
+            &|s| {
+                s.partitions = 2;
+                s.replication.n = 1;
+                s.replication.r = 1;
+                s.replication.w = 1;
+            },
+            SpecError::TooFewPartitions {
+                partitions: 2,
+                replicas: 3,
+            },
+        );
+    }
+
+    #[test]
+    fn partitions_are_immutable() {
+        let old = DynamoClusterSpec::with_replicas(3);
+        let mut new = old.clone();
+        new.replicas = 5;
+        assert_eq!(new.validate_update(&old), Ok(()));
+        new.partitions = 512;
+        assert_eq!(
+            new.validate_update(&old),
+            Err(SpecError::PartitionsChanged { old: 256, new: 512 })
+        );
+    }
+}

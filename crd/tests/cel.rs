@@ -1,0 +1,117 @@
+//! The CRD's CEL rules, evaluated as the API server would (after defaulting)
+//! by kube's client-side CEL interpreter. Needs `--features cel`.
+#![cfg(feature = "cel")]
+
+use dynamo_crd::{CustomResourceExt, DynamoCluster};
+use kube::core::cel::Validator;
+use serde_json::{Value, json};
+
+fn schema() -> Value {
+    let crd = DynamoCluster::crd();
+    let schema = crd.spec.versions[0]
+        .schema
+        .as_ref()
+        .and_then(|validation| validation.open_api_v3_schema.as_ref())
+        .expect("the CRD has an openAPIV3Schema");
+    serde_json::to_value(schema).expect("schema serializes")
+}
+
+fn object(spec: Value) -> Value {
+    json!({
+        "apiVersion": "dynamokv.io/v1alpha1",
+        "kind": "DynamoCluster",
+        "metadata": {"name": "demo"},
+        "spec": spec,
+    })
+}
+
+/// The messages of the rules `spec` breaks (on update from `old` if given).
+fn broken(spec: Value, old: Option<Value>) -> Vec<String> {
+    let old = old.map(object);
+    match Validator::new().validate(&schema(), &object(spec), old.as_ref()) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.into_vec().into_iter().map(|e| e.message).collect(),
+    }
+}
+
+#[test]
+fn minimal_and_example_specs_pass_every_rule() {
+    assert_eq!(broken(json!({"replicas": 3}), None), Vec::<String>::new());
+    assert_eq!(
+        broken(
+            json!({"replicas": 5, "replication": {"n": 5, "r": 3, "w": 3}}),
+            None
+        ),
+        Vec::<String>::new()
+    );
+    for partitions in [1, 2, 256, 65536] {
+        assert_eq!(
+            broken(json!({"replicas": 1, "partitions": partitions}), None),
+            Vec::<String>::new(),
+            "partitions {partitions}"
+        );
+    }
+}
+
+#[test]
+fn quorum_rules() {
+    let errors = broken(
+        json!({"replicas": 3, "replication": {"n": 3, "r": 4}}),
+        None,
+    );
+    assert_eq!(
+        errors,
+        ["replication.r must not be greater than replication.n"]
+    );
+    let errors = broken(json!({"replicas": 3, "replication": {"w": 4}}), None);
+    assert_eq!(
+        errors,
+        ["replication.w must not be greater than replication.n"]
+    );
+    let errors = broken(
+        json!({"replicas": 3, "replication": {"n": 0, "r": 0, "w": 0}}),
+        None,
+    );
+    assert!(
+        errors.contains(&"replication.n must be at least 1".to_owned()),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn n_above_replicas_is_not_a_cel_rule() {
+    assert_eq!(
+        broken(json!({"replicas": 1, "replication": {"n": 3}}), None),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn partitions_must_be_a_power_of_two() {
+    for partitions in [0, 3, 100, 1000, 131072] {
+        let errors = broken(json!({"replicas": 3, "partitions": partitions}), None);
+        assert_eq!(
+            errors,
+            ["partitions must be a power of two between 1 and 65536, such as 256"],
+            "partitions {partitions}"
+        );
+    }
+}
+
+#[test]
+fn partitions_cannot_change() {
+    let old = json!({"replicas": 3, "partitions": 256});
+    assert_eq!(
+        broken(json!({"replicas": 5, "partitions": 256}), Some(old.clone())),
+        Vec::<String>::new()
+    );
+    // Leaving the field out keeps its default, which is the same value.
+    assert_eq!(
+        broken(json!({"replicas": 5}), Some(old.clone())),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        broken(json!({"replicas": 3, "partitions": 512}), Some(old)),
+        ["partitions is immutable: it is fixed when the cluster is created"]
+    );
+}

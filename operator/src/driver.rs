@@ -1,0 +1,545 @@
+//! The membership driver: moves the cluster, one node at a time, from the
+//! ring it has to the member count the spec asks for.
+//!
+//! A join: start the member, wait until it is ready, propose a ring whose
+//! `next_owners` give it its partitions, wait until every node streamed what
+//! it gains, commit. A leave: propose a ring in which the leaver owns
+//! nothing, wait for the streams, commit, stop the member, then commit a ring
+//! without it. The ring on the nodes carries the change in flight, so every
+//! step is re-derived from what the nodes report: the driver is idempotent,
+//! and a driver that crashed at any step finishes the change after a
+//! restart. It runs against a [`Platform`], so the same code drives local
+//! processes and Kubernetes pods.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use dynamo_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::admin::Admin;
+use crate::plan::{self, Layout, PlanMember};
+
+/// How a member process is started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Launch {
+    /// One of the first members: every first member gets the same list and
+    /// computes the same initial ring.
+    Bootstrap {
+        /// All first members.
+        members: Vec<pb::Member>,
+    },
+    /// A member joining a running cluster through these node addresses.
+    Join {
+        /// Addresses of running members.
+        seeds: Vec<String>,
+    },
+}
+
+/// Where members run: local processes or Kubernetes pods.
+pub trait Platform: Send + Sync {
+    /// Member `index` as the ring names it (id, address, zone).
+    fn member(&self, index: usize) -> pb::Member;
+    /// Starts member `index`; starting a running member does nothing.
+    fn start(
+        &self,
+        index: usize,
+        launch: Launch,
+    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    /// True when member `index` runs and answers.
+    fn is_ready(&self, index: usize) -> impl Future<Output = bool> + Send;
+    /// Stops member `index` for good (it has left the ring).
+    fn stop(&self, index: usize) -> impl Future<Output = anyhow::Result<()>> + Send;
+}
+
+/// The cluster the spec asks for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// Cluster name.
+    pub name: String,
+    /// Desired member count.
+    pub replicas: usize,
+    /// Partitions Q.
+    pub partitions: u32,
+    /// Replication factor N.
+    pub n: u32,
+    /// Default read quorum R.
+    pub r: u32,
+    /// Default write quorum W.
+    pub w: u32,
+}
+
+/// The step the driver is on.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "step")]
+pub enum Step {
+    /// Nothing to do.
+    #[default]
+    Idle,
+    /// Starting the first members.
+    Bootstrap,
+    /// Starting a joining member and waiting until it is ready.
+    StartMember {
+        /// The member.
+        member: String,
+    },
+    /// Streaming partitions of a proposed ring.
+    Stream {
+        /// Epoch of the proposed ring.
+        epoch: u64,
+        /// `join` or `leave`.
+        change: String,
+        /// The member joining or leaving.
+        member: String,
+    },
+    /// Stopping a member that has left the ring.
+    StopMember {
+        /// The member.
+        member: String,
+    },
+}
+
+/// The driver's resumable state and its report, persisted after every step
+/// (a file for the local platform, the custom resource's status on
+/// Kubernetes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriverState {
+    /// True once the first members were started.
+    pub bootstrapped: bool,
+    /// The step in progress.
+    pub step: Step,
+    /// Epoch of the newest ring seen.
+    pub epoch: u64,
+    /// Members in that ring.
+    pub members: usize,
+    /// Partitions still to stream in the change in flight.
+    pub partitions_left: u32,
+    /// Estimated bytes still to stream.
+    pub bytes_left: u64,
+    /// A sentence for people: what runs, or why the driver waits.
+    pub message: String,
+}
+
+/// The membership driver.
+pub struct Driver<P> {
+    platform: P,
+    admin: Admin,
+    shape: Shape,
+    state: DriverState,
+}
+
+/// The newest ring the members report, and each member's epoch.
+struct Observed {
+    ring: pb::Ring,
+    epochs: BTreeMap<String, u64>,
+}
+
+impl<P: Platform> Driver<P> {
+    /// A driver resuming from `state`.
+    pub fn new(platform: P, shape: Shape, state: DriverState) -> Self {
+        Self {
+            platform,
+            admin: Admin::new(Duration::from_secs(5)),
+            shape,
+            state,
+        }
+    }
+
+    /// The state to persist.
+    pub fn state(&self) -> &DriverState {
+        &self.state
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &P {
+        &self.platform
+    }
+
+    /// Changes the desired shape (a new replica count).
+    pub fn set_shape(&mut self, shape: Shape) {
+        self.shape = shape;
+    }
+
+    /// Takes one step towards the desired shape. Returns true when the
+    /// cluster has it and nothing is in flight.
+    ///
+    /// # Errors
+    /// When the platform fails to start or stop a member, or a planned ring
+    /// is invalid. Unreachable nodes are not errors: the driver waits.
+    pub async fn step(&mut self) -> anyhow::Result<bool> {
+        let Some(observed) = self.observe().await else {
+            return self.bootstrap().await;
+        };
+        self.state.bootstrapped = true;
+        self.state.epoch = observed.ring.epoch;
+        self.state.members = observed.ring.members.len();
+        self.catch_up(&observed).await;
+        if observed.ring.next_owners.is_empty() {
+            self.stable(observed.ring).await
+        } else {
+            self.in_flight(&observed).await?;
+            Ok(false)
+        }
+    }
+
+    /// Reads the ring from every member that may exist and keeps the newest.
+    async fn observe(&self) -> Option<Observed> {
+        let mut candidates: Vec<String> = (0..self.shape.replicas.max(self.state.members) + 1)
+            .map(|index| self.platform.member(index).address)
+            .collect();
+        let mut newest: Option<pb::Ring> = None;
+        let mut epochs = BTreeMap::new();
+        let mut asked = std::collections::BTreeSet::new();
+        while let Some(address) = candidates.pop() {
+            if !asked.insert(address.clone()) {
+                continue;
+            }
+            let Ok(ring) = self.admin.ring(&address).await else {
+                continue;
+            };
+            epochs.insert(address, ring.epoch);
+            candidates.extend(ring.members.iter().map(|m| m.address.clone()));
+            if newest.as_ref().is_none_or(|best| ring.epoch > best.epoch) {
+                newest = Some(ring);
+            }
+        }
+        let ring = newest?;
+        let epochs = ring
+            .members
+            .iter()
+            .filter_map(|m| epochs.get(&m.address).map(|&epoch| (m.id.clone(), epoch)))
+            .collect();
+        Some(Observed { ring, epochs })
+    }
+
+    /// No member answers: start the first ones, or wait for them.
+    async fn bootstrap(&mut self) -> anyhow::Result<bool> {
+        if self.state.bootstrapped {
+            self.report("no member answers; waiting for the members to come back");
+            return Ok(false);
+        }
+        let members: Vec<pb::Member> = (0..self.shape.replicas.max(1))
+            .map(|index| self.platform.member(index))
+            .collect();
+        for index in 0..members.len() {
+            let launch = Launch::Bootstrap {
+                members: members.clone(),
+            };
+            self.platform.start(index, launch).await?;
+        }
+        self.state.step = Step::Bootstrap;
+        self.report(&format!("starting the first {} members", members.len()));
+        Ok(false)
+    }
+
+    /// Installs the newest ring on members that missed it.
+    async fn catch_up(&self, observed: &Observed) {
+        let ring = &observed.ring;
+        for member in &ring.members {
+            let Some(&epoch) = observed.epochs.get(&member.id) else {
+                continue;
+            };
+            if epoch >= ring.epoch {
+                continue;
+            }
+            let installed = if ring.next_owners.is_empty() {
+                self.admin.commit(&member.address, ring).await
+            } else {
+                self.admin.propose(&member.address, ring).await
+            };
+            if let Err(error) = installed {
+                warn!(member = member.id, error, "cannot install the ring");
+            }
+        }
+    }
+
+    /// No change in flight: remove a member that left, or start the next
+    /// join or leave, or report convergence.
+    async fn stable(&mut self, ring: pb::Ring) -> anyhow::Result<bool> {
+        let owned = owned(&ring.owners, ring.members.len());
+        if let Some(leaver) = (0..ring.members.len()).find(|&i| owned[i] == 0) {
+            let member = ring.members[leaver].clone();
+            self.state.step = Step::StopMember {
+                member: member.id.clone(),
+            };
+            self.report(&format!("{} owns nothing; stopping it", member.id));
+            if let Some(index) = self.index_of(&member.id) {
+                self.platform.stop(index).await?;
+            }
+            let mut members = ring.members.clone();
+            members.remove(leaver);
+            let owners = ring
+                .owners
+                .iter()
+                .map(|&owner| {
+                    if owner as usize > leaver {
+                        owner - 1
+                    } else {
+                        owner
+                    }
+                })
+                .collect();
+            let next = pb::Ring {
+                epoch: ring.epoch + 1,
+                members,
+                owners,
+                next_owners: Vec::new(),
+                ..ring
+            };
+            self.install_everywhere(&next, false).await;
+            info!(
+                member = member.id,
+                epoch = next.epoch,
+                "member removed from the ring"
+            );
+            return Ok(false);
+        }
+        let size = ring.members.len();
+        if size < self.shape.replicas {
+            return self.join(ring).await;
+        }
+        if size > self.shape.replicas {
+            return self.leave(ring).await;
+        }
+        self.state.step = Step::Idle;
+        self.state.partitions_left = 0;
+        self.state.bytes_left = 0;
+        self.report(&format!(
+            "{size} members, ring epoch {}: nothing to do",
+            ring.epoch
+        ));
+        Ok(true)
+    }
+
+    /// Starts the next member and, once it is ready, proposes its join.
+    async fn join(&mut self, ring: pb::Ring) -> anyhow::Result<bool> {
+        let Some(index) = (0..).find(|&i| {
+            let id = self.platform.member(i).id;
+            !ring.members.iter().any(|m| m.id == id)
+        }) else {
+            anyhow::bail!("no free member index");
+        };
+        let joiner = self.platform.member(index);
+        if !self.platform.is_ready(index).await {
+            let seeds = ring.members.iter().map(|m| m.address.clone()).collect();
+            self.platform.start(index, Launch::Join { seeds }).await?;
+            self.state.step = Step::StartMember {
+                member: joiner.id.clone(),
+            };
+            self.report(&format!(
+                "starting {} and waiting until it is ready",
+                joiner.id
+            ));
+            return Ok(false);
+        }
+        let mut members = ring.members.clone();
+        members.push(joiner.clone());
+        let next = self.plan(&ring, &members)?;
+        let proposed = pb::Ring {
+            epoch: ring.epoch + 1,
+            members,
+            next_owners: next,
+            ..ring
+        };
+        self.install_everywhere(&proposed, true).await;
+        info!(
+            member = joiner.id,
+            epoch = proposed.epoch,
+            "proposed a join"
+        );
+        self.state.step = Step::Stream {
+            epoch: proposed.epoch,
+            change: "join".into(),
+            member: joiner.id.clone(),
+        };
+        self.report(&format!("{} joins: streaming partitions", joiner.id));
+        Ok(false)
+    }
+
+    /// Proposes the leave of the member with the highest index.
+    async fn leave(&mut self, ring: pb::Ring) -> anyhow::Result<bool> {
+        let leaver = ring
+            .members
+            .iter()
+            .enumerate()
+            .max_by_key(|(position, member)| (self.index_of(&member.id), *position))
+            .map(|(position, member)| (position, member.clone()))
+            .expect("a ring larger than the desired size has members");
+        let staying: Vec<pb::Member> = ring
+            .members
+            .iter()
+            .filter(|m| m.id != leaver.1.id)
+            .cloned()
+            .collect();
+        let next = self.plan(&ring, &staying)?;
+        let proposed = pb::Ring {
+            epoch: ring.epoch + 1,
+            next_owners: next,
+            ..ring
+        };
+        self.install_everywhere(&proposed, true).await;
+        info!(
+            member = leaver.1.id,
+            epoch = proposed.epoch,
+            "proposed a leave"
+        );
+        self.state.step = Step::Stream {
+            epoch: proposed.epoch,
+            change: "leave".into(),
+            member: leaver.1.id.clone(),
+        };
+        self.report(&format!(
+            "{} leaves: streaming its partitions away",
+            leaver.1.id
+        ));
+        Ok(false)
+    }
+
+    /// A change is in flight: commit it once every member has streamed
+    /// what it gains.
+    async fn in_flight(&mut self, observed: &Observed) -> anyhow::Result<()> {
+        let ring = &observed.ring;
+        let now = owned(&ring.owners, ring.members.len());
+        let next = owned(&ring.next_owners, ring.members.len());
+        let change = if now.iter().zip(&next).any(|(a, b)| *a > 0 && *b == 0) {
+            "leave"
+        } else {
+            "join"
+        };
+        let members_after = next.iter().filter(|&&c| c > 0).count();
+        let mut refusal = String::new();
+        if change == "leave" && self.shape.replicas > members_after {
+            refusal = format!(
+                "; refusing to grow to {} while a leave is unfinished: it completes first",
+                self.shape.replicas
+            );
+        } else if change == "join" && self.shape.replicas < members_after {
+            refusal = format!(
+                "; refusing to shrink to {} while a join is unfinished: it completes first",
+                self.shape.replicas
+            );
+        }
+        let mut partitions_left = 0;
+        let mut bytes_left = 0;
+        let mut waiting = Vec::new();
+        for member in &ring.members {
+            match self.admin.transfers(&member.address).await {
+                Ok(progress) if progress.epoch == ring.epoch => {
+                    let left = progress.partitions_total
+                        - progress.partitions_done.min(progress.partitions_total);
+                    partitions_left += left;
+                    bytes_left += progress.bytes_left;
+                    if left > 0 {
+                        waiting.push(format!("{} ({left} left)", member.id));
+                    }
+                }
+                Ok(_) => waiting.push(format!(
+                    "{} (has not installed epoch {})",
+                    member.id, ring.epoch
+                )),
+                Err(error) => waiting.push(format!("{} (unreachable: {error})", member.id)),
+            }
+        }
+        self.state.partitions_left = partitions_left;
+        self.state.bytes_left = bytes_left;
+        if !waiting.is_empty() {
+            self.report(&format!(
+                "{change} in flight at epoch {}: {partitions_left} partitions and about {bytes_left} bytes left; waiting for {}{refusal}",
+                ring.epoch,
+                waiting.join(", ")
+            ));
+            return Ok(());
+        }
+        let committed = pb::Ring {
+            epoch: ring.epoch + 1,
+            owners: ring.next_owners.clone(),
+            next_owners: Vec::new(),
+            ..ring.clone()
+        };
+        self.install_everywhere(&committed, false).await;
+        info!(epoch = committed.epoch, change, "committed");
+        self.report(&format!(
+            "{change} committed at epoch {}{refusal}",
+            committed.epoch
+        ));
+        Ok(())
+    }
+
+    /// Plans next owners for `members`, as indexes into `members`' order
+    /// within `ring.members` extended by new members.
+    fn plan(&self, ring: &pb::Ring, desired: &[pb::Member]) -> anyhow::Result<Vec<u32>> {
+        let current = Layout {
+            members: ring.members.iter().map(plan_member).collect(),
+            owners: ring.owners.clone(),
+        };
+        let wanted: Vec<PlanMember> = desired.iter().map(plan_member).collect();
+        let next = plan::next(&current, &wanted, self.shape.n as usize)?;
+        let mut all = ring.members.clone();
+        for member in desired {
+            if !all.iter().any(|m| m.id == member.id) {
+                all.push(member.clone());
+            }
+        }
+        next.owners
+            .iter()
+            .map(|&owner| {
+                let id = &next.members[owner as usize].id;
+                all.iter()
+                    .position(|m| &m.id == id)
+                    .map(|index| index as u32)
+                    .ok_or_else(|| anyhow::anyhow!("planned owner {id} is not a member"))
+            })
+            .collect()
+    }
+
+    /// Installs `ring` on every member it names.
+    async fn install_everywhere(&self, ring: &pb::Ring, proposal: bool) {
+        for member in &ring.members {
+            let installed = if proposal {
+                self.admin.propose(&member.address, ring).await
+            } else {
+                self.admin.commit(&member.address, ring).await
+            };
+            if let Err(error) = installed {
+                warn!(
+                    member = member.id,
+                    error, "cannot install the ring; gossip or the next step will"
+                );
+            }
+        }
+    }
+
+    /// The platform index of member `id`.
+    fn index_of(&self, id: &str) -> Option<usize> {
+        (0..self.shape.replicas.max(self.state.members) + 64)
+            .find(|&i| self.platform.member(i).id == id)
+    }
+
+    fn report(&mut self, message: &str) {
+        if self.state.message != message {
+            info!(step = ?self.state.step, "{message}");
+            self.state.message = message.to_owned();
+        }
+    }
+}
+
+fn plan_member(member: &pb::Member) -> PlanMember {
+    PlanMember {
+        id: member.id.clone(),
+        zone: member.zone.clone(),
+    }
+}
+
+/// Partitions owned per member index.
+fn owned(owners: &[u32], members: usize) -> Vec<u32> {
+    let mut counts = vec![0; members];
+    for &owner in owners {
+        if let Some(count) = counts.get_mut(owner as usize) {
+            *count += 1;
+        }
+    }
+    counts
+}

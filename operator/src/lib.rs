@@ -1,0 +1,7 @@
+//! DynamoKV operator: the token planner, the membership driver over a
+//! [`driver::Platform`], and the local process platform.
+
+pub mod admin;
+pub mod driver;
+pub mod local;
+pub mod plan;

@@ -1,0 +1,334 @@
+//! The local platform: members are `dynamo-node` processes on 127.0.0.1,
+//! member i on port base+i, each with a data directory under one root. It
+//! runs the same [`Driver`] as Kubernetes, following edits of the manifest.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use dynamo_crd::DynamoCluster;
+use dynamo_proto::v1 as pb;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+use crate::admin::Admin;
+use crate::driver::{Driver, DriverState, Launch, Platform, Shape};
+
+/// How long a stopping node may take before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+
+/// Member processes on this machine.
+pub struct LocalPlatform {
+    name: String,
+    base_port: u16,
+    root: PathBuf,
+    node_binary: PathBuf,
+    node_args: Vec<String>,
+    children: Mutex<BTreeMap<usize, Child>>,
+    admin: Admin,
+}
+
+impl LocalPlatform {
+    /// A platform for cluster `name` whose members keep their data under
+    /// `root` and run `node_binary` with `node_args` besides their identity.
+    pub fn new(
+        name: &str,
+        base_port: u16,
+        root: &Path,
+        node_binary: &Path,
+        node_args: Vec<String>,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            base_port,
+            root: root.to_owned(),
+            node_binary: node_binary.to_owned(),
+            node_args,
+            children: Mutex::new(BTreeMap::new()),
+            admin: Admin::new(Duration::from_secs(1)),
+        }
+    }
+
+    fn dir(&self, index: usize) -> PathBuf {
+        self.root.join(format!("{}-{index}", self.name))
+    }
+
+    fn pid_file(&self, index: usize) -> PathBuf {
+        self.dir(index).join("pid")
+    }
+
+    /// The pid of member `index` if its process runs (started by this
+    /// operator or adopted from an earlier one through its pid file).
+    fn running_pid(&self, index: usize) -> Option<Pid> {
+        let mut children = self.children.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(child) = children.get_mut(&index) {
+            match child.try_wait() {
+                Ok(None) => return child.id().map(|id| Pid::from_raw(id as i32)),
+                _ => {
+                    children.remove(&index);
+                    return None;
+                }
+            }
+        }
+        let text = std::fs::read_to_string(self.pid_file(index)).ok()?;
+        let pid = Pid::from_raw(text.trim().parse().ok()?);
+        kill(pid, None).ok().map(|()| pid)
+    }
+
+    /// Indexes of members that have a data directory.
+    pub fn existing_members(&self) -> Vec<usize> {
+        (0..1024)
+            .take_while(|&index| self.dir(index).exists())
+            .collect()
+    }
+
+    /// Stops every member process, keeping their data (Ctrl-C).
+    pub async fn shutdown(&self) {
+        for index in self.existing_members() {
+            self.terminate(index).await;
+        }
+    }
+
+    async fn terminate(&self, index: usize) {
+        let Some(pid) = self.running_pid(index) else {
+            return;
+        };
+        let _ = kill(pid, Signal::SIGTERM);
+        let deadline = tokio::time::Instant::now() + STOP_GRACE;
+        while self.running_pid(index).is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                warn!(index, "member did not stop in time; killing it");
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = std::fs::remove_file(self.pid_file(index));
+        info!(member = format!("{}-{index}", self.name), "stopped");
+    }
+}
+
+impl Platform for LocalPlatform {
+    fn member(&self, index: usize) -> pb::Member {
+        pb::Member {
+            id: format!("{}-{index}", self.name),
+            address: format!("127.0.0.1:{}", usize::from(self.base_port) + index),
+            zone: String::new(),
+        }
+    }
+
+    async fn start(&self, index: usize, launch: Launch) -> anyhow::Result<()> {
+        if self.running_pid(index).is_some() {
+            return Ok(());
+        }
+        let member = self.member(index);
+        let dir = self.dir(index);
+        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))?;
+        let mut command = Command::new(&self.node_binary);
+        command
+            .arg("--id")
+            .arg(&member.id)
+            .arg("--listen")
+            .arg(&member.address)
+            .arg("--data-dir")
+            .arg(dir.join("data"))
+            .arg("--cluster")
+            .arg(&self.name)
+            .args(&self.node_args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        match launch {
+            Launch::Bootstrap { members } => {
+                let list: Vec<String> = members
+                    .iter()
+                    .map(|m| format!("{}={}", m.id, m.address))
+                    .collect();
+                command.arg("--member").arg(list.join(","));
+            }
+            Launch::Join { seeds } => {
+                if !seeds.is_empty() {
+                    command.arg("--seed").arg(seeds.join(","));
+                }
+            }
+        }
+        let child = command
+            .spawn()
+            .with_context(|| format!("start {}", self.node_binary.display()))?;
+        if let Some(pid) = child.id() {
+            std::fs::write(self.pid_file(index), pid.to_string())?;
+        }
+        info!(member = member.id, address = member.address, "started");
+        self.children
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(index, child);
+        Ok(())
+    }
+
+    async fn is_ready(&self, index: usize) -> bool {
+        self.running_pid(index).is_some()
+            && self.admin.status(&self.member(index).address).await.is_ok()
+    }
+
+    async fn stop(&self, index: usize) -> anyhow::Result<()> {
+        self.terminate(index).await;
+        // The member left the ring and its data lives elsewhere; a later
+        // member with the same index starts clean.
+        let dir = self.dir(index);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+/// Options of `dynamo-operator local`.
+#[derive(Clone, Debug)]
+pub struct LocalOptions {
+    /// The DynamoCluster manifest to follow.
+    pub manifest: PathBuf,
+    /// Root of the members' data directories.
+    pub data_dir: PathBuf,
+    /// Port of member 0; member i listens on base+i.
+    pub base_port: u16,
+    /// The `dynamo-node` binary.
+    pub node_binary: PathBuf,
+}
+
+/// Reads the manifest and turns it into the shape the driver works towards
+/// and the node flags it implies.
+///
+/// # Errors
+/// When the file cannot be read or the spec is invalid.
+pub fn read_manifest(path: &Path) -> anyhow::Result<(Shape, Vec<String>)> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+    let cluster =
+        DynamoCluster::from_yaml(&text).with_context(|| format!("parse {}", path.display()))?;
+    cluster
+        .spec
+        .validate()
+        .with_context(|| format!("invalid spec in {}", path.display()))?;
+    let spec = &cluster.spec;
+    let name = cluster.metadata.name.clone().unwrap_or_default();
+    let shape = Shape {
+        name,
+        replicas: usize::try_from(spec.replicas).unwrap_or(0),
+        partitions: spec.partitions,
+        n: spec.replication.n,
+        r: spec.replication.r,
+        w: spec.replication.w,
+    };
+    let args = vec![
+        format!("--partitions={}", spec.partitions),
+        format!("--n={}", spec.replication.n),
+        format!("--r={}", spec.replication.r),
+        format!("--w={}", spec.replication.w),
+        format!("--durability={}", spec.durability.as_str()),
+    ];
+    Ok((shape, args))
+}
+
+/// Runs the local platform until Ctrl-C or SIGTERM, then stops every member.
+///
+/// # Errors
+/// When the manifest is invalid at start or a member cannot be started.
+pub async fn run(options: LocalOptions) -> anyhow::Result<()> {
+    // Listen for signals before any member starts, so none is orphaned.
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let (shape, node_args) = read_manifest(&options.manifest)?;
+    std::fs::create_dir_all(&options.data_dir)?;
+    let state_file = options.data_dir.join(format!("{}-driver.json", shape.name));
+    let state: DriverState = match std::fs::read(&state_file) {
+        Ok(bytes) => serde_json::from_slice(&bytes).context("driver state file is corrupt")?,
+        Err(_) => DriverState::default(),
+    };
+    let platform = LocalPlatform::new(
+        &shape.name,
+        options.base_port,
+        &options.data_dir,
+        &options.node_binary,
+        node_args,
+    );
+    // Members that ran before (an earlier operator stopped them) come back
+    // with their data and persisted ring.
+    let existing = platform.existing_members();
+    let previous: Vec<pb::Member> = existing.iter().map(|&i| platform.member(i)).collect();
+    for &index in &existing {
+        let launch = Launch::Bootstrap {
+            members: previous.clone(),
+        };
+        platform.start(index, launch).await?;
+    }
+    let mut driver = Driver::new(platform, shape.clone(), state);
+    let mut modified = modified_at(&options.manifest);
+    let mut announced = None;
+    let mut ticker = tokio::time::interval(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+        }
+        let now_modified = modified_at(&options.manifest);
+        if now_modified != modified {
+            modified = now_modified;
+            match read_manifest(&options.manifest) {
+                Ok((new_shape, _)) => {
+                    info!(replicas = new_shape.replicas, "manifest changed");
+                    driver.set_shape(new_shape);
+                }
+                Err(error) => warn!("ignoring the edited manifest: {error:#}"),
+            }
+        }
+        let converged = match driver.step().await {
+            Ok(converged) => converged,
+            Err(error) => {
+                warn!("driver step failed: {error:#}");
+                false
+            }
+        };
+        let serialized = serde_json::to_vec_pretty(driver.state())?;
+        std::fs::write(&state_file, serialized)?;
+        if converged && announced != Some(driver.state().members) {
+            announced = Some(driver.state().members);
+            announce(&driver);
+        }
+    }
+    info!("stopping every member");
+    driver.platform().shutdown().await;
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> anyhow::Result<tokio::signal::unix::Signal> {
+    Ok(tokio::signal::unix::signal(kind)?)
+}
+
+fn announce(driver: &Driver<LocalPlatform>) {
+    let members = driver.state().members;
+    println!(
+        "DynamoKV is running with {members} members (ring epoch {}):",
+        driver.state().epoch
+    );
+    for index in 0..members {
+        let member = driver.platform().member(index);
+        println!("  {}  {}", member.id, member.address);
+    }
+    let first = driver.platform().member(0).address;
+    println!(
+        "Try: dynamoctl --endpoint {first} put hello world && dynamoctl --endpoint {first} get hello"
+    );
+}
+
+fn modified_at(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}

@@ -1,0 +1,342 @@
+//! Token planner: the pure function that decides which member owns each of
+//! the ring's Q partitions.
+//!
+//! The operator computes every ring with this module and commits it; nodes
+//! never change ownership on their own (DESIGN.md §2, §5). A [`Layout`] is the
+//! member list plus the owner of every partition, nothing else: epochs and
+//! transfers belong to the driver.
+//!
+//! # Algorithm
+//!
+//! * [`initial`] sorts the members by id, interleaves the zones (the first
+//!   member of every zone, then the second, ...) and deals the partitions
+//!   round-robin. Consecutive partitions then belong to different members and,
+//!   as far as the zones allow, to different zones. It is the same ring a node
+//!   builds from its configuration when none was persisted.
+//! * [`next`] first fixes a *target* count for every member of the new set:
+//!   `floor(Q/S)` for all, plus one for the `Q mod S` members that own the most
+//!   partitions now (ties by position, new members last). Partitions of removed
+//!   members are *free*; a member above its target is a *donor* of its excess,
+//!   one below it a *receiver*. Only free partitions and donors' excess change
+//!   owner, and each goes to a receiver, so the number of moves is the sum of
+//!   the receivers' needs: the fewest any balanced layout allows.
+//!   - Free partitions are handed out in ring order, each to the receiver that
+//!     clashes least with the partition's neighbours, then the one whose own
+//!     partitions are farthest away.
+//!   - A receiver that still needs `k` partitions cuts the ring into `k` equal
+//!     arcs, one partition per arc. Among the arcs not served yet it takes
+//!     the donor partition whose change of owner adds the fewest clashes
+//!     (possibly removing some), nearest its arc's middle, and repeats. Its
+//!     partitions end up spread around the ring, not bunched together.
+//!
+//!   A clash is a neighbour within `min(N, zones) - 1` steps in the same zone,
+//!   or within `N - 1` steps owned by the same member, weighted more the
+//!   closer it is. Few clashes mean that the plain walk from a partition meets
+//!   N distinct zones in about N steps. The preference list spans
+//!   `min(N, zones)` zones regardless, since the walk goes round the whole
+//!   ring and every member owns a partition when `Q >= S`.
+//!
+//! Why the bounds hold, from a balanced layout (S members, `a = floor(Q/S)`):
+//! * Join (S to S+1): new targets are `b` or `b+1` with `b = floor(Q/(S+1)) <= a`.
+//!   The `b+1` slots go to the members that own the most, and there are enough
+//!   members owning `a+1` when `a = b`, so no old member is below its target:
+//!   the newcomer receives exactly `b` partitions, all from donors.
+//! * Leave (S to S-1): new targets are at least `a`, and when they equal `a`
+//!   the `a+1` slots (`Q mod (S-1) = a + Q mod S` of them) cover every kept
+//!   member owning `a+1`. No kept member is a donor, so exactly the leaver's
+//!   partitions move, and they go to receivers chosen by need.
+//!
+//! Everything iterates vectors and B-trees in a fixed order: the same input
+//! always gives the same layout.
+
+mod place;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use thiserror::Error;
+
+/// Largest partition count Q a ring may have.
+pub const MAX_PARTITIONS: u32 = 65_536;
+
+/// A member as the planner sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PlanMember {
+    /// Node id, unique in the ring.
+    pub id: String,
+    /// Failure zone; may be empty when the cluster has no zones.
+    pub zone: String,
+}
+
+/// Members and the owner of every partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// Ring members; [`Layout::owners`] holds indexes into this list.
+    pub members: Vec<PlanMember>,
+    /// Owner (index into [`Layout::members`]) of each partition; its length is Q.
+    pub owners: Vec<u32>,
+}
+
+impl Layout {
+    /// Number of partitions Q.
+    ///
+    /// # Panics
+    /// When the owner list is longer than `u32::MAX` (never for a valid layout).
+    pub fn partitions(&self) -> u32 {
+        u32::try_from(self.owners.len()).expect("a layout has at most 65536 partitions")
+    }
+
+    /// Partitions owned by each member, by member index.
+    pub fn owned(&self) -> Vec<u32> {
+        let mut owned = vec![0; self.members.len()];
+        for &owner in &self.owners {
+            if let Some(count) = owned.get_mut(owner as usize) {
+                *count += 1;
+            }
+        }
+        owned
+    }
+
+    /// Checks that Q is valid, the members are unique and every owner exists.
+    ///
+    /// # Errors
+    /// The first [`PlanError`] found.
+    pub fn validate(&self) -> Result<(), PlanError> {
+        check_partitions(self.owners.len() as u64)?;
+        check_members(&self.members)?;
+        let members = self.members.len();
+        match self
+            .owners
+            .iter()
+            .enumerate()
+            .find(|&(_, &owner)| owner as usize >= members)
+        {
+            Some((partition, &owner)) => Err(PlanError::Owner {
+                partition: partition as u32,
+                owner,
+                members,
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a layout cannot be planned.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PlanError {
+    /// Q is not a power of two in `1..=65536`.
+    #[error("partition count {partitions} must be a power of two between 1 and {MAX_PARTITIONS}")]
+    Partitions {
+        /// The partition count given.
+        partitions: u64,
+    },
+    /// The member set is empty.
+    #[error("a ring needs at least one member")]
+    NoMembers,
+    /// Two members share an id.
+    #[error("member id {id:?} appears more than once")]
+    DuplicateMember {
+        /// The repeated id.
+        id: String,
+    },
+    /// The replication factor is zero.
+    #[error("replication factor n is {n}; it must be at least 1")]
+    Replication {
+        /// The replication factor given.
+        n: usize,
+    },
+    /// A partition's owner index is outside the member list.
+    #[error(
+        "partition {partition} is owned by member index {owner}, but there are {members} members"
+    )]
+    Owner {
+        /// The partition.
+        partition: u32,
+        /// Its owner index.
+        owner: u32,
+        /// Number of members in the layout.
+        members: usize,
+    },
+}
+
+/// The first layout for a set of members: sorted by id, zones interleaved,
+/// partitions dealt round-robin (the ring a node builds from its config).
+///
+/// # Errors
+/// [`PlanError`] when Q is not a power of two up to 65536, `n` is zero, or the
+/// members are empty or repeat an id.
+///
+/// # Examples
+/// ```
+/// use dynamo_operator::plan::{PlanMember, initial};
+/// let members: Vec<_> = ["a", "b"]
+///     .iter()
+///     .map(|id| PlanMember { id: id.to_string(), zone: String::new() })
+///     .collect();
+/// let layout = initial(&members, 8, 3)?;
+/// assert_eq!(layout.owners, [0, 1, 0, 1, 0, 1, 0, 1]);
+/// # Ok::<(), dynamo_operator::plan::PlanError>(())
+/// ```
+pub fn initial(members: &[PlanMember], partitions: u32, n: usize) -> Result<Layout, PlanError> {
+    check_partitions(u64::from(partitions))?;
+    check_replication(n)?;
+    check_members(members)?;
+    let mut members = members.to_vec();
+    members.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut zones: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (index, member) in members.iter().enumerate() {
+        zones.entry(&member.zone).or_default().push(index as u32);
+    }
+    let deepest = zones.values().map(Vec::len).max().unwrap_or(0);
+    let dealt: Vec<u32> = (0..deepest)
+        .flat_map(|round| {
+            zones
+                .values()
+                .filter_map(move |ids| ids.get(round).copied())
+        })
+        .collect();
+    let owners = (0..partitions as usize)
+        .map(|p| dealt[p % dealt.len()])
+        .collect();
+    Ok(Layout { members, owners })
+}
+
+/// The next layout: from `current` to the member set `desired`, balanced and
+/// with the fewest partition moves.
+///
+/// Members kept (matched by id, zone taken from `desired`) stay in their
+/// current order; new members follow, sorted by id; removed members are
+/// dropped and owner indexes remapped. An unbalanced `current` is rebalanced.
+///
+/// # Errors
+/// [`PlanError`] when `current` is invalid, `n` is zero, or `desired` is empty
+/// or repeats an id.
+///
+/// # Examples
+/// ```
+/// use dynamo_operator::plan::{PlanMember, initial, moves, next};
+/// let member = |id: &str| PlanMember { id: id.into(), zone: String::new() };
+/// let two = initial(&[member("a"), member("b")], 64, 3)?;
+/// let three = next(&two, &[member("a"), member("b"), member("c")], 3)?;
+/// assert_eq!(three.owned(), [22, 21, 21]);
+/// assert_eq!(moves(&two, &three).len(), 21);
+/// # Ok::<(), dynamo_operator::plan::PlanError>(())
+/// ```
+pub fn next(current: &Layout, desired: &[PlanMember], n: usize) -> Result<Layout, PlanError> {
+    current.validate()?;
+    check_replication(n)?;
+    check_members(desired)?;
+    let wanted: BTreeMap<&str, &PlanMember> = desired.iter().map(|m| (m.id.as_str(), m)).collect();
+    let mut members = Vec::with_capacity(desired.len());
+    let mut remap = vec![None; current.members.len()];
+    for (index, member) in current.members.iter().enumerate() {
+        if let Some(&kept) = wanted.get(member.id.as_str()) {
+            remap[index] = Some(members.len() as u32);
+            members.push(kept.clone());
+        }
+    }
+    let existing: BTreeSet<&str> = current.members.iter().map(|m| m.id.as_str()).collect();
+    let mut added: Vec<&PlanMember> = desired
+        .iter()
+        .filter(|m| !existing.contains(m.id.as_str()))
+        .collect();
+    added.sort_by(|a, b| a.id.cmp(&b.id));
+    members.extend(added.into_iter().cloned());
+    let owners = current
+        .owners
+        .iter()
+        .map(|&owner| remap[owner as usize])
+        .collect();
+    let owners = place::rebalance(&members, owners, n);
+    Ok(Layout { members, owners })
+}
+
+/// Partitions whose owner (compared by member id) differs between two
+/// layouts, in ascending order. With different Q, partitions missing from one
+/// side count as moved.
+pub fn moves(from: &Layout, to: &Layout) -> Vec<u32> {
+    (0..from.owners.len().max(to.owners.len()))
+        .filter(|&p| owner_id(from, p).is_none() || owner_id(from, p) != owner_id(to, p))
+        .map(|p| p as u32)
+        .collect()
+}
+
+/// The member indexes that replicate `partition`, mirroring the node's ring
+/// walk: distinct owners clockwise from `partition`, first those in zones not
+/// used yet, then the rest in walk order, then members owning nothing (by
+/// index), until `n` are chosen. With fewer than `n` members it holds them all.
+///
+/// # Panics
+/// When `partition` is not below Q.
+pub fn preference_list(layout: &Layout, partition: u32, n: usize) -> Vec<u32> {
+    let q = layout.owners.len();
+    let start = partition as usize;
+    assert!(start < q, "partition {partition} is outside a ring of {q}");
+    let zone = |member: u32| layout.members[member as usize].zone.as_str();
+    let mut seen = vec![false; layout.members.len()];
+    let mut order = Vec::new();
+    let mut chosen: Vec<u32> = Vec::with_capacity(n.min(layout.members.len()));
+    let mut zones_used: HashSet<&str> = HashSet::new();
+    // The zone pass is settled once it has n members, and the walk order
+    // once every member is in it: the rest of the ring changes nothing.
+    for step in 0..q {
+        if chosen.len() == n || order.len() == layout.members.len() {
+            break;
+        }
+        let owner = layout.owners[(start + step) % q];
+        if !std::mem::replace(&mut seen[owner as usize], true) {
+            order.push(owner);
+            if zones_used.insert(zone(owner)) {
+                chosen.push(owner);
+            }
+        }
+    }
+    let spare = (0..layout.members.len() as u32).filter(|m| !seen[*m as usize]);
+    let rest: Vec<u32> = order.iter().copied().chain(spare).collect();
+    for member in rest {
+        if chosen.len() < n && !chosen.contains(&member) {
+            chosen.push(member);
+        }
+    }
+    chosen
+}
+
+/// Id of the owner of partition `p`, if the layout has one.
+fn owner_id(layout: &Layout, p: usize) -> Option<&str> {
+    layout
+        .owners
+        .get(p)
+        .and_then(|&owner| layout.members.get(owner as usize))
+        .map(|member| member.id.as_str())
+}
+
+fn check_partitions(partitions: u64) -> Result<(), PlanError> {
+    if partitions.is_power_of_two() && partitions <= u64::from(MAX_PARTITIONS) {
+        Ok(())
+    } else {
+        Err(PlanError::Partitions { partitions })
+    }
+}
+
+fn check_replication(n: usize) -> Result<(), PlanError> {
+    if n == 0 {
+        Err(PlanError::Replication { n })
+    } else {
+        Ok(())
+    }
+}
+
+fn check_members(members: &[PlanMember]) -> Result<(), PlanError> {
+    if members.is_empty() {
+        return Err(PlanError::NoMembers);
+    }
+    let mut seen = BTreeSet::new();
+    match members.iter().find(|m| !seen.insert(m.id.as_str())) {
+        Some(member) => Err(PlanError::DuplicateMember {
+            id: member.id.clone(),
+        }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests;
