@@ -10,6 +10,10 @@ use tracing_subscriber::EnvFilter;
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
     init_logging(&flags.log_format)?;
+    // Listen for signals before the port opens, so an early SIGTERM is
+    // graceful too.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
     let config = flags.load()?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -18,7 +22,11 @@ async fn main() -> anyhow::Result<()> {
     println!("dynamo-node listening on {}", running.address());
     tokio::select! {
         result = running.wait() => result?,
-        () = shutdown_signal() => {
+        _ = terminate.recv() => {
+            info!("SIGTERM: shutting down; finishing requests in flight");
+            running.stop().await?;
+        }
+        _ = interrupt.recv() => {
             info!("shutting down; finishing requests in flight");
             running.stop().await?;
         }
@@ -38,24 +46,4 @@ fn init_logging(format: &str) -> anyhow::Result<()> {
         other => anyhow::bail!("log format must be text or json, not {other:?}"),
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => return ctrl_c.await,
-            };
-        tokio::select! {
-            () = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c.await;
 }

@@ -94,8 +94,15 @@ impl Node {
             );
             tokio::spawn(receive_all(Arc::clone(self), ring, gaining));
         } else {
+            // Nodes adopt a committed ring one after another; until all have,
+            // reads may still come here, so the data stays a little longer.
             let node = Arc::clone(self);
-            tokio::task::spawn_blocking(move || drop_unreplicated(&node, &ring, me));
+            let delay = self.config().request_timeout() * 2;
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let _ =
+                    tokio::task::spawn_blocking(move || drop_unreplicated(&node, &ring, me)).await;
+            });
         }
     }
 }
