@@ -77,10 +77,10 @@ impl Node {
                 .await;
                 match outcome {
                     Ok(_) => return (target, Ok(())),
-                    Err(reason) => reasons.push(format!("{}: {reason}", target_member.id)),
+                    Err(reason) => reasons.push(reason),
                 }
             } else {
-                reasons.push(format!("{}: down", target_member.id));
+                reasons.push("down".to_owned());
             }
             while let Some(fallback) = fallbacks.claim() {
                 let member = ring.member(fallback);
@@ -98,7 +98,7 @@ impl Node {
                         durability,
                     ) {
                         Ok(()) => return (target, Ok(())),
-                        Err(error) => reasons.push(format!("{}: {error}", member.id)),
+                        Err(error) => reasons.push(format!("fallback {}: {error}", member.id)),
                     }
                     continue;
                 }
@@ -125,7 +125,7 @@ impl Node {
                         );
                         return (target, Ok(()));
                     }
-                    Err(reason) => reasons.push(format!("{}: {reason}", member.id)),
+                    Err(reason) => reasons.push(format!("fallback {}: {reason}", member.id)),
                 }
             }
             (target, Err(reasons.join(", ")))

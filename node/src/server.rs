@@ -381,6 +381,21 @@ impl Peer for Services {
         }))
     }
 
+    async fn holds_hint(
+        &self,
+        request: Request<pb::HoldsHintRequest>,
+    ) -> Result<Response<pb::HoldsHintResponse>, Status> {
+        let key = request.into_inner().key;
+        let partition = self.node.ring().partition_of(&key);
+        let held = self
+            .node
+            .storage()
+            .hints()
+            .holds(partition, &key)
+            .map_err(|error| Status::internal(error.to_string()))?;
+        Ok(Response::new(pb::HoldsHintResponse { held }))
+    }
+
     async fn forget_tombstone(
         &self,
         request: Request<pb::ForgetTombstoneRequest>,

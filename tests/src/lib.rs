@@ -1,5 +1,16 @@
 //! Test harness: whole DynamoKV clusters of in-process nodes on 127.0.0.1,
 //! each with its own data directory, that tests stop, restart and query.
+//! Clusters of real `dynamo-node` processes behind link proxies, and the
+//! fault-injection nemesis, are in the modules below.
+
+pub mod endpoints;
+pub mod history;
+pub mod inspect;
+pub mod nemesis;
+pub mod process;
+pub mod proxy;
+pub mod wait;
+pub mod workload;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -8,6 +19,7 @@ use dynamo_node::config::{Config, Limits};
 use dynamo_node::ring::{Member, Replication};
 use dynamo_node::{RunningNode, start};
 use dynamo_proto::v1 as pb;
+use dynamo_proto::v1::admin_client::AdminClient;
 use dynamo_proto::v1::kv_client::KvClient;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
@@ -26,6 +38,18 @@ impl Cluster {
     /// # Errors
     /// When a port cannot be bound or a node does not start.
     pub async fn start(size: usize, replication: Replication) -> anyhow::Result<Self> {
+        Self::start_with(size, replication, |_| {}).await
+    }
+
+    /// Starts `size` nodes, letting `tweak` adjust each node's configuration.
+    ///
+    /// # Errors
+    /// When a port cannot be bound or a node does not start.
+    pub async fn start_with(
+        size: usize,
+        replication: Replication,
+        tweak: impl Fn(&mut Config),
+    ) -> anyhow::Result<Self> {
         let mut listeners = Vec::with_capacity(size);
         for _ in 0..size {
             listeners.push(TcpListener::bind("127.0.0.1:0").await?);
@@ -61,6 +85,8 @@ impl Cluster {
                 peer_timeout_ms: 500,
                 ..Config::default()
             };
+            let mut config = config;
+            tweak(&mut config);
             let node = start(config.clone(), listener).await?;
             cluster.configs.push(config);
             cluster.nodes.push(Some(node));
@@ -112,6 +138,14 @@ impl Cluster {
         let listener = TcpListener::bind(self.configs[i].listen).await?;
         self.nodes[i] = Some(start(self.configs[i].clone(), listener).await?);
         Ok(())
+    }
+
+    /// An `Admin` client connected to node `i`.
+    ///
+    /// # Errors
+    /// When node `i` cannot be reached.
+    pub async fn admin(&self, i: usize) -> anyhow::Result<AdminClient<Channel>> {
+        Ok(AdminClient::connect(format!("http://{}", self.address(i))).await?)
     }
 
     /// A `Kv` client connected to node `i`.

@@ -133,7 +133,10 @@ async fn replicas_down_are_covered_by_fallbacks_until_too_few_nodes_remain() -> 
     // One replica down: W=2 and R=2 are met by the other two.
     cluster.stop(preference[2]).await?;
     let context = client.get(get("k")).await?.into_inner().context;
-    let written = client.put(put("k", "one-down", &context)).await?.into_inner();
+    let written = client
+        .put(put("k", "one-down", &context))
+        .await?
+        .into_inner();
     assert!(written.acks >= 2);
     let read = client.get(get("k")).await?.into_inner();
     assert_eq!(live_values(&read), vec!["one-down"]);
@@ -152,7 +155,11 @@ async fn replicas_down_are_covered_by_fallbacks_until_too_few_nodes_remain() -> 
     w3.context = written.context.clone();
     let refused = client.put(w3).await.expect_err("W=3 with three nodes down");
     assert_eq!(refused.code(), Code::Unavailable);
-    assert!(refused.message().contains("needed 3 of 3"), "{}", refused.message());
+    assert!(
+        refused.message().contains("needed 3 of 3"),
+        "{}",
+        refused.message()
+    );
 
     for i in [preference[1], preference[2], other_outsider] {
         cluster.restart(i).await?;

@@ -52,15 +52,19 @@ async fn a_stopped_node_is_suspected_and_recovers_when_it_returns() -> anyhow::R
     })
     .await?;
     cluster.stop(2).await?;
-    eventually(Duration::from_secs(5), "node-2 is down on node-0", || async {
-        Ok(state_of(&cluster, 0, "node-2").await? == "down")
-    })
+    eventually(
+        Duration::from_secs(5),
+        "node-2 is down on node-0",
+        || async { Ok(state_of(&cluster, 0, "node-2").await? == "down") },
+    )
     .await?;
     assert_eq!(state_of(&cluster, 1, "node-1").await?, "self");
     cluster.restart(2).await?;
-    eventually(Duration::from_secs(5), "node-2 is up again on node-0", || async {
-        Ok(state_of(&cluster, 0, "node-2").await? == "up")
-    })
+    eventually(
+        Duration::from_secs(5),
+        "node-2 is up again on node-0",
+        || async { Ok(state_of(&cluster, 0, "node-2").await? == "up") },
+    )
     .await?;
     cluster.shutdown().await
 }
@@ -72,15 +76,24 @@ async fn a_ring_with_a_higher_epoch_spreads_and_is_persisted() -> anyhow::Result
     newer.epoch = 7;
     // Same owners, new epoch: what a committed membership change looks like.
     assert!(cluster.node(0).node().adopt_ring(newer.clone())?);
-    assert!(!cluster.node(0).node().adopt_ring(newer)?, "an equal epoch is not newer");
+    assert!(
+        !cluster.node(0).node().adopt_ring(newer)?,
+        "an equal epoch is not newer"
+    );
     for i in 1..3 {
-        eventually(Duration::from_secs(5), "the ring reached every node", || async {
-            Ok(cluster.node(i).node().ring().epoch() == 7)
-        })
+        eventually(
+            Duration::from_secs(5),
+            "the ring reached every node",
+            || async { Ok(cluster.node(i).node().ring().epoch() == 7) },
+        )
         .await?;
     }
     cluster.stop(1).await?;
     cluster.restart(1).await?;
-    assert_eq!(cluster.node(1).node().ring().epoch(), 7, "persisted across restart");
+    assert_eq!(
+        cluster.node(1).node().ring().epoch(),
+        7,
+        "persisted across restart"
+    );
     cluster.shutdown().await
 }

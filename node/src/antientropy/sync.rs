@@ -178,8 +178,10 @@ pub async fn exchange(
     Ok(traffic.stats)
 }
 
-/// Drops tombstones of `partition` that are older than the grace period and
-/// held identically by every replica. Returns how many were dropped.
+/// Drops tombstones of `partition` that are older than the grace period,
+/// held identically by every replica, and not shadowing a hint queued
+/// anywhere (a late hint would bring the deleted value back). Returns how
+/// many were dropped.
 pub async fn collect_tombstones(node: &Arc<Node>, ring: &Ring, partition: u32) -> u64 {
     let cutoff = now_ms().saturating_sub(node.config().background.tombstone_grace_ms);
     let candidates = node.storage().scan_partition(partition, |_, set| {
@@ -195,9 +197,28 @@ pub async fn collect_tombstones(node: &Arc<Node>, ring: &Ring, partition: u32) -
         .filter(|&&member| Some(member) != me)
         .map(|&member| ring.member(member).address.clone())
         .collect();
+    let everyone: Vec<String> = ring
+        .members()
+        .iter()
+        .filter(|member| member.id != node.id())
+        .map(|member| member.address.clone())
+        .collect();
     let timeout = node.config().peer_timeout();
     let mut dropped = 0;
     'keys: for (key, digest) in candidates {
+        if !matches!(node.storage().hints().holds(partition, &key), Ok(false)) {
+            continue;
+        }
+        for address in &everyone {
+            let request = pb::HoldsHintRequest { key: key.clone() };
+            let held = peer_call(node.peers(), address, timeout, |mut c| async move {
+                c.holds_hint(request).await
+            })
+            .await;
+            if !matches!(held, Ok(pb::HoldsHintResponse { held: false })) {
+                continue 'keys;
+            }
+        }
         for address in &others {
             let request = pb::ReplicaReadRequest { key: key.clone() };
             let copy = peer_call(node.peers(), address, timeout, |mut c| async move {

@@ -146,6 +146,20 @@ impl HintStore {
         Ok(true)
     }
 
+    /// True when a hint for `key` is queued for any target.
+    ///
+    /// # Errors
+    /// [`StorageError`] on I/O failure.
+    pub fn holds(&self, partition: u32, key: &[u8]) -> Result<bool, StorageError> {
+        let targets: Vec<String> = self.lock().keys().cloned().collect();
+        for target in targets {
+            if self.hints.contains_key(make_key(&target, partition, key))? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Keys queued per target.
     pub fn counts(&self) -> Vec<(String, u64)> {
         self.lock()
