@@ -29,6 +29,23 @@ pub struct NodeStatus {
     pub hints_full: bool,
     /// When anti-entropy last finished, per partition, in ms since the epoch.
     pub anti_entropy: Vec<(u32, u64)>,
+    /// Incoming transfers of the membership change in flight, if any.
+    pub transfer: Option<Transfer>,
+}
+
+/// A node's incoming partition transfers during a membership change.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Transfer {
+    /// Epoch of the proposed ring.
+    pub epoch: u64,
+    /// Partitions the node must receive.
+    pub partitions_total: u32,
+    /// Partitions received completely.
+    pub partitions_done: u32,
+    /// Bytes received so far.
+    pub bytes_received: u64,
+    /// Estimated bytes still to receive.
+    pub bytes_left: u64,
 }
 
 /// How a node sees one member.
@@ -74,6 +91,13 @@ impl From<pb::StatusResponse> for NodeStatus {
                 .into_iter()
                 .map(|run| (run.partition, run.finished_ms))
                 .collect(),
+            transfer: status.transfer.map(|transfer| Transfer {
+                epoch: transfer.epoch,
+                partitions_total: transfer.partitions_total,
+                partitions_done: transfer.partitions_done,
+                bytes_received: transfer.bytes_received,
+                bytes_left: transfer.bytes_left,
+            }),
         }
     }
 }

@@ -126,6 +126,12 @@ impl Admin for Services {
             hints,
             hints_full: node.storage().hints().is_full(),
             anti_entropy,
+            transfer: ring.next_owners().is_some().then(|| {
+                node.transfers()
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .to_pb()
+            }),
         }))
     }
 

@@ -105,6 +105,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
         hints: Vec<Hints<'a>>,
         hints_full: bool,
         anti_entropy: Vec<AntiEntropy>,
+        transfer: Option<&'a dynamo_client::Transfer>,
         error: Option<&'a str>,
     }
     #[derive(Serialize)]
@@ -138,6 +139,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                 hints: Vec::new(),
                 hints_full: false,
                 anti_entropy: Vec::new(),
+                transfer: None,
                 error: None,
             };
             match &row.status {
@@ -165,6 +167,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                         })
                         .collect();
                     out.hints_full = status.hints_full;
+                    out.transfer = status.transfer.as_ref();
                     out.anti_entropy = status
                         .anti_entropy
                         .iter()
@@ -199,6 +202,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                     "SEES",
                     "HINTS",
                     "ANTI-ENTROPY",
+                    "TRANSFER",
                 ],
                 rows.iter().map(|row| {
                     let sees = row
@@ -254,6 +258,18 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                         } else {
                             anti_entropy
                         },
+                        row.transfer.map_or_else(
+                            || "-".to_owned(),
+                            |t| {
+                                format!(
+                                    "epoch {}: {}/{} partitions, ~{} KiB left",
+                                    t.epoch,
+                                    t.partitions_done,
+                                    t.partitions_total,
+                                    t.bytes_left / 1024
+                                )
+                            },
+                        ),
                     ]
                 }),
             )
@@ -535,6 +551,7 @@ mod tests {
             hints: vec![("dynamo-1".into(), 5)],
             hints_full: false,
             anti_entropy: vec![],
+            transfer: None,
         }
     }
 
@@ -555,9 +572,9 @@ mod tests {
         ];
         assert_eq!(
             status(Format::Text, &rows),
-            "MEMBER    ADDRESS              ZONE  PARTITIONS  STATE        EPOCH  KEYS  SEES           HINTS       ANTI-ENTROPY\n\
-             dynamo-0  dynamo-0.local:7400  a     128         up           7      42    dynamo-1=down  dynamo-1:5  never\n\
-             dynamo-1  dynamo-1.local:7400  a     128         unreachable  -      -     -              -           -\n"
+            "MEMBER    ADDRESS              ZONE  PARTITIONS  STATE        EPOCH  KEYS  SEES           HINTS       ANTI-ENTROPY  TRANSFER\n\
+             dynamo-0  dynamo-0.local:7400  a     128         up           7      42    dynamo-1=down  dynamo-1:5  never         -\n\
+             dynamo-1  dynamo-1.local:7400  a     128         unreachable  -      -     -              -           -             -\n"
         );
         assert_eq!(
             parse(&status(Format::Json, &rows)),
@@ -565,10 +582,11 @@ mod tests {
                 {"member": "dynamo-0", "address": "dynamo-0.local:7400", "zone": "a", "partitions": 128,
                  "state": "up", "epoch": 7, "keys": 42, "error": null,
                  "view": [{"member": "dynamo-1", "state": "down", "last_heard_ms": 9000}],
-                 "hints": [{"target": "dynamo-1", "keys": 5}], "hints_full": false, "anti_entropy": []},
+                 "hints": [{"target": "dynamo-1", "keys": 5}], "hints_full": false, "anti_entropy": [],
+                 "transfer": null},
                 {"member": "dynamo-1", "address": "dynamo-1.local:7400", "zone": "a", "partitions": 128,
                  "state": "unreachable", "epoch": null, "keys": null, "error": "cannot reach dynamo-1",
-                 "view": [], "hints": [], "hints_full": false, "anti_entropy": []},
+                 "view": [], "hints": [], "hints_full": false, "anti_entropy": [], "transfer": null},
             ])
         );
     }
