@@ -144,8 +144,7 @@ fn load(node: &Node, settings: Settings) -> anyhow::Result<()> {
             .collect();
         loaders
             .into_iter()
-            .map(|loader| loader.join().expect("a loader thread panicked"))
-            .collect()
+            .try_for_each(|loader| loader.join().expect("a loader thread panicked"))
     })
 }
 

@@ -103,7 +103,10 @@ impl Node {
         let mut calls: Vec<Call<SiblingSet>> = Vec::new();
         for &member in ring.preference(partition) {
             if Some(member) == me {
-                local.push((member, self.storage().read(partition, &request.key)?));
+                // While recovering, an empty local copy is no answer.
+                if !self.is_recovering(partition) {
+                    local.push((member, self.storage().read(partition, &request.key)?));
+                }
             } else {
                 calls.push(self.replica_read(&ring, member, request.key.clone()));
             }

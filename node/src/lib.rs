@@ -8,7 +8,8 @@
 //! - [`membership`] and [`gossip`]: heartbeats and the failure detector.
 //! - [`handoff`]: sloppy quorum and hinted handoff.
 //! - [`antientropy`]: Merkle trees, replica sync, tombstone collection.
-//! - [`transfer`]: partition streaming for explicit join and leave.
+//! - [`transfer`]: partition streaming for explicit join and leave, and
+//!   [`recovery`] after an empty disk.
 //! - [`server`]: the gRPC services.
 
 pub mod antientropy;
@@ -23,6 +24,7 @@ pub mod membership;
 pub mod node;
 pub mod peers;
 pub mod quorum;
+pub mod recovery;
 pub mod ring;
 pub mod server;
 pub mod storage;

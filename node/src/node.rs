@@ -50,6 +50,7 @@ pub struct Node {
     anti_entropy_runs: Mutex<BTreeMap<u32, u64>>,
     anti_entropy_pass: tokio::sync::Mutex<()>,
     transfers: crate::transfer::SharedProgress,
+    recovering: Mutex<std::collections::BTreeSet<u32>>,
     started: Instant,
 }
 
@@ -104,6 +105,7 @@ impl Node {
             anti_entropy_runs: Mutex::new(BTreeMap::new()),
             anti_entropy_pass: tokio::sync::Mutex::new(()),
             transfers: Default::default(),
+            recovering: Mutex::default(),
             started: now,
         }))
     }
@@ -158,6 +160,11 @@ impl Node {
     /// Progress of the incoming partition transfers.
     pub fn transfers(&self) -> &crate::transfer::SharedProgress {
         &self.transfers
+    }
+
+    /// Partitions being streamed back after an empty-disk start.
+    pub fn recovering(&self) -> MutexGuard<'_, std::collections::BTreeSet<u32>> {
+        self.recovering.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// This node's member name.

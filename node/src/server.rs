@@ -126,6 +126,7 @@ impl Admin for Services {
             hints,
             hints_full: node.storage().hints().is_full(),
             anti_entropy,
+            recovering_partitions: node.recovering().len() as u32,
             transfer: ring.next_owners().is_some().then(|| {
                 node.transfers()
                     .lock()
@@ -264,6 +265,11 @@ impl Peer for Services {
     ) -> Result<Response<pb::ReplicaReadResponse>, Status> {
         let request = request.into_inner();
         let partition = self.node.ring().partition_of(&request.key);
+        if self.node.is_recovering(partition) {
+            return Err(Status::unavailable(format!(
+                "partition {partition} is being streamed back after an empty-disk restart"
+            )));
+        }
         let set = self
             .node
             .storage()
@@ -451,6 +457,19 @@ impl RunningNode {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
+        // Replication tails, read repairs and peer connections that are
+        // still closing hold the node; wait for them (bounded) so the
+        // database is closed when `stop` returns and can be opened again.
+        let deadline = tokio::time::Instant::now() + self.node.config().request_timeout() * 5;
+        while Arc::strong_count(&self.node) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&self.node) > 1 {
+            warn!(
+                id = self.node.id(),
+                "background work still holds the node after stopping"
+            );
+        }
         self.node.storage().sync()?;
         info!(id = self.node.id(), "stopped");
         Ok(())
@@ -481,6 +500,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
     // Resume transfers of a change in flight, or finish dropping partitions
     // a committed change took away.
     node.on_new_ring(node.ring());
+    crate::recovery::prepare(&node).await;
     let address = listener.local_addr().map_err(StartError::Listener)?;
     let services = Services {
         node: Arc::clone(&node),
@@ -516,6 +536,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
         tokio::spawn(crate::gossip::run(Arc::clone(&node), stopped.clone())),
         tokio::spawn(crate::handoff::run(Arc::clone(&node), stopped.clone())),
         tokio::spawn(crate::antientropy::run(Arc::clone(&node), stopped)),
+        tokio::spawn(crate::recovery::run(Arc::clone(&node))),
     ];
     info!(id = node.id(), %address, epoch = node.ring().epoch(), "serving");
     if node.ring().index_of(node.id()).is_none() {

@@ -154,7 +154,7 @@ async fn receive_all(node: Arc<Node>, ring: Arc<Ring>, gaining: Vec<u32>) {
 
 /// Streams one partition from `source`, starting after key `after`, and
 /// merges every key locally; `after` follows the last key stored.
-async fn receive(
+pub(crate) async fn receive(
     node: &Arc<Node>,
     ring: &Ring,
     partition: u32,

@@ -129,6 +129,16 @@ impl Cluster {
         Ok(())
     }
 
+    /// Deletes the data directory of stopped node `i`: its disk is lost.
+    ///
+    /// # Errors
+    /// When node `i` runs or the directory cannot be removed.
+    pub fn wipe(&mut self, i: usize) -> anyhow::Result<()> {
+        anyhow::ensure!(self.nodes[i].is_none(), "node {i} is running");
+        std::fs::remove_dir_all(&self.configs[i].data_dir)?;
+        Ok(())
+    }
+
     /// Restarts a stopped node `i` on its old address and data directory.
     ///
     /// # Errors

@@ -97,3 +97,51 @@ async fn a_ring_with_a_higher_epoch_spreads_and_is_persisted() -> anyhow::Result
     );
     cluster.shutdown().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_back_with_an_empty_disk_streams_its_partitions_before_serving_reads()
+-> anyhow::Result<()> {
+    let mut cluster = Cluster::start_with(3, N3, fast).await?;
+    let mut client = cluster.kv(0).await?;
+    for k in 0..300 {
+        client
+            .put(dynamo_tests::put(
+                &format!("key-{k}"),
+                &format!("value-{k}"),
+                &[],
+            ))
+            .await?;
+    }
+    cluster.stop(2).await?;
+    cluster.wipe(2)?;
+    cluster.restart(2).await?;
+    let old = cluster.node(0).node().storage().incarnation();
+    assert_ne!(cluster.node(2).node().storage().incarnation(), old);
+
+    // Reads through the recovering node with R=1 never see its empty disk.
+    let mut through_recovering = cluster.kv(2).await?;
+    for k in 0..300 {
+        let mut request = dynamo_tests::get(&format!("key-{k}"));
+        request.r = 1;
+        let read = through_recovering.get(request).await?.into_inner();
+        assert_eq!(
+            dynamo_tests::live_values(&read),
+            vec![format!("value-{k}")],
+            "key-{k} read through the recovering node"
+        );
+    }
+    eventually(Duration::from_secs(20), "node-2 recovered", || async {
+        Ok(cluster.node(2).node().recovering().is_empty())
+    })
+    .await?;
+    let node = cluster.node(2).node();
+    let ring = node.ring();
+    for k in 0..300 {
+        let key = format!("key-{k}");
+        let set = node
+            .storage()
+            .read(ring.partition_of(key.as_bytes()), key.as_bytes())?;
+        assert_eq!(set.len(), 1, "{key} was streamed back");
+    }
+    cluster.shutdown().await
+}

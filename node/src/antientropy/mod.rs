@@ -84,7 +84,7 @@ impl Node {
             return Stats::default();
         };
         let mut partitions: Vec<u32> = (0..ring.partitions())
-            .filter(|&p| ring.preference(p).contains(&me))
+            .filter(|&p| ring.preference(p).contains(&me) && !self.is_recovering(p))
             .collect();
         partitions.shuffle(&mut rand::rng());
         let mut pacer = Pacer::new(self.config().background.anti_entropy_keys_per_second);

@@ -113,6 +113,7 @@ pub struct Storage {
     locks: Box<[Mutex<()>]>,
     lock_hasher: RandomState,
     incarnation: NodeId,
+    fresh: bool,
     next_dot: AtomicU64,
     dot_ceiling: Mutex<u64>,
 }
@@ -128,6 +129,7 @@ impl Storage {
         let data = db.keyspace("data", KeyspaceCreateOptions::default)?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let hints = hints::HintStore::open(&db, max_hints)?;
+        let fresh = meta.get(META_INCARNATION)?.is_none();
         let incarnation = match meta.get(META_INCARNATION)? {
             Some(bytes) => read_u64(&bytes, "incarnation")?,
             None => {
@@ -152,10 +154,17 @@ impl Storage {
             locks,
             lock_hasher: RandomState::new(),
             incarnation,
+            fresh,
             // Every counter up to the stored ceiling may have been handed out.
             next_dot: AtomicU64::new(ceiling),
             dot_ceiling: Mutex::new(ceiling),
         })
+    }
+
+    /// True when this open created the database: the node starts with an
+    /// empty disk.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
     }
 
     /// This node's incarnation id.
