@@ -181,9 +181,9 @@ async fn workload(client: Client, acked: Acked, stop: Arc<std::sync::atomic::Ato
             }
             Err(_) => failures += 1,
         }
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             let _ = client.get(format!("key-{:06}", i / 2)).await;
-            if i % 200 == 0 {
+            if i.is_multiple_of(200) {
                 let _ = client.refresh_ring().await;
             }
         }
