@@ -358,8 +358,27 @@ impl Node {
             Err(unavailable(operation, w, ring, &quorum))
         };
         if quorum.outstanding() > 0 {
-            // The remaining replicas still get the write after the answer.
-            tokio::spawn(async move { quorum.wait(usize::MAX, deadline).await });
+            // The remaining replicas (or their fallbacks, as hints) still get
+            // the write after the answer. Each slot's chain of attempts is
+            // bounded by its peer deadlines, so the tail gets enough time for
+            // all of them rather than the client's deadline.
+            let attempts = ring.members().len() as u32 + 1;
+            let tail = Instant::now() + self.config().peer_timeout() * attempts;
+            tokio::spawn(async move {
+                quorum.wait(usize::MAX, tail).await;
+                for (member, reason) in &quorum.failures {
+                    warn!(
+                        member,
+                        reason, "a replica slot of a write got neither the replica nor a fallback"
+                    );
+                }
+                if quorum.outstanding() > 0 {
+                    warn!(
+                        slots = quorum.outstanding(),
+                        "replica slots of a write did not finish in time"
+                    );
+                }
+            });
         }
         result
     }

@@ -94,6 +94,16 @@ impl Membership {
         }
     }
 
+    /// Restarts the grace period of members never heard of, so a node that
+    /// spent a while starting does not suspect everyone at once.
+    pub fn grace(&mut self, now: Instant) {
+        for known in self.known.values_mut() {
+            if known.heartbeat.counter == 0 {
+                known.moved = now;
+            }
+        }
+    }
+
     /// Advances this node's own heartbeat.
     pub fn tick(&mut self, now: Instant) {
         if let Some(own) = self.known.get_mut(&self.me) {
@@ -196,6 +206,27 @@ mod tests {
         );
         membership.merge([("b".to_owned(), beat(11))], later);
         assert_eq!(membership.liveness("b", later), Liveness::Up);
+    }
+
+    #[test]
+    fn a_slow_start_restarts_the_grace_of_members_never_heard_of() {
+        let start = Instant::now();
+        let mut membership = Membership::new("a", "1", Duration::from_secs(1), start);
+        membership.track(["b", "c"], start);
+        membership.merge([("c".to_owned(), beat(5))], start);
+        let later = start + Duration::from_secs(3);
+        assert_eq!(membership.liveness("b", later), Liveness::Down);
+        membership.grace(later);
+        assert_eq!(
+            membership.liveness("b", later),
+            Liveness::Up,
+            "never heard of: grace"
+        );
+        assert_eq!(
+            membership.liveness("c", later),
+            Liveness::Down,
+            "heard of, then silent"
+        );
     }
 
     #[test]

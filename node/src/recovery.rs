@@ -33,10 +33,15 @@ pub async fn prepare(node: &Arc<Node>) -> BTreeSet<u32> {
     let local = node.ring();
     let mut newest: Option<pb::Ring> = None;
     let mut peers_hold_data = false;
-    for member in local.members().iter().filter(|m| m.id != node.id()) {
-        let Some((ring, keys)) = peer_view(node, &member.address).await else {
-            continue;
-        };
+    let views = futures::future::join_all(
+        local
+            .members()
+            .iter()
+            .filter(|m| m.id != node.id())
+            .map(|m| peer_view(node, &m.address)),
+    )
+    .await;
+    for (ring, keys) in views.into_iter().flatten() {
         peers_hold_data |= keys > 0;
         if newest.as_ref().is_none_or(|best| ring.epoch > best.epoch) {
             newest = Some(ring);

@@ -501,6 +501,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
     // a committed change took away.
     node.on_new_ring(node.ring());
     crate::recovery::prepare(&node).await;
+    node.membership().grace(std::time::Instant::now());
     let address = listener.local_addr().map_err(StartError::Listener)?;
     let services = Services {
         node: Arc::clone(&node),
