@@ -3,17 +3,14 @@
 //! them back from another replica, and answers no reads for a partition until
 //! it is complete (an empty answer would count towards R as "no such key").
 
+use dynamo_proto::v1 as pb;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::Duration;
-
-use bytes::Bytes;
-use dynamo_proto::v1 as pb;
 use tracing::{info, warn};
 
 use crate::node::Node;
 use crate::ring::Ring;
-use crate::transfer::receive;
+use crate::transfer::receive_with_retry;
 
 impl Node {
     /// True while `partition` is being streamed back after an empty-disk
@@ -74,34 +71,18 @@ pub async fn prepare(node: &Arc<Node>) -> BTreeSet<u32> {
     partitions
 }
 
-/// Streams back every recovering partition, retrying until done.
-pub async fn run(node: Arc<Node>) {
+/// Streams back every recovering partition, retrying until done or until
+/// `stop` turns true.
+pub async fn run(node: Arc<Node>, stop: tokio::sync::watch::Receiver<bool>) {
     let partitions: Vec<u32> = node.recovering().iter().copied().collect();
     if partitions.is_empty() {
         return;
     }
     let ring: Arc<Ring> = node.ring();
-    let me = ring.index_of(node.id());
     for partition in partitions {
-        let sources: Vec<u32> = ring
-            .preference(partition)
-            .iter()
-            .copied()
-            .filter(|&m| Some(m) != me)
-            .collect();
-        let mut after = Bytes::new();
-        let mut attempt = 0usize;
-        loop {
-            let source = sources[attempt % sources.len()];
-            match receive(&node, &ring, partition, source, &mut after).await {
-                Ok(()) => break,
-                Err(error) => {
-                    warn!(partition, %error, "recovery stream failed; retrying");
-                    attempt += 1;
-                    let backoff = 200 * attempt.min(10) as u64;
-                    tokio::time::sleep(Duration::from_millis(backoff)).await;
-                }
-            }
+        let running = || !*stop.borrow();
+        if !receive_with_retry(&node, &ring, partition, running, |_| {}).await {
+            return;
         }
         node.recovering().remove(&partition);
     }

@@ -536,8 +536,8 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
     let workers = vec![
         tokio::spawn(crate::gossip::run(Arc::clone(&node), stopped.clone())),
         tokio::spawn(crate::handoff::run(Arc::clone(&node), stopped.clone())),
-        tokio::spawn(crate::antientropy::run(Arc::clone(&node), stopped)),
-        tokio::spawn(crate::recovery::run(Arc::clone(&node))),
+        tokio::spawn(crate::antientropy::run(Arc::clone(&node), stopped.clone())),
+        tokio::spawn(crate::recovery::run(Arc::clone(&node), stopped)),
     ];
     info!(id = node.id(), %address, epoch = node.ring().epoch(), "serving");
     if node.ring().index_of(node.id()).is_none() {

@@ -96,12 +96,16 @@ impl Node {
         } else {
             // Nodes adopt a committed ring one after another; until all have,
             // reads may still come here, so the data stays a little longer.
-            let node = Arc::clone(self);
+            // A weak handle, so a node that stops meanwhile is not kept open.
+            let node = Arc::downgrade(self);
             let delay = self.config().request_timeout() * 2;
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                let _ =
-                    tokio::task::spawn_blocking(move || drop_unreplicated(&node, &ring, me)).await;
+                if let Some(node) = node.upgrade() {
+                    let _ =
+                        tokio::task::spawn_blocking(move || drop_unreplicated(&node, &ring, me))
+                            .await;
+                }
             });
         }
     }
@@ -110,51 +114,71 @@ impl Node {
 /// Streams in every partition of `gaining`, retrying until done or until a
 /// newer ring replaces `ring`.
 async fn receive_all(node: Arc<Node>, ring: Arc<Ring>, gaining: Vec<u32>) {
-    let me = ring.index_of(node.id());
     for partition in gaining {
-        let mut attempt = 0u32;
-        // A retry resumes after the last key received.
-        let mut after = Bytes::new();
-        loop {
-            if node.ring().epoch() != ring.epoch() {
-                debug!(epoch = ring.epoch(), "transfer superseded by a newer ring");
-                return;
-            }
-            let sources: Vec<u32> = ring
-                .preference(partition)
-                .iter()
-                .copied()
-                .filter(|&m| Some(m) != me)
-                .collect();
-            let source = sources[attempt as usize % sources.len().max(1)];
-            match receive(&node, &ring, partition, source, &mut after).await {
-                Ok(()) => {
-                    let mut progress = node.transfers().lock().unwrap_or_else(|e| e.into_inner());
-                    if progress.epoch == ring.epoch() {
-                        progress.done.insert(partition);
-                        progress.error.clear();
-                    }
-                    break;
-                }
-                Err(error) => {
-                    warn!(partition, source = ring.member(source).id, %error, "transfer failed; retrying");
-                    node.transfers()
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .error = error;
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(10))))
-                        .await;
-                }
-            }
+        let current = || node.ring().epoch() == ring.epoch();
+        let outcome = receive_with_retry(&node, &ring, partition, current, |error| {
+            node.transfers()
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .error = error;
+        })
+        .await;
+        if !outcome {
+            debug!(epoch = ring.epoch(), "transfer superseded by a newer ring");
+            return;
+        }
+        let mut progress = node.transfers().lock().unwrap_or_else(|e| e.into_inner());
+        if progress.epoch == ring.epoch() {
+            progress.done.insert(partition);
+            progress.error.clear();
         }
     }
     info!(epoch = ring.epoch(), "all incoming partitions received");
 }
 
+/// Streams one partition from the other replicas in turn until a stream
+/// completes, backing off between attempts and resuming after the last key
+/// received. Gives up (returning false) once `keep_going` turns false;
+/// `on_error` hears every failure.
+pub(crate) async fn receive_with_retry(
+    node: &Arc<Node>,
+    ring: &Ring,
+    partition: u32,
+    keep_going: impl Fn() -> bool,
+    mut on_error: impl FnMut(String),
+) -> bool {
+    let me = ring.index_of(node.id());
+    let sources: Vec<u32> = ring
+        .preference(partition)
+        .iter()
+        .copied()
+        .filter(|&m| Some(m) != me)
+        .collect();
+    if sources.is_empty() {
+        return true;
+    }
+    let mut after = Bytes::new();
+    for attempt in 0u64.. {
+        if !keep_going() {
+            return false;
+        }
+        let source = sources[attempt as usize % sources.len()];
+        match receive(node, ring, partition, source, &mut after).await {
+            Ok(()) => return true,
+            Err(error) => {
+                warn!(partition, source = ring.member(source).id, %error, "stream failed; retrying");
+                on_error(error);
+                let backoff = Duration::from_millis(200 * (attempt + 1).min(10));
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+    false
+}
+
 /// Streams one partition from `source`, starting after key `after`, and
 /// merges every key locally; `after` follows the last key stored.
-pub(crate) async fn receive(
+async fn receive(
     node: &Arc<Node>,
     ring: &Ring,
     partition: u32,
