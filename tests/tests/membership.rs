@@ -5,7 +5,6 @@ use std::time::Duration;
 use dynamo_node::ring::Replication;
 use dynamo_proto::v1 as pb;
 use dynamo_tests::Cluster;
-use tokio::time::Instant;
 
 const N3: Replication = Replication { n: 3, r: 2, w: 2 };
 
@@ -21,11 +20,11 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<bool>>,
 {
-    let deadline = Instant::now() + limit;
-    while !check().await? {
-        anyhow::ensure!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    dynamo_tests::wait::until(what, limit, || {
+        let checked = check();
+        async move { Ok(checked.await?.then_some(())) }
+    })
+    .await?;
     Ok(())
 }
 
