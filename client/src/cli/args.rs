@@ -83,6 +83,9 @@ pub enum Command {
         #[arg(long)]
         partitions: bool,
     },
+    /// Load the cluster YCSB-style and report throughput and latency
+    /// percentiles per operation.
+    Bench(BenchArgs),
     /// Set the member count in a DynamoCluster manifest that
     /// `dynamo-operator local` follows (on Kubernetes, use `kubectl scale`).
     Scale {
@@ -125,6 +128,14 @@ impl WriteArgs {
 
 /// Parses `500ms`, `5s`, `1.5s`, `2m` or a bare number of seconds.
 fn parse_duration(text: &str) -> Result<Duration, String> {
+    match parse_span(text)? {
+        duration if duration.is_zero() => Err("the duration must be positive".into()),
+        duration => Ok(duration),
+    }
+}
+
+/// A duration like 5s, 500ms or 1m; zero allowed.
+fn parse_span(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -139,10 +150,8 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let number: f64 = number
         .parse()
         .map_err(|_| format!("{text:?} is not a duration like 5s or 500ms"))?;
-    match Duration::try_from_secs_f64(number * seconds_per_unit) {
-        Ok(duration) if !duration.is_zero() => Ok(duration),
-        _ => Err("the timeout must be positive".into()),
-    }
+    Duration::try_from_secs_f64(number * seconds_per_unit)
+        .map_err(|_| format!("{text:?} is out of range"))
 }
 
 #[cfg(test)]
@@ -227,4 +236,66 @@ mod tests {
             assert_eq!(err.exit_code(), 2, "{argv:?}");
         }
     }
+}
+
+/// YCSB workload presets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// 50% reads, 50% writes.
+    A,
+    /// 95% reads, 5% writes.
+    B,
+    /// 100% reads.
+    C,
+}
+
+/// Key popularity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Distribution {
+    /// Every key equally likely.
+    Uniform,
+    /// Zipfian with theta 0.99: a few keys take most requests.
+    Zipfian,
+}
+
+/// Options of `dynamoctl bench`.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Keys loaded first and used by the run.
+    #[arg(long, default_value_t = 10_000)]
+    pub records: u64,
+    /// Length of the measured run, for example 30s.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub duration: Duration,
+    /// Unmeasured run before it; 0s skips it.
+    #[arg(long, value_parser = parse_span, default_value = "5s")]
+    pub warmup: Duration,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 1024)]
+    pub value_size: usize,
+    /// Preset read/write mix.
+    #[arg(long, value_enum, default_value_t = Workload::A)]
+    pub workload: Workload,
+    /// Share of reads (0.0 to 1.0); overrides the preset.
+    #[arg(long)]
+    pub read_proportion: Option<f64>,
+    /// Key popularity.
+    #[arg(long, value_enum, default_value_t = Distribution::Uniform)]
+    pub distribution: Distribution,
+    /// Open loop: this many operations per second, latency measured from
+    /// each operation's intended start.
+    #[arg(long)]
+    pub rate: Option<u64>,
+    /// Read quorum override.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub r: Option<u32>,
+    /// Write quorum override.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub w: Option<u32>,
+    /// Do not load the records (an earlier run did).
+    #[arg(long)]
+    pub skip_load: bool,
 }

@@ -3,7 +3,7 @@
 use dynamo_client::{Client, ClientOptions, ReadOptions};
 use futures::future::join_all;
 
-use super::args::{Args, Command};
+use super::args::{Args, Command, Distribution, Workload};
 use super::codec::Codec;
 use super::render::{self, StatusRow};
 use super::{CliError, Exit};
@@ -49,6 +49,27 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
     let client = Client::connect_with(&args.endpoint, options).await?;
     match args.command {
         Command::Scale { .. } => unreachable!("scale returns before connecting"),
+        Command::Bench(bench) => {
+            let plan = super::bench::BenchPlan {
+                records: bench.records,
+                duration: bench.duration,
+                warmup: bench.warmup,
+                concurrency: bench.concurrency,
+                value_size: bench.value_size,
+                read_proportion: bench.read_proportion.unwrap_or(match bench.workload {
+                    Workload::A => 0.5,
+                    Workload::B => 0.95,
+                    Workload::C => 1.0,
+                }),
+                zipfian: bench.distribution == Distribution::Zipfian,
+                rate: bench.rate,
+                r: bench.r,
+                w: bench.w,
+                skip_load: bench.skip_load,
+            };
+            let report = super::bench::run(&client, &plan).await?;
+            Ok(Report::ok(render::bench(format, &report)))
+        }
         Command::Put { key, write, .. } => {
             let value = value.expect("decoded above for put");
             let context = client

@@ -2,6 +2,7 @@
 //! results are printed, and which exit code each outcome gets.
 
 mod args;
+mod bench;
 mod codec;
 mod commands;
 mod exit;

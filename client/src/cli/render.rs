@@ -277,6 +277,45 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
     }
 }
 
+/// A benchmark's figures: throughput and latency percentiles per operation.
+pub fn bench(format: Format, report: &super::bench::BenchReport) -> String {
+    match format {
+        Format::Json => json(report),
+        Format::Text => {
+            let mut out = format!(
+                "{} loop{}, {:.1} s measured\n",
+                report.mode,
+                report
+                    .target_rate
+                    .map_or_else(String::new, |rate| format!(" at {rate} ops/s")),
+                report.seconds
+            );
+            let rows = [("read", &report.read), ("write", &report.write)]
+                .into_iter()
+                .filter(|(_, op)| op.count + op.errors > 0)
+                .map(|(name, op)| {
+                    vec![
+                        name.to_owned(),
+                        op.count.to_string(),
+                        op.errors.to_string(),
+                        format!("{:.0}", op.ops_per_second),
+                        format!("{:.2}", op.p50_us as f64 / 1000.0),
+                        format!("{:.2}", op.p99_us as f64 / 1000.0),
+                        format!("{:.2}", op.p999_us as f64 / 1000.0),
+                        format!("{:.2}", op.max_us as f64 / 1000.0),
+                    ]
+                });
+            out.push_str(&table(
+                &[
+                    "OP", "COUNT", "ERRORS", "OPS/S", "P50 MS", "P99 MS", "P99.9 MS", "MAX MS",
+                ],
+                rows,
+            ));
+            out
+        }
+    }
+}
+
 /// The ring: sizes, quorums, members and, if asked, every partition.
 pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
     #[derive(Serialize)]

@@ -1,0 +1,53 @@
+//! `dynamoctl bench` in its smoke mode against a 3-node cluster (N=3, R=2,
+//! W=2): it loads, runs the mix, and reports figures for both operations.
+
+use std::process::Command;
+
+use dynamo_node::ring::Replication;
+use dynamo_tests::Cluster;
+
+/// `dynamoctl`, built next to the test binaries by `cargo test --workspace`.
+fn dynamoctl() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join("dynamoctl");
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo build -p dynamo-client` first",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bench_smoke_run_reports_reads_and_writes() -> anyhow::Result<()> {
+    let cluster = Cluster::start(3, Replication { n: 3, r: 2, w: 2 }).await?;
+    let endpoint = cluster.address(0).to_string();
+    let binary = dynamoctl();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(binary)
+            .args(["--endpoint", &endpoint, "--output", "json", "bench"])
+            .args(["--records", "200", "--duration", "2s", "--warmup", "0s"])
+            .args(["--concurrency", "8", "--value-size", "1024", "--workload", "a"])
+            .output()
+    })
+    .await??;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    for op in ["read", "write"] {
+        assert!(report[op]["count"].as_u64().unwrap_or(0) > 0, "{report}");
+        assert_eq!(report[op]["errors"], 0, "{report}");
+        let p50 = report[op]["p50_us"].as_u64().unwrap_or(0);
+        let p999 = report[op]["p999_us"].as_u64().unwrap_or(0);
+        assert!(p50 > 0 && p50 <= p999, "{report}");
+    }
+    assert_eq!(report["mode"], "closed");
+    cluster.shutdown().await
+}
