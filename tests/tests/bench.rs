@@ -31,7 +31,14 @@ async fn bench_smoke_run_reports_reads_and_writes() -> anyhow::Result<()> {
         Command::new(binary)
             .args(["--endpoint", &endpoint, "--output", "json", "bench"])
             .args(["--records", "200", "--duration", "2s", "--warmup", "0s"])
-            .args(["--concurrency", "8", "--value-size", "1024", "--workload", "a"])
+            .args([
+                "--concurrency",
+                "8",
+                "--value-size",
+                "1024",
+                "--workload",
+                "a",
+            ])
             .output()
     })
     .await??;
