@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
+use dynamo_proto::v1::peer_client::PeerClient;
 use prost::Message;
+use tonic::transport::Channel;
 
 use super::merkle::{self, FANOUT, INNER, KeyHash, LEAVES, ROOT, set_digest};
 use super::{Pacer, Stats, now_ms};
@@ -27,6 +29,24 @@ struct Traffic<'a> {
 }
 
 impl Traffic<'_> {
+    /// One `Peer` call whose request and response sizes are counted.
+    async fn metered<Req, Resp, F, Fut>(&mut self, request: Req, call: F) -> Result<Resp, String>
+    where
+        Req: Message,
+        Resp: Message,
+        F: FnOnce(PeerClient<Channel>, Req) -> Fut,
+        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        self.stats.bytes_sent += request.encoded_len() as u64;
+        let timeout = self.node.config().peer_timeout();
+        let response = peer_call(self.node.peers(), &self.address, timeout, |client| {
+            call(client, request)
+        })
+        .await?;
+        self.stats.bytes_received += response.encoded_len() as u64;
+        Ok(response)
+    }
+
     async fn level(
         &mut self,
         partition: u32,
@@ -38,15 +58,9 @@ impl Traffic<'_> {
             level,
             parents,
         };
-        self.stats.bytes_sent += request.encoded_len() as u64;
-        let response = peer_call(
-            self.node.peers(),
-            &self.address,
-            self.node.config().peer_timeout(),
-            |mut c| async move { c.merkle_level(request).await },
-        )
-        .await?;
-        self.stats.bytes_received += response.encoded_len() as u64;
+        let response = self
+            .metered(request, |mut c, r| async move { c.merkle_level(r).await })
+            .await?;
         Ok(response.hashes)
     }
 
@@ -59,30 +73,16 @@ impl Traffic<'_> {
             partition,
             segments,
         };
-        self.stats.bytes_sent += request.encoded_len() as u64;
-        let response = peer_call(
-            self.node.peers(),
-            &self.address,
-            self.node.config().peer_timeout(),
-            |mut c| async move { c.segment_keys(request).await },
-        )
-        .await?;
-        self.stats.bytes_received += response.encoded_len() as u64;
+        let response = self
+            .metered(request, |mut c, r| async move { c.segment_keys(r).await })
+            .await?;
         Ok(response.keys)
     }
 
     async fn read(&mut self, key: Bytes) -> Result<pb::ReplicaReadResponse, String> {
         let request = pb::ReplicaReadRequest { key };
-        self.stats.bytes_sent += request.encoded_len() as u64;
-        let response = peer_call(
-            self.node.peers(),
-            &self.address,
-            self.node.config().peer_timeout(),
-            |mut c| async move { c.replica_read(request).await },
-        )
-        .await?;
-        self.stats.bytes_received += response.encoded_len() as u64;
-        Ok(response)
+        self.metered(request, |mut c, r| async move { c.replica_read(r).await })
+            .await
     }
 
     async fn write(&mut self, key: Bytes, siblings: pb::SiblingSet) -> Result<(), String> {
@@ -91,14 +91,8 @@ impl Traffic<'_> {
             siblings: Some(siblings),
             sync: false,
         };
-        self.stats.bytes_sent += request.encoded_len() as u64;
-        peer_call(
-            self.node.peers(),
-            &self.address,
-            self.node.config().peer_timeout(),
-            |mut c| async move { c.replica_write(request).await },
-        )
-        .await?;
+        self.metered(request, |mut c, r| async move { c.replica_write(r).await })
+            .await?;
         Ok(())
     }
 }
