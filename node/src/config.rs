@@ -44,6 +44,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Address peers and clients dial; defaults to `listen`.
     pub advertise: Option<String>,
+    /// Address of the HTTP server (`/healthz`, `/readyz`, `/metrics`, the
+    /// ring page); no HTTP server when unset.
+    pub http_listen: Option<SocketAddr>,
     /// Directory of the fjall database.
     pub data_dir: PathBuf,
     /// Cluster name; contexts of other clusters are refused.
@@ -121,6 +124,7 @@ impl Default for Config {
             id: "node-0".into(),
             listen: SocketAddr::from(([127, 0, 0, 1], 7400)),
             advertise: None,
+            http_listen: None,
             data_dir: PathBuf::from("data"),
             cluster: "dynamo".into(),
             zone: String::new(),
@@ -186,6 +190,25 @@ impl Config {
         self.advertise
             .clone()
             .unwrap_or_else(|| self.listen.to_string())
+    }
+
+    /// Where this node's `/metrics` can be scraped, when HTTP is on and
+    /// bound to `bound`: the bound address, with an unspecified IP
+    /// (`0.0.0.0`) replaced by the host of the advertised gRPC address.
+    pub fn metrics_url(&self, bound: SocketAddr) -> String {
+        let host = if bound.ip().is_unspecified() {
+            let advertised = self.advertised();
+            match advertised.rsplit_once(':') {
+                Some((host, _)) => host.to_owned(),
+                None => advertised,
+            }
+        } else {
+            match bound.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+            }
+        };
+        format!("http://{host}:{}/metrics", bound.port())
     }
 
     /// The initial member list: `members`, or this node alone.
@@ -260,6 +283,10 @@ pub struct Flags {
     /// Address peers and clients dial, `host:port`.
     #[arg(long, env = "DYNAMO_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Address of the HTTP server for `/healthz`, `/readyz`, `/metrics` and
+    /// the ring page, `host:port`; off when unset.
+    #[arg(long, env = "DYNAMO_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
     /// Data directory.
     #[arg(long, env = "DYNAMO_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -301,9 +328,19 @@ pub struct Flags {
     /// Rate limit of incoming partition transfers in bytes per second.
     #[arg(long, env = "DYNAMO_TRANSFER_BYTES_PER_SECOND")]
     pub transfer_bytes_per_second: Option<u64>,
-    /// Log format: `text` or `json`.
-    #[arg(long, env = "DYNAMO_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    /// Log format on stderr; which events and spans are logged follows
+    /// `RUST_LOG` (default `info`).
+    #[arg(long, env = "DYNAMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How `dynamo-node` writes its log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event, with its spans.
+    Text,
+    /// One JSON object per event, with its fields and spans.
+    Json,
 }
 
 impl Flags {
@@ -329,6 +366,9 @@ impl Flags {
         }
         if self.advertise.is_some() {
             config.advertise.clone_from(&self.advertise);
+        }
+        if self.http_listen.is_some() {
+            config.http_listen = self.http_listen;
         }
         if let Some(dir) = &self.data_dir {
             config.data_dir.clone_from(dir);
@@ -423,6 +463,34 @@ mod tests {
             "zone-a"
         );
         assert!(parse_member("nonsense").is_err());
+    }
+
+    #[test]
+    fn http_listen_comes_from_the_file_or_the_flag_and_is_off_by_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.yaml");
+        std::fs::write(&path, "http_listen: 127.0.0.1:9400\n").expect("write");
+        let file = path.to_str().expect("utf8");
+        let from_file = Flags::parse_from(["dynamo-node", "-c", file]);
+        assert_eq!(
+            from_file.load().expect("load").http_listen,
+            Some(SocketAddr::from(([127, 0, 0, 1], 9400)))
+        );
+        let flag = Flags::parse_from(["dynamo-node", "-c", file, "--http-listen", "0.0.0.0:9401"]);
+        let config = flag.load().expect("load");
+        assert_eq!(config.http_listen.map(|a| a.port()), Some(9401));
+        let bound = config.http_listen.expect("set");
+        assert_eq!(config.metrics_url(bound), "http://127.0.0.1:9401/metrics");
+        let advertised = Config {
+            advertise: Some("node-2.dynamo.ns.svc:7400".into()),
+            ..Config::default()
+        };
+        assert_eq!(
+            advertised.metrics_url(bound),
+            "http://node-2.dynamo.ns.svc:9401/metrics"
+        );
+        assert_eq!(Config::default().http_listen, None);
+        assert!(Flags::try_parse_from(["dynamo-node", "--log-format", "yaml"]).is_err());
     }
 
     #[test]

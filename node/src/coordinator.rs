@@ -13,14 +13,15 @@ use dynamo_proto::v1::kv_client::KvClient;
 use thiserror::Error;
 use tokio::time::Instant;
 use tonic::transport::Channel;
-use tracing::{debug, warn};
+use tracing::{Instrument, Span, debug, debug_span, field, warn};
 
 use crate::context::{self, ContextError};
 use crate::handoff::Fallbacks;
+use crate::metrics::{ClientOp, QuorumOutcome};
 use crate::node::Node;
 use crate::peers::{is_unreachable, peer_call, reached, with_deadline};
 use crate::quorum::{Call, Quorum};
-use crate::ring::Ring;
+use crate::ring::{Position, Ring};
 use crate::storage::{Durability, NewWrite, StorageError};
 use crate::version::SiblingSet;
 use crate::wire;
@@ -47,6 +48,9 @@ pub enum KvError {
         answered: u32,
         /// Why the others did not answer.
         detail: String,
+        /// True when replicas were still silent at the deadline (as opposed
+        /// to all of them having failed).
+        timed_out: bool,
     },
     /// Local storage failed or refused.
     #[error(transparent)]
@@ -81,20 +85,42 @@ impl Node {
         self: &Arc<Self>,
         request: pb::GetRequest,
     ) -> Result<pb::GetResponse, KvError> {
+        let started = Instant::now();
         let ring = self.ring();
         let r = quorum_size(request.r, ring.replication().r, ring.replication().n, "r")?;
+        let span = self.request_span(ClientOp::Get, &ring, &request.key);
         if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
             let request = pb::GetRequest {
                 forwarded: true,
                 ..request
             };
-            return self
+            let result = self
                 .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
                     let request = request.clone();
                     async move { client.get(request).await }
                 })
+                .instrument(span)
                 .await;
+            self.metrics().forwarded(ClientOp::Get, started.elapsed());
+            return result;
         }
+        let result = self.coordinate_get(ring, request, r).instrument(span).await;
+        let metrics = self.metrics();
+        metrics.coordinated(ClientOp::Get, started.elapsed(), quorum_outcome(&result));
+        if let Ok(response) = &result {
+            metrics.siblings(response.siblings.len());
+        }
+        result
+    }
+
+    /// Reads a key this node coordinates: asks its N replicas, answers
+    /// after R, and repairs stale replicas afterwards.
+    async fn coordinate_get(
+        self: &Arc<Self>,
+        ring: Arc<Ring>,
+        request: pb::GetRequest,
+        r: u32,
+    ) -> Result<pb::GetResponse, KvError> {
         let partition = ring.partition_of(&request.key);
         let me = ring.index_of(self.id());
         let started = Instant::now();
@@ -122,10 +148,14 @@ impl Node {
             replies: quorum.replies.len() as u32,
         };
         let node = Arc::clone(self);
-        tokio::spawn(async move {
-            node.read_repair(ring, partition, request.key, quorum, deadline)
-                .await;
-        });
+        tokio::spawn(
+            async move {
+                node.read_repair(ring, partition, request.key, quorum, deadline)
+                    .await;
+            }
+            .instrument(Span::current()),
+        );
+        debug!(replies = response.replies, "get answered");
         Ok(response)
     }
 
@@ -144,18 +174,23 @@ impl Node {
                 request.value.len()
             )));
         }
+        let started = Instant::now();
         let ring = self.ring();
+        let span = self.request_span(ClientOp::Put, &ring, &request.key);
         if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
             let request = pb::PutRequest {
                 forwarded: true,
                 ..request
             };
-            return self
+            let result = self
                 .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
                     let request = request.clone();
                     async move { client.put(request).await }
                 })
+                .instrument(span)
                 .await;
+            self.metrics().forwarded(ClientOp::Put, started.elapsed());
+            return result;
         }
         let durability = request.durability();
         let outcome = self
@@ -171,7 +206,11 @@ impl Node {
                 },
                 "put",
             )
-            .await?;
+            .instrument(span)
+            .await;
+        self.metrics()
+            .coordinated(ClientOp::Put, started.elapsed(), quorum_outcome(&outcome));
+        let outcome = outcome?;
         Ok(pb::PutResponse {
             context: outcome.context,
             acks: outcome.acks,
@@ -186,18 +225,24 @@ impl Node {
         self: &Arc<Self>,
         request: pb::DeleteRequest,
     ) -> Result<pb::DeleteResponse, KvError> {
+        let started = Instant::now();
         let ring = self.ring();
+        let span = self.request_span(ClientOp::Delete, &ring, &request.key);
         if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
             let request = pb::DeleteRequest {
                 forwarded: true,
                 ..request
             };
-            return self
+            let result = self
                 .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
                     let request = request.clone();
                     async move { client.delete(request).await }
                 })
+                .instrument(span)
                 .await;
+            self.metrics()
+                .forwarded(ClientOp::Delete, started.elapsed());
+            return result;
         }
         let durability = request.durability();
         let outcome = self
@@ -213,11 +258,37 @@ impl Node {
                 },
                 "delete",
             )
-            .await?;
+            .instrument(span)
+            .await;
+        self.metrics().coordinated(
+            ClientOp::Delete,
+            started.elapsed(),
+            quorum_outcome(&outcome),
+        );
+        let outcome = outcome?;
         Ok(pb::DeleteResponse {
             context: outcome.context,
             acks: outcome.acks,
         })
+    }
+
+    /// The span of one client request, carrying this node's id, the
+    /// operation, and the key's partition and ring position. Hashing the
+    /// key for it only happens when the span is enabled (`debug`).
+    fn request_span(&self, op: ClientOp, ring: &Ring, key: &[u8]) -> Span {
+        let span = debug_span!(
+            "request",
+            node = self.id(),
+            op = op.as_str(),
+            partition = field::Empty,
+            key_hash = field::Empty,
+        );
+        if !span.is_disabled() {
+            let position = Position::of(key);
+            span.record("partition", ring.partition_at(position));
+            span.record("key_hash", field::display(position));
+        }
+        span
     }
 
     /// Checks the key and says where to forward the request, or `None` when
@@ -286,6 +357,7 @@ impl Node {
             n: preference.len() as u32,
             answered: 0,
             detail: format!(" ({})", reasons.join("; ")),
+            timed_out: false,
         })
     }
 
@@ -364,21 +436,29 @@ impl Node {
             // all of them rather than the client's deadline.
             let attempts = ring.members().len() as u32 + 1;
             let tail = Instant::now() + self.config().peer_timeout() * attempts;
-            tokio::spawn(async move {
-                quorum.wait(usize::MAX, tail).await;
-                for (member, reason) in &quorum.failures {
-                    warn!(
-                        member,
-                        reason, "a replica slot of a write got neither the replica nor a fallback"
-                    );
+            let span = Span::current();
+            tokio::spawn(
+                async move {
+                    quorum.wait(usize::MAX, tail).await;
+                    for (member, reason) in &quorum.failures {
+                        warn!(
+                            member,
+                            reason,
+                            "a replica slot of a write got neither the replica nor a fallback"
+                        );
+                    }
+                    if quorum.outstanding() > 0 {
+                        warn!(
+                            slots = quorum.outstanding(),
+                            "replica slots of a write did not finish in time"
+                        );
+                    }
                 }
-                if quorum.outstanding() > 0 {
-                    warn!(
-                        slots = quorum.outstanding(),
-                        "replica slots of a write did not finish in time"
-                    );
-                }
-            });
+                .instrument(span),
+            );
+        }
+        if let Ok(outcome) = &result {
+            debug!(acks = outcome.acks, "write answered");
         }
         result
     }
@@ -421,17 +501,22 @@ impl Node {
         let address = ring.member(member).address.clone();
         let peers = Arc::clone(self.peers());
         let timeout = self.config().peer_timeout();
-        Box::pin(async move {
-            let request = pb::ReplicaReadRequest { key };
-            let outcome = peer_call(&peers, &address, timeout, |mut client| async move {
-                client.replica_read(request).await
-            })
-            .await
-            .and_then(|response| {
-                wire::set_from_pb(response.siblings).map_err(|error| error.to_string())
-            });
-            (member, outcome)
-        })
+        let span = replica_call_span(ring, member, "read");
+        Box::pin(
+            async move {
+                let request = pb::ReplicaReadRequest { key };
+                let outcome = peer_call(&peers, &address, timeout, |mut client| async move {
+                    client.replica_read(request).await
+                })
+                .await
+                .and_then(|response| {
+                    wire::set_from_pb(response.siblings).map_err(|error| error.to_string())
+                });
+                traced_outcome(&outcome);
+                (member, outcome)
+            }
+            .instrument(span),
+        )
     }
 
     /// A `ReplicaWrite` call to `member`.
@@ -446,19 +531,50 @@ impl Node {
         let address = ring.member(member).address.clone();
         let peers = Arc::clone(self.peers());
         let timeout = self.config().peer_timeout();
-        Box::pin(async move {
-            let request = pb::ReplicaWriteRequest {
-                key,
-                siblings: Some(siblings),
-                sync: durability == Durability::Sync,
-            };
-            let outcome = peer_call(&peers, &address, timeout, |mut client| async move {
-                client.replica_write(request).await
-            })
-            .await
-            .map(|_| ());
-            (member, outcome)
-        })
+        let span = replica_call_span(ring, member, "write");
+        Box::pin(
+            async move {
+                let request = pb::ReplicaWriteRequest {
+                    key,
+                    siblings: Some(siblings),
+                    sync: durability == Durability::Sync,
+                };
+                let outcome = peer_call(&peers, &address, timeout, |mut client| async move {
+                    client.replica_write(request).await
+                })
+                .await
+                .map(|_| ());
+                traced_outcome(&outcome);
+                (member, outcome)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// The span of one call to a replica, a child of the request's span.
+pub(crate) fn replica_call_span(ring: &Ring, member: u32, call: &'static str) -> Span {
+    debug_span!("replica_call", peer = %ring.member(member).id, call)
+}
+
+/// Logs the end of a replica call inside its span (at `debug`).
+pub(crate) fn traced_outcome<T>(outcome: &Result<T, String>) {
+    match outcome {
+        Ok(_) => debug!("replica answered"),
+        Err(reason) => debug!(reason, "replica failed"),
+    }
+}
+
+/// The quorum outcome of a coordinated request, or `None` when it was
+/// refused before replicas were asked.
+fn quorum_outcome<T>(result: &Result<T, KvError>) -> Option<QuorumOutcome> {
+    match result {
+        Ok(_) => Some(QuorumOutcome::Ok),
+        Err(KvError::Unavailable {
+            timed_out: true, ..
+        }) => Some(QuorumOutcome::Timeout),
+        Err(KvError::Unavailable { .. }) => Some(QuorumOutcome::Unavailable),
+        Err(_) => None,
     }
 }
 
@@ -502,6 +618,7 @@ fn unavailable<T: Send + 'static>(
         needed,
         n: ring.replication().n,
         answered: quorum.replies.len() as u32,
+        timed_out: quorum.outstanding() > 0,
         detail: if reasons.is_empty() {
             String::new()
         } else {

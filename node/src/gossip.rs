@@ -128,8 +128,15 @@ async fn round(node: &Arc<Node>) {
         Ok(Ok(response)) => {
             node.membership().heard_from(&peer.id, Instant::now());
             node.receive_gossip(response.into_inner());
+            node.metrics().gossip_round(true);
         }
-        Ok(Err(status)) => debug!(peer = peer.id, %status, "gossip failed"),
-        Err(_) => debug!(peer = peer.id, "gossip timed out"),
+        Ok(Err(status)) => {
+            node.metrics().gossip_round(false);
+            debug!(peer = peer.id, %status, "gossip failed");
+        }
+        Err(_) => {
+            node.metrics().gossip_round(false);
+            debug!(peer = peer.id, "gossip timed out");
+        }
     }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
+use crate::coordinator::{replica_call_span, traced_outcome};
 use crate::membership::Liveness;
 use crate::node::Node;
 use crate::peers::peer_call;
@@ -56,8 +57,9 @@ impl Node {
         fallbacks: Fallbacks,
     ) -> Call<()> {
         let node = Arc::clone(self);
+        let span = replica_call_span(ring, target, "write");
         let ring = Arc::clone(ring);
-        Box::pin(async move {
+        let slot = async move {
             let target_member = ring.member(target).clone();
             let sync = durability == Durability::Sync;
             let timeout = node.config().peer_timeout();
@@ -97,7 +99,11 @@ impl Node {
                         &set,
                         durability,
                     ) {
-                        Ok(()) => return (target, Ok(())),
+                        Ok(()) => {
+                            node.metrics().hint_stored(&target_member.id);
+                            debug!(target = target_member.id, "stored a hint locally");
+                            return (target, Ok(()));
+                        }
                         Err(error) => reasons.push(format!("fallback {}: {error}", member.id)),
                     }
                     continue;
@@ -129,7 +135,15 @@ impl Node {
                 }
             }
             (target, Err(reasons.join(", ")))
-        })
+        };
+        Box::pin(
+            async move {
+                let (target, outcome) = slot.await;
+                traced_outcome(&outcome);
+                (target, outcome)
+            }
+            .instrument(span),
+        )
     }
 
     /// Delivers queued hints to every target that answers. Returns how many
@@ -143,6 +157,7 @@ impl Node {
                 continue;
             };
             let address = ring.member(index).address.clone();
+            let mut delivered_here = 0;
             'target: loop {
                 let batch = match self.storage().hints().pending(&target, DELIVERY_BATCH) {
                     Ok(batch) if !batch.is_empty() => batch,
@@ -169,7 +184,7 @@ impl Node {
                     }
                     match self.storage().hints().delivered(&target, &hint) {
                         Ok(true) => {
-                            delivered += 1;
+                            delivered_here += 1;
                             progress = true;
                         }
                         Ok(false) => {}
@@ -182,6 +197,11 @@ impl Node {
                 if !progress {
                     break;
                 }
+            }
+            if delivered_here > 0 {
+                self.metrics()
+                    .hints_delivered(&target, delivered_here as u64);
+                delivered += delivered_here;
             }
         }
         if delivered > 0 {

@@ -10,7 +10,8 @@
 //! - [`antientropy`]: Merkle trees, replica sync, tombstone collection.
 //! - [`transfer`]: partition streaming for explicit join and leave, and
 //!   [`recovery`] after an empty disk.
-//! - [`server`]: the gRPC services.
+//! - [`server`]: the gRPC services; [`http`]: health, readiness, the
+//!   Prometheus [`metrics`] and the ring page.
 
 pub mod antientropy;
 pub mod codec;
@@ -20,7 +21,9 @@ pub mod coordinator;
 pub mod encoding;
 pub mod gossip;
 pub mod handoff;
+pub mod http;
 pub mod membership;
+pub mod metrics;
 pub mod node;
 pub mod peers;
 pub mod quorum;

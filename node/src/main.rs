@@ -2,14 +2,14 @@
 
 use anyhow::Context;
 use clap::Parser;
-use dynamo_node::config::Flags;
+use dynamo_node::config::{Flags, LogFormat};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();
-    init_logging(&flags.log_format)?;
+    init_logging(flags.log_format)?;
     // Listen for signals before the port opens, so an early SIGTERM is
     // graceful too.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -20,6 +20,9 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("bind {}", config.listen))?;
     let mut running = dynamo_node::start(config, listener).await?;
     println!("dynamo-node listening on {}", running.address());
+    if let Some(http) = running.http_address() {
+        println!("dynamo-node serving HTTP on {http}");
+    }
     tokio::select! {
         result = running.wait() => result?,
         _ = terminate.recv() => {
@@ -34,16 +37,24 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: &str) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) -> anyhow::Result<()> {
+    let filter = match std::env::var(EnvFilter::DEFAULT_ENV) {
+        Ok(directives) => EnvFilter::try_new(&directives)
+            .with_context(|| format!("RUST_LOG={directives:?} is not a valid filter"))?,
+        Err(_) => EnvFilter::new("info"),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
+    // `try_init` also bridges fjall's `log` records into tracing.
     match format {
-        // `try_init` also bridges fjall's `log` records into tracing.
-        "json" => builder.json().try_init().map_err(anyhow::Error::msg)?,
-        "text" => builder.try_init().map_err(anyhow::Error::msg)?,
-        other => anyhow::bail!("log format must be text or json, not {other:?}"),
+        LogFormat::Json => builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .try_init(),
+        LogFormat::Text => builder.try_init(),
     }
-    Ok(())
+    .map_err(anyhow::Error::msg)
 }

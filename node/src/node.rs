@@ -3,6 +3,7 @@
 //! anti-entropy bookkeeping.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Instant;
 
@@ -13,6 +14,7 @@ use tracing::info;
 
 use crate::config::{Config, ConfigError};
 use crate::membership::{Liveness, Membership};
+use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::ring::{Ring, RingError};
 use crate::storage::{Storage, StorageError};
@@ -38,6 +40,14 @@ pub enum StartError {
     /// The listener could not be used.
     #[error("cannot serve: {0}")]
     Listener(std::io::Error),
+    /// The HTTP address could not be bound.
+    #[error("cannot serve HTTP on {address}: {source}")]
+    Http {
+        /// The configured `http_listen`.
+        address: std::net::SocketAddr,
+        /// The bind error.
+        source: std::io::Error,
+    },
 }
 
 /// One node's shared state.
@@ -52,6 +62,8 @@ pub struct Node {
     transfers: crate::transfer::SharedProgress,
     recovering: Mutex<std::collections::BTreeSet<u32>>,
     started: Instant,
+    metrics: Metrics,
+    stopping: AtomicBool,
 }
 
 impl Node {
@@ -107,6 +119,8 @@ impl Node {
             transfers: Default::default(),
             recovering: Mutex::default(),
             started: now,
+            metrics: Metrics::new(),
+            stopping: AtomicBool::new(false),
         }))
     }
 
@@ -175,5 +189,31 @@ impl Node {
     /// When the node started.
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Marks the node as shutting down: it stops reporting ready.
+    pub(crate) fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// Why the node does not serve requests right now, or `None` when it
+    /// does: it is shutting down, or it is streaming partitions back after
+    /// an empty-disk start. A node outside the ring is ready: it forwards.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Some("shutting down".into());
+        }
+        let recovering = self.recovering().len();
+        if recovering > 0 {
+            return Some(format!(
+                "recovering: streaming back {recovering} partitions after an empty-disk start"
+            ));
+        }
+        None
     }
 }

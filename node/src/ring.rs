@@ -300,6 +300,11 @@ impl Ring {
         partition_of(key, self.partitions())
     }
 
+    /// The partition holding ring position `position`.
+    pub fn partition_at(&self, position: Position) -> u32 {
+        partition_at(position, self.partitions())
+    }
+
     /// The N member indexes that replicate `partition`, in preference order
     /// (fewer when the ring has fewer than N members).
     pub fn preference(&self, partition: u32) -> &[u32] {
@@ -438,15 +443,40 @@ fn check_owners(owners: &[u32], members: usize) -> Result<(), RingError> {
     }
 }
 
+/// A key's position on the ring: the top 64 bits of its MD5. Shown in logs
+/// and spans as 16 hex digits (`key_hash`), so one key's requests can be
+/// followed across nodes without logging the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position(pub u64);
+
+impl Position {
+    /// The position of `key`.
+    pub fn of(key: &[u8]) -> Self {
+        let digest = Md5::digest(key);
+        Self(u64::from_be_bytes(
+            digest[..8].try_into().expect("md5 is 16 bytes"),
+        ))
+    }
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
 /// The partition of `key` among `partitions` (a power of two).
 pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
-    let digest = Md5::digest(key);
-    let top = u64::from_be_bytes(digest[..8].try_into().expect("md5 is 16 bytes"));
+    partition_at(Position::of(key), partitions)
+}
+
+/// The partition holding `position` among `partitions` (a power of two).
+pub fn partition_at(position: Position, partitions: u32) -> u32 {
     let bits = partitions.trailing_zeros();
     if bits == 0 {
         0
     } else {
-        (top >> (64 - bits)) as u32
+        (position.0 >> (64 - bits)) as u32
     }
 }
 

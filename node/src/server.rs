@@ -11,22 +11,32 @@ use dynamo_proto::v1::peer_server::{Peer, PeerServer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
-use tracing::{info, warn};
+use tracing::{Instrument, Span, debug_span, info, warn};
 
 use crate::antientropy::merkle::KeyHash;
 use crate::config::Config;
 use crate::coordinator::KvError;
+use crate::http::HttpServer;
+use crate::metrics::ReplicaOp;
 use crate::node::{Node, StartError};
 use crate::peers::MAX_PEER_MESSAGE;
+use crate::ring::Position;
 use crate::storage::{Durability, StorageError};
 use crate::wire;
+
+/// Response metadata of `Admin.Status` naming where the node serves
+/// `/metrics` (absent when its HTTP server is off).
+pub const METRICS_URL_HEADER: &str = "dynamo-metrics-url";
 
 /// The services of one node.
 #[derive(Clone)]
 struct Services {
     node: Arc<Node>,
+    /// Value of [`METRICS_URL_HEADER`].
+    metrics_url: Option<AsciiMetadataValue>,
 }
 
 impl From<KvError> for Status {
@@ -115,7 +125,7 @@ impl Admin for Services {
                 finished_ms,
             })
             .collect();
-        Ok(Response::new(pb::StatusResponse {
+        let mut response = Response::new(pb::StatusResponse {
             id: node.id().to_owned(),
             incarnation: format!("{:016x}", node.storage().incarnation()),
             epoch: ring.epoch(),
@@ -133,7 +143,13 @@ impl Admin for Services {
                     .unwrap_or_else(|e| e.into_inner())
                     .to_pb()
             }),
-        }))
+        });
+        if let Some(url) = &self.metrics_url {
+            response
+                .metadata_mut()
+                .insert(METRICS_URL_HEADER, url.clone());
+        }
+        Ok(response)
     }
 
     async fn propose_ring(
@@ -191,6 +207,65 @@ impl Admin for Services {
 }
 
 impl Services {
+    /// Stores a hint this node keeps as a fallback for `request.target`.
+    async fn store_hint(
+        &self,
+        request: pb::HintWriteRequest,
+        partition: u32,
+    ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
+        let incoming = wire::set_from_pb(request.siblings)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        if self.node.ring().index_of(&request.target).is_none() {
+            return Err(Status::invalid_argument(format!(
+                "hint target {:?} is not a member of the ring",
+                request.target
+            )));
+        }
+        let durability = if request.sync {
+            Durability::Sync
+        } else {
+            Durability::Buffer
+        };
+        let node = Arc::clone(&self.node);
+        let target = request.target.clone();
+        let stored = tokio::task::spawn_blocking(move || {
+            node.storage().hints().add(
+                &request.target,
+                partition,
+                &request.key,
+                &incoming,
+                durability,
+            )
+        })
+        .await
+        .map_err(|error| Status::internal(error.to_string()))?;
+        match stored {
+            Ok(()) => {
+                self.node.metrics().hint_stored(&target);
+                Ok(Response::new(pb::ReplicaWriteResponse {}))
+            }
+            Err(error @ StorageError::HintsFull { .. }) => {
+                Err(Status::resource_exhausted(error.to_string()))
+            }
+            Err(error) => Err(Status::internal(error.to_string())),
+        }
+    }
+
+    /// The span of a call served as a replica, with the key's ids; the key
+    /// is hashed once, for the partition and the span both.
+    fn replica_span(&self, op: ReplicaOp, key: &[u8]) -> (u32, Span) {
+        let position = Position::of(key);
+        let partition = self.node.ring().partition_at(position);
+        let span = debug_span!(
+            "replica",
+            node = self.node.id(),
+            op = op.as_str(),
+            partition,
+            key_hash = %position,
+        );
+        (partition, span)
+    }
+
     /// Installs a proposed (`change` true) or committed ring. Installing the
     /// ring in use again is a no-op, so the driver may repeat a step.
     fn install(
@@ -263,86 +338,76 @@ impl Peer for Services {
         &self,
         request: Request<pb::ReplicaReadRequest>,
     ) -> Result<Response<pb::ReplicaReadResponse>, Status> {
+        let started = std::time::Instant::now();
         let request = request.into_inner();
-        let partition = self.node.ring().partition_of(&request.key);
-        if self.node.is_recovering(partition) {
-            return Err(Status::unavailable(format!(
+        let (partition, span) = self.replica_span(ReplicaOp::Read, &request.key);
+        let _entered = span.enter();
+        let result = if self.node.is_recovering(partition) {
+            Err(Status::unavailable(format!(
                 "partition {partition} is being streamed back after an empty-disk restart"
-            )));
-        }
-        let set = self
-            .node
-            .storage()
-            .read(partition, &request.key)
-            .map_err(|error| Status::internal(error.to_string()))?;
-        Ok(Response::new(pb::ReplicaReadResponse {
-            siblings: Some(wire::set_to_pb(&set)),
-        }))
+            )))
+        } else {
+            self.node
+                .storage()
+                .read(partition, &request.key)
+                .map(|set| {
+                    Response::new(pb::ReplicaReadResponse {
+                        siblings: Some(wire::set_to_pb(&set)),
+                    })
+                })
+                .map_err(|error| Status::internal(error.to_string()))
+        };
+        self.node
+            .metrics()
+            .replica(ReplicaOp::Read, started.elapsed());
+        result
     }
 
     async fn replica_write(
         &self,
         request: Request<pb::ReplicaWriteRequest>,
     ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
+        let started = std::time::Instant::now();
         let request = request.into_inner();
-        let incoming = wire::set_from_pb(request.siblings)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        let partition = self.node.ring().partition_of(&request.key);
-        let durability = if request.sync {
-            Durability::Sync
-        } else {
-            Durability::Buffer
-        };
-        let node = Arc::clone(&self.node);
-        let merged = tokio::task::spawn_blocking(move || {
-            node.storage()
-                .merge(partition, &request.key, &incoming, durability)
-        })
-        .await
-        .map_err(|error| Status::internal(error.to_string()))?;
-        merged.map_err(|error| Status::internal(error.to_string()))?;
-        Ok(Response::new(pb::ReplicaWriteResponse {}))
+        let (partition, span) = self.replica_span(ReplicaOp::Write, &request.key);
+        let result = async {
+            let incoming = wire::set_from_pb(request.siblings)
+                .map_err(|error| Status::invalid_argument(error.to_string()))?;
+            let durability = if request.sync {
+                Durability::Sync
+            } else {
+                Durability::Buffer
+            };
+            let node = Arc::clone(&self.node);
+            let key = request.key;
+            let merged = tokio::task::spawn_blocking(move || {
+                node.storage().merge(partition, &key, &incoming, durability)
+            })
+            .await
+            .map_err(|error| Status::internal(error.to_string()))?;
+            merged.map_err(|error| Status::internal(error.to_string()))?;
+            Ok(Response::new(pb::ReplicaWriteResponse {}))
+        }
+        .instrument(span)
+        .await;
+        self.node
+            .metrics()
+            .replica(ReplicaOp::Write, started.elapsed());
+        result
     }
 
     async fn hint_write(
         &self,
         request: Request<pb::HintWriteRequest>,
     ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
+        let started = std::time::Instant::now();
         let request = request.into_inner();
-        let incoming = wire::set_from_pb(request.siblings)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        let ring = self.node.ring();
-        if ring.index_of(&request.target).is_none() {
-            return Err(Status::invalid_argument(format!(
-                "hint target {:?} is not a member of the ring",
-                request.target
-            )));
-        }
-        let partition = ring.partition_of(&request.key);
-        let durability = if request.sync {
-            Durability::Sync
-        } else {
-            Durability::Buffer
-        };
-        let node = Arc::clone(&self.node);
-        let stored = tokio::task::spawn_blocking(move || {
-            node.storage().hints().add(
-                &request.target,
-                partition,
-                &request.key,
-                &incoming,
-                durability,
-            )
-        })
-        .await
-        .map_err(|error| Status::internal(error.to_string()))?;
-        match stored {
-            Ok(()) => Ok(Response::new(pb::ReplicaWriteResponse {})),
-            Err(error @ StorageError::HintsFull { .. }) => {
-                Err(Status::resource_exhausted(error.to_string()))
-            }
-            Err(error) => Err(Status::internal(error.to_string())),
-        }
+        let (partition, span) = self.replica_span(ReplicaOp::Hint, &request.key);
+        let result = self.store_hint(request, partition).instrument(span).await;
+        self.node
+            .metrics()
+            .replica(ReplicaOp::Hint, started.elapsed());
+        result
     }
 
     async fn gossip(
@@ -431,12 +496,18 @@ pub struct RunningNode {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     background: watch::Sender<bool>,
     workers: Vec<JoinHandle<()>>,
+    http: Option<HttpServer>,
 }
 
 impl RunningNode {
     /// The address the server listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
+    }
+
+    /// The address of the HTTP server, when it is on.
+    pub fn http_address(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(HttpServer::address)
     }
 
     /// The node's shared state.
@@ -449,6 +520,8 @@ impl RunningNode {
     /// # Errors
     /// The server's or the final fsync's failure.
     pub async fn stop(mut self) -> anyhow::Result<()> {
+        // `/readyz` says so while requests in flight finish.
+        self.node.set_stopping();
         let _ = self.background.send(true);
         for worker in self.workers.drain(..) {
             let _ = worker.await;
@@ -457,6 +530,9 @@ impl RunningNode {
             let _ = stop.send(());
         }
         (&mut self.task).await??;
+        if let Some(http) = self.http.take() {
+            http.stop().await;
+        }
         // Replication tails, read repairs and peer connections that are
         // still closing hold the node; wait for them (bounded) so the
         // database is closed when `stop` returns and can be opened again.
@@ -491,6 +567,18 @@ impl RunningNode {
 /// [`StartError`] when the configuration, ring or storage is unusable.
 pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode, StartError> {
     let limits = config.limits;
+    // HTTP comes first, so a slow start shows as alive but not ready.
+    let http = match config.http_listen {
+        Some(address) => Some(
+            HttpServer::bind(address)
+                .await
+                .map_err(|source| StartError::Http { address, source })?,
+        ),
+        None => None,
+    };
+    let metrics_url = http
+        .as_ref()
+        .and_then(|http| AsciiMetadataValue::try_from(config.metrics_url(http.address())).ok());
     let seeded = if config.seeds.is_empty() {
         None
     } else {
@@ -505,6 +593,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
     let address = listener.local_addr().map_err(StartError::Listener)?;
     let services = Services {
         node: Arc::clone(&node),
+        metrics_url,
     };
     // Large enough that an oversized value reaches the coordinator and gets a
     // clear INVALID_ARGUMENT instead of a transport error.
@@ -539,6 +628,10 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
         tokio::spawn(crate::antientropy::run(Arc::clone(&node), stopped.clone())),
         tokio::spawn(crate::recovery::run(Arc::clone(&node), stopped)),
     ];
+    if let Some(http) = &http {
+        http.attach(Arc::clone(&node));
+        info!(id = node.id(), address = %http.address(), "serving HTTP");
+    }
     info!(id = node.id(), %address, epoch = node.ring().epoch(), "serving");
     if node.ring().index_of(node.id()).is_none() {
         warn!(
@@ -553,6 +646,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
         task,
         background,
         workers,
+        http,
     })
 }
 

@@ -164,7 +164,10 @@ pub(crate) async fn receive_with_retry(
         }
         let source = sources[attempt as usize % sources.len()];
         match receive(node, ring, partition, source, &mut after).await {
-            Ok(()) => return true,
+            Ok(()) => {
+                node.metrics().stream_completed();
+                return true;
+            }
             Err(error) => {
                 warn!(partition, source = ring.member(source).id, %error, "stream failed; retrying");
                 on_error(error);
@@ -236,6 +239,7 @@ async fn receive(
         if rate > 0 {
             tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
         }
+        node.metrics().streamed(keys, bytes);
         let mut progress = node.transfers().lock().unwrap_or_else(|e| e.into_inner());
         progress.keys += keys;
         progress.bytes += bytes;

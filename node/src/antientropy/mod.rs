@@ -116,6 +116,7 @@ impl Node {
                 }
             }
         }
+        self.metrics().anti_entropy_pass(&total);
         if total.keys_repaired > 0 || total.tombstones_dropped > 0 {
             info!(
                 keys = total.keys_repaired,

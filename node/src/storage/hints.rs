@@ -168,6 +168,16 @@ impl HintStore {
             .collect()
     }
 
+    /// Disk space of the hint tables.
+    pub fn disk_space(&self) -> u64 {
+        self.hints.disk_space()
+    }
+
+    /// Approximate number of hinted keys on disk.
+    pub fn approximate_len(&self) -> u64 {
+        self.hints.approximate_len() as u64
+    }
+
     /// True when the store holds its limit.
     pub fn is_full(&self) -> bool {
         self.lock().values().sum::<u64>() >= self.limit

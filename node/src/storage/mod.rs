@@ -103,6 +103,17 @@ pub struct NewWrite {
     pub timestamp_ms: u64,
 }
 
+/// Sizes of a node's fjall database.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sizes {
+    /// Per keyspace: name, disk space of its tables, approximate item count.
+    pub keyspaces: Vec<(&'static str, u64, u64)>,
+    /// Disk space of the journals.
+    pub journal_bytes: u64,
+    /// Bytes held in memtables.
+    pub write_buffer_bytes: u64,
+}
+
 /// One node's fjall database.
 pub struct Storage {
     db: Database,
@@ -248,6 +259,31 @@ impl Storage {
     /// Approximate number of keys stored.
     pub fn approximate_keys(&self) -> u64 {
         self.data.approximate_len() as u64
+    }
+
+    /// Sizes of the database, read from fjall's own bookkeeping.
+    pub fn sizes(&self) -> Sizes {
+        Sizes {
+            keyspaces: vec![
+                (
+                    "data",
+                    self.data.disk_space(),
+                    self.data.approximate_len() as u64,
+                ),
+                (
+                    "hints",
+                    self.hints.disk_space(),
+                    self.hints.approximate_len(),
+                ),
+                (
+                    "meta",
+                    self.meta.disk_space(),
+                    self.meta.approximate_len() as u64,
+                ),
+            ],
+            journal_bytes: self.db.journal_disk_space().unwrap_or(0),
+            write_buffer_bytes: self.db.write_buffer_size(),
+        }
     }
 
     /// Fsyncs everything written so far.
