@@ -129,6 +129,8 @@ pub struct Driver<P> {
     admin: Admin,
     shape: Shape,
     state: DriverState,
+    ring: Option<pb::Ring>,
+    refusal: Option<String>,
 }
 
 /// The newest ring the members report, and each member's epoch.
@@ -145,7 +147,20 @@ impl<P: Platform> Driver<P> {
             admin: Admin::new(Duration::from_secs(5)),
             shape,
             state,
+            ring: None,
+            refusal: None,
         }
+    }
+
+    /// The newest ring the last step observed, if any member answered.
+    pub fn ring(&self) -> Option<&pb::Ring> {
+        self.ring.as_ref()
+    }
+
+    /// What the last step refused to do, in words: a change of the replica
+    /// count that has to wait until the change in flight completes.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
     }
 
     /// The state to persist.
@@ -170,9 +185,12 @@ impl<P: Platform> Driver<P> {
     /// When the platform fails to start or stop a member, or a planned ring
     /// is invalid. Unreachable nodes are not errors: the driver waits.
     pub async fn step(&mut self) -> anyhow::Result<bool> {
+        self.refusal = None;
         let Some(observed) = self.observe().await else {
+            self.ring = None;
             return self.bootstrap().await;
         };
+        self.ring = Some(observed.ring.clone());
         self.state.bootstrapped = true;
         self.state.epoch = observed.ring.epoch;
         self.state.members = observed.ring.members.len();
@@ -413,14 +431,18 @@ impl<P: Platform> Driver<P> {
         let mut refusal = String::new();
         if change == "leave" && self.shape.replicas > members_after {
             refusal = format!(
-                "; refusing to grow to {} while a leave is unfinished: it completes first",
+                "refusing to grow to {} while a leave is unfinished: it completes first",
                 self.shape.replicas
             );
         } else if change == "join" && self.shape.replicas < members_after {
             refusal = format!(
-                "; refusing to shrink to {} while a join is unfinished: it completes first",
+                "refusing to shrink to {} while a join is unfinished: it completes first",
                 self.shape.replicas
             );
+        }
+        if !refusal.is_empty() {
+            self.refusal = Some(refusal.clone());
+            refusal.insert_str(0, "; ");
         }
         let mut partitions_left = 0;
         let mut bytes_left = 0;

@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod driver;
 pub mod local;
+pub mod k8s;
 pub mod plan;

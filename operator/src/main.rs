@@ -1,11 +1,23 @@
-//! `dynamo-operator`: runs the membership driver. `local` drives
-//! `dynamo-node` processes on this machine from a DynamoCluster manifest.
+//! `dynamo-operator`: runs the membership driver. `run` reconciles
+//! DynamoClusters on Kubernetes, `local` drives `dynamo-node` processes on
+//! this machine from a DynamoCluster manifest, and `render` prints the
+//! objects the operator would make for a manifest.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use dynamo_operator::k8s::leader::{Elector, LeaseConfig};
+use dynamo_operator::k8s::metrics::{self, Endpoint, Metrics};
+use dynamo_operator::k8s::{controller, names, platform, render};
 use dynamo_operator::local::{self, LocalOptions};
+use kube::runtime::events::{Recorder, Reporter};
+use tokio::sync::watch;
+use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -15,8 +27,60 @@ struct Cli {
     command: Command,
 }
 
+/// Log line format.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Reconciles DynamoClusters on Kubernetes (in the cluster, or from
+    /// KUBECONFIG).
+    Run {
+        /// Watch only this namespace; all namespaces when not set.
+        #[arg(long, env = "WATCH_NAMESPACE")]
+        namespace: Option<String>,
+        /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        metrics_listen: SocketAddr,
+        /// Log line format.
+        #[arg(
+            long,
+            value_enum,
+            default_value = "text",
+            env = "DYNAMO_OPERATOR_LOG_FORMAT"
+        )]
+        log_format: LogFormat,
+        /// Elect a leader through a Lease so that only one replica reconciles.
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        leader_election: bool,
+        /// Name of the Lease.
+        #[arg(long, default_value = "dynamo-operator")]
+        lease_name: String,
+        /// Namespace of the Lease; the operator's own namespace.
+        #[arg(long, env = "POD_NAMESPACE")]
+        lease_namespace: Option<String>,
+        /// This replica's identity in the Lease and in Events.
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+    },
+    /// Prints the objects the operator makes for a DynamoCluster manifest,
+    /// as a multi-document YAML stream.
+    Render {
+        /// The DynamoCluster manifest.
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        /// Namespace of the objects when the manifest names none.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// Print the DynamoCluster CRD first.
+        #[arg(long)]
+        crd: bool,
+    },
     /// Runs a cluster of local `dynamo-node` processes described by a
     /// DynamoCluster manifest, and follows edits of its `replicas`.
     Local {
@@ -35,15 +99,202 @@ enum Command {
     },
 }
 
+fn init_logs(format: LogFormat) -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(anyhow::Error::msg)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn terminated() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
+
+/// Options of `dynamo-operator run`.
+struct RunOptions {
+    namespace: Option<String>,
+    metrics_listen: SocketAddr,
+    leader_election: bool,
+    lease_name: String,
+    lease_namespace: Option<String>,
+    identity: Option<String>,
+}
+
+async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let until = |mut receiver: watch::Receiver<bool>| async move {
+        let _ = receiver.wait_for(|stop| *stop).await;
+    };
+    let signals = stop.clone();
+    tokio::spawn(async move {
+        if let Err(error) = terminated().await {
+            warn!("cannot listen for signals: {error}");
+            return;
+        }
+        info!("shutting down");
+        let _ = signals.send(true);
+    });
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let endpoint = Endpoint {
+        metrics: Arc::clone(&metrics),
+        ready: Arc::clone(&ready),
+    };
+    let server = tokio::spawn(metrics::serve(
+        options.metrics_listen,
+        endpoint,
+        until(stopped.clone()),
+    ));
+    info!(listen = %options.metrics_listen, "serving /metrics, /healthz and /readyz");
+
+    let client = kube::Client::try_default()
+        .await
+        .context("connect to Kubernetes (in the cluster, or through KUBECONFIG)")?;
+    let identity = match options.identity {
+        Some(identity) => identity,
+        None => format!("dynamo-operator-{}", std::process::id()),
+    };
+    let elector = if options.leader_election {
+        let namespace = options
+            .lease_namespace
+            .or_else(|| options.namespace.clone())
+            .context("leader election needs --lease-namespace (or POD_NAMESPACE)")?;
+        Some(Elector::new(
+            client.clone(),
+            LeaseConfig::new(&options.lease_name, &namespace, &identity),
+        ))
+    } else {
+        None
+    };
+    ready.store(true, Ordering::Relaxed);
+    if let Some(elector) = &elector {
+        tokio::select! {
+            () = elector.acquire() => {}
+            () = until(stopped.clone()) => return Ok(()),
+        }
+        metrics.leader.set(1);
+    }
+    let (lost, lost_signal) = watch::channel(false);
+    let shutdown = {
+        let stopped = stopped.clone();
+        let lost_signal = lost_signal.clone();
+        async move {
+            tokio::select! {
+                () = until(stopped) => {}
+                () = until(lost_signal) => {}
+            }
+        }
+    };
+    let context = Arc::new(controller::Context {
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: names::MANAGER.into(),
+                instance: Some(identity.clone()),
+            },
+        ),
+        client,
+        metrics: Arc::clone(&metrics),
+        address: platform::cluster_dns(),
+        admin_timeout: Duration::from_secs(5),
+        clock: k8s_openapi::jiff::Timestamp::now,
+    });
+    let controller = controller::run(context, options.namespace.as_deref(), shutdown);
+    let result = match &elector {
+        Some(elector) => {
+            let hold = async {
+                elector.hold().await;
+                let _ = lost.send(true);
+            };
+            let (result, ()) = tokio::join!(controller, async {
+                tokio::select! {
+                    () = hold => {}
+                    () = until(stopped.clone()) => {}
+                }
+            });
+            result
+        }
+        None => controller.await,
+    };
+    let leadership_lost = *lost_signal.borrow();
+    if let Some(elector) = &elector {
+        metrics.leader.set(0);
+        if !leadership_lost {
+            elector.release().await;
+        }
+    }
+    let _ = stop.send(true);
+    server.await.context("metrics server")??;
+    result?;
+    anyhow::ensure!(
+        !leadership_lost,
+        "lost the leader Lease; exiting so that only one replica reconciles"
+    );
+    info!("stopped");
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init()
-        .map_err(anyhow::Error::msg)?;
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let format = match &cli.command {
+        Command::Run { log_format, .. } => *log_format,
+        _ => LogFormat::Text,
+    };
+    init_logs(format)?;
+    match cli.command {
+        Command::Run {
+            namespace,
+            metrics_listen,
+            log_format: _,
+            leader_election,
+            lease_name,
+            lease_namespace,
+            identity,
+        } => {
+            run(RunOptions {
+                namespace,
+                metrics_listen,
+                leader_election,
+                lease_name,
+                lease_namespace,
+                identity,
+            })
+            .await
+        }
+        Command::Render {
+            file,
+            namespace,
+            crd,
+        } => {
+            let manifest = std::fs::read_to_string(&file)
+                .with_context(|| format!("read {}", file.display()))?;
+            let objects = render::render(&manifest, &namespace)
+                .with_context(|| format!("render {}", file.display()))?;
+            if crd {
+                use dynamo_crd::CustomResourceExt;
+                print!(
+                    "{}---\n",
+                    serde_yaml::to_string(&dynamo_crd::DynamoCluster::crd())?
+                );
+            }
+            print!("{objects}");
+            Ok(())
+        }
         Command::Local {
             file,
             data_dir,

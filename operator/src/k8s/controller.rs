@@ -1,0 +1,542 @@
+//! The reconciler: one `reconcile` per DynamoCluster event, inside kube's
+//! `finalizer` helper. Apply reads the pods, takes one membership driver
+//! step through a [`KubePlatform`], writes the status (the driver's state
+//! included) and then applies the objects that state implies. Cleanup
+//! handles the data volumes according to the PVC policy.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dynamo_crd::{DynamoCluster, DynamoClusterStatus, PvcPolicy};
+use futures::StreamExt;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::finalizer::{Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::{info, warn};
+
+use super::builders;
+use super::cluster::{ValidatedCluster, selector_string};
+use super::metrics::{ErrorLabels, Metrics, StepLabels};
+use super::names;
+use super::platform::{AddressFn, KubePlatform, PodView};
+use super::state::ClusterState;
+use super::status::{Observation, Problem, build_status, step_reason};
+use crate::driver::{Driver, Shape, Step};
+
+/// Requeue delay while a change is in flight.
+const BUSY_REQUEUE: Duration = Duration::from_secs(5);
+/// Requeue delay of a converged cluster (a safety net; watches trigger the
+/// real work).
+const IDLE_REQUEUE: Duration = Duration::from_secs(60);
+/// Requeue delay of a refused spec; an edit triggers a reconcile at once.
+const REFUSED_REQUEUE: Duration = Duration::from_secs(300);
+/// Requeue delay after an error.
+const ERROR_REQUEUE: Duration = Duration::from_secs(15);
+/// Container waiting reasons that mean a pod will not become ready by itself.
+const STUCK_REASONS: [&str; 6] = [
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "InvalidImageName",
+    "CrashLoopBackOff",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Why a reconciliation failed; the controller retries it.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A call to the API server failed.
+    #[error("{action}: {source}")]
+    Kube {
+        /// What the operator was doing.
+        action: String,
+        /// The client's error.
+        #[source]
+        source: kube::Error,
+    },
+    /// The resource lacks metadata the API server always sets.
+    #[error("{0}")]
+    Incomplete(String),
+    /// Adding or removing the finalizer, or the cleanup, failed.
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Kube { .. } => "kube",
+            Self::Incomplete(_) => "incomplete",
+            Self::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+fn kube_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
+    let action = action.into();
+    move |source| Error::Kube { action, source }
+}
+
+/// What `reconcile` and `error_policy` share.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// Publishes Events about DynamoClusters.
+    pub recorder: Recorder,
+    /// The operator's metrics.
+    pub metrics: Arc<Metrics>,
+    /// How the operator reaches a member's Admin endpoint.
+    pub address: AddressFn,
+    /// Deadline of each Admin call.
+    pub admin_timeout: Duration,
+    /// The clock of condition transition times.
+    pub clock: fn() -> Timestamp,
+}
+
+/// Reconciles one DynamoCluster.
+///
+/// # Errors
+/// When the API server cannot be reached or refuses a request; invalid specs
+/// are not errors but a Degraded condition and an Event.
+pub async fn reconcile(cluster: Arc<DynamoCluster>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let namespace = cluster
+        .namespace()
+        .ok_or_else(|| Error::Incomplete("the DynamoCluster has no namespace".into()))?;
+    let name = cluster.name_any();
+    let api: Api<DynamoCluster> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, names::FINALIZER, cluster, |event| async {
+        match event {
+            Finalizer::Apply(cluster) => apply(&cluster, &ctx).await,
+            Finalizer::Cleanup(cluster) => cleanup(&cluster, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|error| Error::Finalizer(Box::new(error)));
+    ctx.metrics.reconciled(&namespace, &name, started.elapsed());
+    result
+}
+
+/// Retries a failed reconciliation after a pause.
+pub fn error_policy(cluster: Arc<DynamoCluster>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(cluster = cluster.name_any(), "reconcile failed: {error}");
+    ctx.metrics
+        .errors
+        .get_or_create(&ErrorLabels {
+            kind: error.kind().into(),
+        })
+        .inc();
+    Action::requeue(ERROR_REQUEUE)
+}
+
+/// The storage pods of cluster `name`, by member index.
+async fn pods(ctx: &Context, namespace: &str, name: &str) -> Result<BTreeMap<usize, PodView>, Error> {
+    let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
+    let list = api
+        .list(&ListParams::default().labels(&selector_string(name)))
+        .await
+        .map_err(kube_error(format!("list the pods of {name}")))?;
+    Ok(list
+        .items
+        .iter()
+        .filter_map(|pod| Some((names::index_of_pod(name, &pod.name_any())?, pod_view(pod))))
+        .collect())
+}
+
+/// Readiness and trouble of one pod.
+pub fn pod_view(pod: &Pod) -> PodView {
+    let status = pod.status.as_ref();
+    let ready = pod.metadata.deletion_timestamp.is_none()
+        && status
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|conditions| {
+                conditions
+                    .iter()
+                    .any(|c| c.type_ == "Ready" && c.status == "True")
+            });
+    let problem = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .find_map(|container| {
+            let waiting = container.state.as_ref()?.waiting.as_ref()?;
+            let reason = waiting.reason.as_deref()?;
+            STUCK_REASONS.contains(&reason).then(|| match &waiting.message {
+                Some(message) => format!("{reason}: {message}"),
+                None => reason.to_owned(),
+            })
+        });
+    let zone = pod
+        .labels()
+        .get(dynamo_crd::DEFAULT_TOPOLOGY_KEY)
+        .cloned()
+        .unwrap_or_default();
+    PodView {
+        ready,
+        zone,
+        problem,
+    }
+}
+
+async fn apply_object<K>(ctx: &Context, namespace: &str, object: &K) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    let name = object.meta().name.clone().unwrap_or_default();
+    api.patch(
+        &name,
+        &PatchParams::apply(names::MANAGER).force(),
+        &Patch::Apply(object),
+    )
+    .await
+    .map_err(kube_error(format!("apply {} {name}", K::kind(&()))))?;
+    Ok(())
+}
+
+/// Applies every object, in order: Services and the ConfigMap before the
+/// StatefulSet that uses them, the PodDisruptionBudget last.
+async fn apply_objects(ctx: &Context, cluster: &ValidatedCluster) -> Result<(), Error> {
+    let namespace = &cluster.namespace;
+    apply_object(ctx, namespace, &builders::build_peer_service(cluster)).await?;
+    apply_object(ctx, namespace, &builders::build_client_service(cluster)).await?;
+    apply_object(ctx, namespace, &builders::build_config_map(cluster)).await?;
+    apply_object(ctx, namespace, &builders::build_statefulset(cluster)).await?;
+    apply_object(ctx, namespace, &builders::build_pdb(cluster)).await
+}
+
+async fn patch_status(
+    ctx: &Context,
+    cluster: &DynamoCluster,
+    status: &DynamoClusterStatus,
+) -> Result<(), Error> {
+    let api: Api<DynamoCluster> =
+        Api::namespaced(ctx.client.clone(), &cluster.namespace().unwrap_or_default());
+    let body = serde_json::json!({
+        "apiVersion": "dynamokv.io/v1alpha1",
+        "kind": "DynamoCluster",
+        "status": status,
+    });
+    api.patch_status(
+        &cluster.name_any(),
+        &PatchParams::apply(names::MANAGER).force(),
+        &Patch::Apply(body),
+    )
+    .await
+    .map_err(kube_error(format!("write the status of {}", cluster.name_any())))?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, cluster: &DynamoCluster, type_: EventType, reason: &str, note: String) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: reason.to_owned(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+        warn!(cluster = cluster.name_any(), reason, "cannot publish an Event: {error}");
+    }
+}
+
+fn refused(ctx: &Context, reason: &str) {
+    ctx.metrics
+        .refusals
+        .get_or_create(&ErrorLabels {
+            kind: reason.to_owned(),
+        })
+        .inc();
+}
+
+/// The Degraded condition's message in `status`, if it is true.
+fn degraded_message(status: Option<&DynamoClusterStatus>) -> Option<&str> {
+    status
+        .and_then(|s| s.condition(dynamo_crd::CONDITION_DEGRADED))
+        .filter(|c| c.status == "True")
+        .map(|c| c.message.as_str())
+}
+
+/// A pod that will not become ready by itself: the first one, in index order.
+fn stuck_member(name: &str, pods: &BTreeMap<usize, PodView>) -> Option<Problem> {
+    pods.iter().find_map(|(&index, pod)| {
+        let problem = pod.problem.as_ref()?;
+        Some(Problem {
+            reason: "MemberNotReady".into(),
+            message: format!(
+                "pod {} is not ready: {problem}; check spec.image and the pod's events, or lower spec.replicas to cancel a join that cannot start",
+                names::pod(name, index)
+            ),
+        })
+    })
+}
+
+async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_default();
+    let previous = cluster.status.as_ref();
+    let pods = pods(ctx, &namespace, &name).await?;
+    let validated = match ValidatedCluster::new(cluster) {
+        Ok(validated) => validated,
+        Err(refusal) => {
+            let state = ClusterState::from_status(previous.and_then(|s| s.driver.as_ref()));
+            let problem = Problem {
+                reason: refusal.reason().into(),
+                message: refusal.to_string(),
+            };
+            let status = build_status(
+                &Observation {
+                    name: &name,
+                    generation: cluster.metadata.generation,
+                    replication: cluster.spec.replication,
+                    state: &state,
+                    pods: &pods,
+                    ring: None,
+                    problem: Some(problem.clone()),
+                },
+                previous,
+                (ctx.clock)(),
+            );
+            if previous != Some(&status) {
+                patch_status(ctx, cluster, &status).await?;
+            }
+            if degraded_message(previous) != Some(problem.message.as_str()) {
+                refused(ctx, &problem.reason);
+                warn!(cluster = name, "{}", problem.message);
+                publish(ctx, cluster, EventType::Warning, &problem.reason, problem.message).await;
+            }
+            return Ok(Action::requeue(REFUSED_REQUEUE));
+        }
+    };
+    let old_state = validated.state.clone();
+    let spec = validated.spec.clone();
+    let shape = Shape {
+        name: name.clone(),
+        replicas: usize::try_from(spec.replicas).unwrap_or(0),
+        partitions: spec.partitions,
+        n: spec.replication.n,
+        r: spec.replication.r,
+        w: spec.replication.w,
+    };
+    let platform = KubePlatform::new(
+        &namespace,
+        &name,
+        Arc::clone(&ctx.address),
+        pods.clone(),
+        old_state.clone(),
+        ctx.admin_timeout,
+    );
+    let mut driver = Driver::new(platform, shape, old_state.driver.clone());
+    let (converged, mut problem) = match driver.step().await {
+        Ok(converged) => (converged, None),
+        Err(error) => (
+            false,
+            Some(Problem {
+                reason: "DriverError".into(),
+                message: format!("{error:#}"),
+            }),
+        ),
+    };
+    if converged {
+        driver.platform().settle(driver.state().members);
+    }
+    let mut state = driver.platform().state();
+    state.driver = driver.state().clone();
+    if state.partitions == 0 && state.pods > 0 {
+        state.partitions = spec.partitions;
+    }
+    problem = problem.or_else(|| stuck_member(&name, &pods));
+    let status = build_status(
+        &Observation {
+            name: &name,
+            generation: cluster.metadata.generation,
+            replication: spec.replication,
+            state: &state,
+            pods: &pods,
+            ring: driver.ring(),
+            problem: problem.clone(),
+        },
+        previous,
+        (ctx.clock)(),
+    );
+    // The intent is persisted before any object changes.
+    if previous != Some(&status) {
+        patch_status(ctx, cluster, &status).await?;
+    }
+    let validated = ValidatedCluster {
+        state: state.clone(),
+        ..validated.clone()
+    };
+    apply_objects(ctx, &validated).await?;
+
+    let (step, epoch) = (&state.driver.step, state.driver.epoch);
+    if *step != old_state.driver.step {
+        let reason = step_reason(step);
+        ctx.metrics
+            .driver_steps
+            .get_or_create(&StepLabels {
+                step: reason.into(),
+            })
+            .inc();
+        info!(cluster = name, reason, "{}", state.driver.message);
+        publish(ctx, cluster, EventType::Normal, reason, state.driver.message.clone()).await;
+    } else if epoch > old_state.driver.epoch && matches!(step, Step::Stream { .. }) {
+        publish(ctx, cluster, EventType::Normal, "RingCommitted", state.driver.message.clone()).await;
+    }
+    if let Some(refusal) = driver.refusal()
+        && old_state.driver.message != state.driver.message
+    {
+        refused(ctx, "ScaleDeferred");
+        publish(ctx, cluster, EventType::Warning, "ScaleDeferred", refusal.to_owned()).await;
+    }
+    if let Some(problem) = problem
+        && degraded_message(previous) != Some(problem.message.as_str())
+    {
+        publish(ctx, cluster, EventType::Warning, &problem.reason, problem.message).await;
+    }
+    let (_, relaxed) = builders::disruption_allowance(&spec.replication);
+    if relaxed && previous.and_then(|s| s.observed_generation) != cluster.metadata.generation {
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "DisruptionBudgetRelaxed",
+            format!(
+                "replication.n equals replication.w ({}), so any voluntary disruption makes some writes fail; the PodDisruptionBudget still allows 1 pod down so nodes can be drained: lower spec.replication.w or raise spec.replication.n",
+                spec.replication.w
+            ),
+        )
+        .await;
+    }
+    Ok(Action::requeue(if converged { IDLE_REQUEUE } else { BUSY_REQUEUE }))
+}
+
+/// The cluster is being deleted: its objects go with it through their owner
+/// references; its volumes are deleted or kept according to the PVC policy.
+async fn cleanup(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> {
+    let name = cluster.name_any();
+    let namespace = cluster.namespace().unwrap_or_default();
+    let api: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), &namespace);
+    let claims = api
+        .list(&ListParams::default().labels(&selector_string(&name)))
+        .await
+        .map_err(kube_error(format!("list the volumes of {name}")))?;
+    let claim_names: Vec<String> = claims.items.iter().map(ResourceExt::name_any).collect();
+    match cluster.spec.pvc_policy_on_scale_down {
+        PvcPolicy::Delete => {
+            for claim in &claim_names {
+                match api.delete(claim, &DeleteParams::background()).await {
+                    Ok(_) => {}
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    Err(source) => {
+                        return Err(Error::Kube {
+                            action: format!("delete volume {claim}"),
+                            source,
+                        });
+                    }
+                }
+            }
+            publish(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "VolumesDeleted",
+                format!("deleted {} volume claims: [{}]", claim_names.len(), claim_names.join(", ")),
+            )
+            .await;
+        }
+        PvcPolicy::Retain => {
+            publish(
+                ctx,
+                cluster,
+                EventType::Normal,
+                "VolumesRetained",
+                format!(
+                    "kept {} volume claims (pvcPolicyOnScaleDown: Retain): [{}]; delete them with kubectl delete pvc -l {}",
+                    claim_names.len(),
+                    claim_names.join(", "),
+                    selector_string(&name)
+                ),
+            )
+            .await;
+        }
+    }
+    info!(cluster = name, "cleaned up");
+    Ok(Action::await_change())
+}
+
+/// Runs the controller over DynamoClusters of `namespace` (all namespaces
+/// when `None`) until `shutdown` completes; reconciliations in progress
+/// finish first.
+///
+/// # Errors
+/// When the DynamoCluster CRD is not installed or cannot be listed.
+pub async fn run(
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) -> anyhow::Result<()> {
+    let client = ctx.client.clone();
+    fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+    where
+        K: Resource<Scope = NamespaceResourceScope, DynamicType = ()>,
+    {
+        match namespace {
+            Some(namespace) => Api::namespaced(client.clone(), namespace),
+            None => Api::all(client.clone()),
+        }
+    }
+    let clusters: Api<DynamoCluster> = scoped(&client, namespace);
+    clusters
+        .list(&ListParams::default().limit(1))
+        .await
+        .map_err(|error| {
+            anyhow::anyhow!(
+                "cannot list DynamoClusters ({error}): is the CRD installed (crdgen | kubectl apply -f -) and does the operator's role allow it?"
+            )
+        })?;
+    let owned = watcher::Config::default().labels(&format!("{}={}", names::LABEL_MANAGED_BY, names::MANAGER));
+    let node_pods = watcher::Config::default().labels(&format!(
+        "{}={},{}={}",
+        names::LABEL_NAME,
+        names::APP_NAME,
+        names::LABEL_COMPONENT,
+        names::COMPONENT_NODE
+    ));
+    Controller::new(clusters, watcher::Config::default().any_semantic())
+        .owns(scoped::<StatefulSet>(&client, namespace), owned.clone())
+        .owns(scoped::<Service>(&client, namespace), owned.clone())
+        .owns(scoped::<ConfigMap>(&client, namespace), owned.clone())
+        .owns(scoped::<PodDisruptionBudget>(&client, namespace), owned)
+        .watches(scoped::<Pod>(&client, namespace), node_pods, |pod| {
+            let cluster = pod.labels().get(names::LABEL_INSTANCE)?.clone();
+            Some(ObjectRef::<DynamoCluster>::new(&cluster).within(&pod.namespace()?))
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!("reconcile: {error}");
+            }
+        })
+        .await;
+    Ok(())
+}

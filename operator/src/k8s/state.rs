@@ -1,0 +1,127 @@
+//! The operator's resumable state of one cluster, kept in the custom
+//! resource's `status.driver`: the membership driver's step, the pods the
+//! StatefulSet should run and how each member was launched.
+//!
+//! It is written before any object is changed, so an operator that stops
+//! at any moment re-applies the same intent after a restart.
+
+use std::collections::BTreeMap;
+
+use dynamo_proto::v1 as pb;
+use serde::{Deserialize, Serialize};
+
+use crate::driver::DriverState;
+
+/// A member of the first ring, as the bootstrap configuration lists it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LaunchMember {
+    /// Member id (pod name).
+    pub id: String,
+    /// Address peers dial.
+    pub address: String,
+    /// Failure zone, empty when unknown.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub zone: String,
+}
+
+impl From<&pb::Member> for LaunchMember {
+    fn from(member: &pb::Member) -> Self {
+        Self {
+            id: member.id.clone(),
+            address: member.address.clone(),
+            zone: member.zone.clone(),
+        }
+    }
+}
+
+/// How a member's node starts when its data volume holds no ring yet.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum MemberLaunch {
+    /// One of the first members: computes the first ring from
+    /// [`ClusterState::bootstrap_members`].
+    Bootstrap,
+    /// Joins a running cluster by fetching the ring from these addresses.
+    Join {
+        /// Addresses of running members.
+        seeds: Vec<String>,
+    },
+}
+
+/// Everything the operator persists about a cluster.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterState {
+    /// The membership driver's state.
+    #[serde(default)]
+    pub driver: DriverState,
+    /// Pods the StatefulSet runs (its `replicas`).
+    #[serde(default)]
+    pub pods: i32,
+    /// Partitions the cluster was created with; 0 before it was created.
+    #[serde(default)]
+    pub partitions: u32,
+    /// The members of the first ring.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bootstrap_members: Vec<LaunchMember>,
+    /// How each member index was launched.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub launches: BTreeMap<usize, MemberLaunch>,
+}
+
+impl ClusterState {
+    /// Reads the state from a status' opaque `driver` value; a missing or
+    /// unreadable value is a fresh state (the driver re-derives its step
+    /// from the nodes).
+    pub fn from_status(value: Option<&serde_json::Value>) -> Self {
+        value
+            .and_then(|value| serde_json::from_value(value.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// The value to store in the status.
+    pub fn to_value(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::Step;
+
+    #[test]
+    fn the_state_survives_the_status_round_trip() {
+        let mut state = ClusterState {
+            pods: 4,
+            partitions: 64,
+            bootstrap_members: vec![LaunchMember {
+                id: "demo-0".into(),
+                address: "demo-0.demo-peers.ns.svc:7400".into(),
+                zone: String::new(),
+            }],
+            ..ClusterState::default()
+        };
+        state.launches.insert(0, MemberLaunch::Bootstrap);
+        state.launches.insert(
+            3,
+            MemberLaunch::Join {
+                seeds: vec!["a:1".into()],
+            },
+        );
+        state.driver.step = Step::Stream {
+            epoch: 7,
+            change: "join".into(),
+            member: "demo-3".into(),
+        };
+        let value = state.to_value();
+        assert_eq!(value["launches"]["3"]["kind"], "join");
+        assert_eq!(value["driver"]["step"]["step"], "stream");
+        assert_eq!(ClusterState::from_status(Some(&value)), state);
+        let garbage = serde_json::json!({"pods": "many"});
+        assert_eq!(
+            ClusterState::from_status(Some(&garbage)),
+            ClusterState::default()
+        );
+    }
+}

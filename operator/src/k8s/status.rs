@@ -1,0 +1,305 @@
+//! The status the operator writes: phase, members, transfer progress and the
+//! Available / Progressing / Degraded conditions, computed from the pods,
+//! the ring the driver observed and the persisted state. Pure.
+
+use std::collections::BTreeMap;
+
+use dynamo_crd::{
+    CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING, ClusterPhase,
+    DynamoClusterStatus, MemberState, MemberStatus, ReplicationSpec, TransferStatus,
+};
+use dynamo_proto::v1 as pb;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+
+use super::cluster::selector_string;
+use super::platform::PodView;
+use super::state::ClusterState;
+use crate::driver::Step;
+
+/// Why the cluster is degraded, as a condition reason and a sentence that
+/// says what to fix.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// PascalCase condition and Event reason.
+    pub reason: String,
+    /// What is wrong and what to change.
+    pub message: String,
+}
+
+/// Everything the status is computed from.
+pub struct Observation<'a> {
+    /// The cluster's name.
+    pub name: &'a str,
+    /// `metadata.generation` of the spec that was acted upon.
+    pub generation: Option<i64>,
+    /// The quorums of the spec.
+    pub replication: ReplicationSpec,
+    /// The persisted state after the driver's step.
+    pub state: &'a ClusterState,
+    /// The storage pods by member index.
+    pub pods: &'a BTreeMap<usize, PodView>,
+    /// The newest ring the driver saw, if a node answered.
+    pub ring: Option<&'a pb::Ring>,
+    /// Why the spec or the cluster needs attention.
+    pub problem: Option<Problem>,
+}
+
+fn owned(owners: &[u32], members: usize) -> Vec<u32> {
+    let mut counts = vec![0; members];
+    for &owner in owners {
+        if let Some(count) = counts.get_mut(owner as usize) {
+            *count += 1;
+        }
+    }
+    counts
+}
+
+/// The members of `ring` and their membership state.
+pub fn members(ring: &pb::Ring) -> Vec<MemberStatus> {
+    let now = owned(&ring.owners, ring.members.len());
+    let in_flight = !ring.next_owners.is_empty();
+    let next = owned(&ring.next_owners, ring.members.len());
+    ring.members
+        .iter()
+        .enumerate()
+        .map(|(position, member)| {
+            let state = match (in_flight, now[position], next[position]) {
+                (true, 0, gains) if gains > 0 => MemberState::Joining,
+                (true, holds, 0) if holds > 0 => MemberState::Leaving,
+                (false, 0, _) => MemberState::Left,
+                _ => MemberState::Normal,
+            };
+            MemberStatus {
+                name: member.id.clone(),
+                state,
+                partitions: now[position],
+                zone: (!member.zone.is_empty()).then(|| member.zone.clone()),
+            }
+        })
+        .collect()
+}
+
+/// The condition reason of a driver step.
+pub fn step_reason(step: &Step) -> &'static str {
+    match step {
+        Step::Idle => "Converged",
+        Step::Bootstrap => "Bootstrapping",
+        Step::StartMember { .. } => "StartingMember",
+        Step::Stream { change, .. } if change == "leave" => "Leaving",
+        Step::Stream { .. } => "Joining",
+        Step::StopMember { .. } => "StoppingMember",
+    }
+}
+
+fn condition(type_: &str, status: bool, reason: &str, message: String) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if status { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time: Time(Timestamp::UNIX_EPOCH),
+        observed_generation: None,
+    }
+}
+
+/// Keeps the transition time of a condition whose status did not change.
+fn stamp(mut new: Condition, previous: Option<&DynamoClusterStatus>, now: Timestamp) -> Condition {
+    let old = previous.and_then(|status| status.condition(&new.type_));
+    new.last_transition_time = match old {
+        Some(old) if old.status == new.status => old.last_transition_time.clone(),
+        _ => Time(now),
+    };
+    new
+}
+
+/// The status for `observation`; conditions keep their transition times
+/// from `previous` when their status holds.
+pub fn build_status(
+    observation: &Observation<'_>,
+    previous: Option<&DynamoClusterStatus>,
+    now: Timestamp,
+) -> DynamoClusterStatus {
+    let state = observation.state;
+    let driver = &state.driver;
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let ready = observation.pods.values().filter(|pod| pod.ready).count();
+    let members = match observation.ring {
+        Some(ring) => members(ring),
+        None => previous.map(|p| p.members.clone()).unwrap_or_default(),
+    };
+    let ring_size = members.len();
+    let ready_members = members
+        .iter()
+        .filter(|member| {
+            super::names::index_of_pod(observation.name, &member.name)
+                .and_then(|index| observation.pods.get(&index))
+                .is_some_and(|pod| pod.ready)
+        })
+        .count();
+    let replication = observation.replication;
+    let tolerated = replication
+        .n
+        .saturating_sub(replication.r.max(replication.w)) as usize;
+    let converging = driver.step != Step::Idle;
+
+    let available = if !driver.bootstrapped || ring_size == 0 {
+        condition(
+            CONDITION_AVAILABLE,
+            false,
+            "NotCreated",
+            "the first ring is not committed yet".into(),
+        )
+    } else if ready_members + tolerated >= ring_size {
+        condition(
+            CONDITION_AVAILABLE,
+            true,
+            "QuorumsMet",
+            format!("{ready_members} of {ring_size} nodes are ready"),
+        )
+    } else {
+        condition(
+            CONDITION_AVAILABLE,
+            false,
+            "TooFewReadyNodes",
+            format!(
+                "{ready_members} of {ring_size} nodes are ready; some keys may not reach R={} or W={}",
+                replication.r, replication.w
+            ),
+        )
+    };
+    let progressing = condition(
+        CONDITION_PROGRESSING,
+        converging,
+        step_reason(&driver.step),
+        driver.message.clone(),
+    );
+    let not_ready = ring_size.saturating_sub(ready_members);
+    let degraded = match &observation.problem {
+        Some(problem) => condition(
+            CONDITION_DEGRADED,
+            true,
+            &problem.reason,
+            problem.message.clone(),
+        ),
+        None if driver.bootstrapped && not_ready > 0 => condition(
+            CONDITION_DEGRADED,
+            true,
+            "NodesNotReady",
+            format!("{not_ready} of {ring_size} nodes are not ready"),
+        ),
+        None => condition(
+            CONDITION_DEGRADED,
+            false,
+            "AsExpected",
+            "every node is ready".into(),
+        ),
+    };
+
+    let phase = match (&observation.problem, driver.bootstrapped) {
+        (Some(_), false) if state.pods == 0 => ClusterPhase::Failed,
+        (Some(_), true) => ClusterPhase::Degraded,
+        _ if !driver.bootstrapped && state.pods == 0 => ClusterPhase::Pending,
+        _ if !driver.bootstrapped || driver.step == Step::Bootstrap => ClusterPhase::Creating,
+        _ if converging => ClusterPhase::Scaling,
+        _ if not_ready > 0 => ClusterPhase::Degraded,
+        _ => ClusterPhase::Running,
+    };
+    let transfer = match &driver.step {
+        Step::Stream { change, member, .. } => Some(TransferStatus {
+            partitions_left: driver.partitions_left,
+            bytes_left: driver.bytes_left,
+            step: format!("{change} {member}: streaming"),
+        }),
+        _ => None,
+    };
+    DynamoClusterStatus {
+        replicas: count(observation.pods.len()),
+        ready_replicas: count(ready),
+        selector: Some(selector_string(observation.name)),
+        phase: Some(phase),
+        epoch: driver.epoch,
+        members,
+        transfer,
+        conditions: [available, progressing, degraded]
+            .into_iter()
+            .map(|c| stamp(c, previous, now))
+            .collect(),
+        observed_generation: observation.generation,
+        driver: Some(state.to_value()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ring(owners: Vec<u32>, next_owners: Vec<u32>, members: usize) -> pb::Ring {
+        pb::Ring {
+            epoch: 4,
+            members: (0..members)
+                .map(|i| pb::Member {
+                    id: format!("demo-{i}"),
+                    address: String::new(),
+                    zone: if i == 0 { "a".into() } else { String::new() },
+                })
+                .collect(),
+            owners,
+            next_owners,
+            ..pb::Ring::default()
+        }
+    }
+
+    #[test]
+    fn member_states_follow_the_change_in_flight() {
+        let joining = members(&ring(vec![0, 1, 0, 1], vec![0, 1, 2, 2], 3));
+        let states: Vec<_> = joining.iter().map(|m| m.state).collect();
+        assert_eq!(
+            states,
+            [MemberState::Normal, MemberState::Normal, MemberState::Joining]
+        );
+        assert_eq!(joining[0].partitions, 2);
+        assert_eq!(joining[0].zone.as_deref(), Some("a"));
+        let leaving = members(&ring(vec![0, 1, 2, 2], vec![0, 1, 0, 1], 3));
+        assert_eq!(leaving[2].state, MemberState::Leaving);
+        let left = members(&ring(vec![0, 1, 0, 1], Vec::new(), 3));
+        assert_eq!(left[2].state, MemberState::Left);
+    }
+
+    #[test]
+    fn transition_times_hold_while_the_status_holds() {
+        let mut state = ClusterState::default();
+        state.driver.bootstrapped = true;
+        let pods: BTreeMap<usize, PodView> = (0..3)
+            .map(|i| {
+                (
+                    i,
+                    PodView {
+                        ready: true,
+                        ..PodView::default()
+                    },
+                )
+            })
+            .collect();
+        let ring = ring(vec![0, 1, 2, 0], Vec::new(), 3);
+        let observation = Observation {
+            name: "demo",
+            generation: Some(2),
+            replication: ReplicationSpec { n: 3, r: 2, w: 2 },
+            state: &state,
+            pods: &pods,
+            ring: Some(&ring),
+            problem: None,
+        };
+        let first = build_status(&observation, None, Timestamp::from_second(100).expect("t"));
+        assert_eq!(first.phase, Some(ClusterPhase::Running));
+        let available = first.condition(CONDITION_AVAILABLE).expect("available");
+        assert_eq!((available.status.as_str(), available.reason.as_str()), ("True", "QuorumsMet"));
+        let second = build_status(
+            &observation,
+            Some(&first),
+            Timestamp::from_second(200).expect("t"),
+        );
+        assert_eq!(first, second);
+    }
+}
