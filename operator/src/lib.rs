@@ -3,6 +3,6 @@
 
 pub mod admin;
 pub mod driver;
-pub mod local;
 pub mod k8s;
+pub mod local;
 pub mod plan;

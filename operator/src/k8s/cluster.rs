@@ -30,7 +30,9 @@ impl Refusal {
     pub fn reason(&self) -> &'static str {
         match self {
             Self::Spec(SpecError::PartitionsChanged { .. }) => "PartitionsChanged",
-            Self::Spec(SpecError::ReplicationExceedsReplicas { .. }) => "ReplicationExceedsReplicas",
+            Self::Spec(SpecError::ReplicationExceedsReplicas { .. }) => {
+                "ReplicationExceedsReplicas"
+            }
             Self::Spec(_) => "InvalidSpec",
             Self::Incomplete { .. } => "IncompleteMetadata",
         }
@@ -157,7 +159,11 @@ mod tests {
     fn refusals_name_the_field_to_fix() {
         let refusal = ValidatedCluster::new(&cluster(2)).expect_err("n=3 > 2 replicas");
         assert_eq!(refusal.reason(), "ReplicationExceedsReplicas");
-        assert!(refusal.to_string().contains("set spec.replicas to at least 3"));
+        assert!(
+            refusal
+                .to_string()
+                .contains("set spec.replicas to at least 3")
+        );
 
         let mut changed = cluster(3);
         changed.spec.partitions = 512;

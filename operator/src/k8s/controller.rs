@@ -144,7 +144,11 @@ pub fn error_policy(cluster: Arc<DynamoCluster>, error: &Error, ctx: Arc<Context
 }
 
 /// The storage pods of cluster `name`, by member index.
-async fn pods(ctx: &Context, namespace: &str, name: &str) -> Result<BTreeMap<usize, PodView>, Error> {
+async fn pods(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<BTreeMap<usize, PodView>, Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let list = api
         .list(&ListParams::default().labels(&selector_string(name)))
@@ -175,10 +179,12 @@ pub fn pod_view(pod: &Pod) -> PodView {
         .find_map(|container| {
             let waiting = container.state.as_ref()?.waiting.as_ref()?;
             let reason = waiting.reason.as_deref()?;
-            STUCK_REASONS.contains(&reason).then(|| match &waiting.message {
-                Some(message) => format!("{reason}: {message}"),
-                None => reason.to_owned(),
-            })
+            STUCK_REASONS
+                .contains(&reason)
+                .then(|| match &waiting.message {
+                    Some(message) => format!("{reason}: {message}"),
+                    None => reason.to_owned(),
+                })
         });
     let zone = pod
         .labels()
@@ -241,11 +247,20 @@ async fn patch_status(
         &Patch::Apply(body),
     )
     .await
-    .map_err(kube_error(format!("write the status of {}", cluster.name_any())))?;
+    .map_err(kube_error(format!(
+        "write the status of {}",
+        cluster.name_any()
+    )))?;
     Ok(())
 }
 
-async fn publish(ctx: &Context, cluster: &DynamoCluster, type_: EventType, reason: &str, note: String) {
+async fn publish(
+    ctx: &Context,
+    cluster: &DynamoCluster,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = KubeEvent {
         type_,
         reason: reason.to_owned(),
@@ -254,7 +269,10 @@ async fn publish(ctx: &Context, cluster: &DynamoCluster, type_: EventType, reaso
         secondary: None,
     };
     if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
-        warn!(cluster = cluster.name_any(), reason, "cannot publish an Event: {error}");
+        warn!(
+            cluster = cluster.name_any(),
+            reason, "cannot publish an Event: {error}"
+        );
     }
 }
 
@@ -321,7 +339,14 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
             if degraded_message(previous) != Some(problem.message.as_str()) {
                 refused(ctx, &problem.reason);
                 warn!(cluster = name, "{}", problem.message);
-                publish(ctx, cluster, EventType::Warning, &problem.reason, problem.message).await;
+                publish(
+                    ctx,
+                    cluster,
+                    EventType::Warning,
+                    &problem.reason,
+                    problem.message,
+                )
+                .await;
             }
             return Ok(Action::requeue(REFUSED_REQUEUE));
         }
@@ -397,20 +422,48 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
             })
             .inc();
         info!(cluster = name, reason, "{}", state.driver.message);
-        publish(ctx, cluster, EventType::Normal, reason, state.driver.message.clone()).await;
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            reason,
+            state.driver.message.clone(),
+        )
+        .await;
     } else if epoch > old_state.driver.epoch && matches!(step, Step::Stream { .. }) {
-        publish(ctx, cluster, EventType::Normal, "RingCommitted", state.driver.message.clone()).await;
+        publish(
+            ctx,
+            cluster,
+            EventType::Normal,
+            "RingCommitted",
+            state.driver.message.clone(),
+        )
+        .await;
     }
     if let Some(refusal) = driver.refusal()
         && old_state.driver.message != state.driver.message
     {
         refused(ctx, "ScaleDeferred");
-        publish(ctx, cluster, EventType::Warning, "ScaleDeferred", refusal.to_owned()).await;
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "ScaleDeferred",
+            refusal.to_owned(),
+        )
+        .await;
     }
     if let Some(problem) = problem
         && degraded_message(previous) != Some(problem.message.as_str())
     {
-        publish(ctx, cluster, EventType::Warning, &problem.reason, problem.message).await;
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            &problem.reason,
+            problem.message,
+        )
+        .await;
     }
     let (_, relaxed) = builders::disruption_allowance(&spec.replication);
     if relaxed && previous.and_then(|s| s.observed_generation) != cluster.metadata.generation {
@@ -426,7 +479,11 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         )
         .await;
     }
-    Ok(Action::requeue(if converged { IDLE_REQUEUE } else { BUSY_REQUEUE }))
+    Ok(Action::requeue(if converged {
+        IDLE_REQUEUE
+    } else {
+        BUSY_REQUEUE
+    }))
 }
 
 /// The cluster is being deleted: its objects go with it through their owner
@@ -459,7 +516,11 @@ async fn cleanup(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error
                 cluster,
                 EventType::Normal,
                 "VolumesDeleted",
-                format!("deleted {} volume claims: [{}]", claim_names.len(), claim_names.join(", ")),
+                format!(
+                    "deleted {} volume claims: [{}]",
+                    claim_names.len(),
+                    claim_names.join(", ")
+                ),
             )
             .await;
         }
@@ -513,7 +574,11 @@ pub async fn run(
                 "cannot list DynamoClusters ({error}): is the CRD installed (crdgen | kubectl apply -f -) and does the operator's role allow it?"
             )
         })?;
-    let owned = watcher::Config::default().labels(&format!("{}={}", names::LABEL_MANAGED_BY, names::MANAGER));
+    let owned = watcher::Config::default().labels(&format!(
+        "{}={}",
+        names::LABEL_MANAGED_BY,
+        names::MANAGER
+    ));
     let node_pods = watcher::Config::default().labels(&format!(
         "{}={},{}={}",
         names::LABEL_NAME,

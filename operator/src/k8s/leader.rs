@@ -8,8 +8,8 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, PostParams};
 use kube::Client;
+use kube::api::{Api, PostParams};
 use tracing::{info, warn};
 
 /// Who elects and how often.
@@ -158,11 +158,18 @@ impl Elector {
         loop {
             match self.try_lead().await {
                 Ok(true) => {
-                    info!(lease = self.config.name, identity = self.config.identity, "leading");
+                    info!(
+                        lease = self.config.name,
+                        identity = self.config.identity,
+                        "leading"
+                    );
                     return;
                 }
                 Ok(false) if !announced => {
-                    info!(lease = self.config.name, "another replica leads; standing by");
+                    info!(
+                        lease = self.config.name,
+                        "another replica leads; standing by"
+                    );
                     announced = true;
                 }
                 Ok(false) => {}
@@ -214,7 +221,10 @@ impl Elector {
             .replace(&self.config.name, &PostParams::default(), &lease)
             .await
         {
-            warn!(lease = self.config.name, "cannot release the Lease: {error}");
+            warn!(
+                lease = self.config.name,
+                "cannot release the Lease: {error}"
+            );
         }
     }
 }
@@ -239,12 +249,21 @@ mod tests {
     fn a_valid_lease_of_another_holder_is_respected() {
         let now = Timestamp::from_second(1_000).expect("time");
         assert_eq!(decide(None, "a", now), Decision::Create);
-        assert_eq!(decide(Some(&lease("a", 990, 15)), "a", now), Decision::Renew);
+        assert_eq!(
+            decide(Some(&lease("a", 990, 15)), "a", now),
+            Decision::Renew
+        );
         assert_eq!(
             decide(Some(&lease("b", 990, 15)), "a", now),
             Decision::Wait { holder: "b".into() }
         );
-        assert_eq!(decide(Some(&lease("b", 980, 15)), "a", now), Decision::TakeOver);
-        assert_eq!(decide(Some(&lease("", 999, 15)), "a", now), Decision::TakeOver);
+        assert_eq!(
+            decide(Some(&lease("b", 980, 15)), "a", now),
+            Decision::TakeOver
+        );
+        assert_eq!(
+            decide(Some(&lease("", 999, 15)), "a", now),
+            Decision::TakeOver
+        );
     }
 }

@@ -49,7 +49,9 @@ pub fn render(manifest: &str, namespace: &str) -> Result<String, RenderError> {
             })
         })
         .collect();
-    validated.state.launches = (0..replicas).map(|i| (i, MemberLaunch::Bootstrap)).collect();
+    validated.state.launches = (0..replicas)
+        .map(|i| (i, MemberLaunch::Bootstrap))
+        .collect();
     let documents = [
         serde_yaml::to_string(&builders::build_peer_service(&validated))?,
         serde_yaml::to_string(&builders::build_client_service(&validated))?,

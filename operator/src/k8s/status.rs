@@ -256,7 +256,11 @@ mod tests {
         let states: Vec<_> = joining.iter().map(|m| m.state).collect();
         assert_eq!(
             states,
-            [MemberState::Normal, MemberState::Normal, MemberState::Joining]
+            [
+                MemberState::Normal,
+                MemberState::Normal,
+                MemberState::Joining
+            ]
         );
         assert_eq!(joining[0].partitions, 2);
         assert_eq!(joining[0].zone.as_deref(), Some("a"));
@@ -294,7 +298,10 @@ mod tests {
         let first = build_status(&observation, None, Timestamp::from_second(100).expect("t"));
         assert_eq!(first.phase, Some(ClusterPhase::Running));
         let available = first.condition(CONDITION_AVAILABLE).expect("available");
-        assert_eq!((available.status.as_str(), available.reason.as_str()), ("True", "QuorumsMet"));
+        assert_eq!(
+            (available.status.as_str(), available.reason.as_str()),
+            ("True", "QuorumsMet")
+        );
         let second = build_status(
             &observation,
             Some(&first),

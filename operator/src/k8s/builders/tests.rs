@@ -1,0 +1,228 @@
+//! Builder tests from inline YAML fixtures.
+
+use dynamo_crd::DynamoCluster;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::*;
+use crate::k8s::state::{LaunchMember, MemberLaunch};
+
+const ZONED: &str = r#"
+apiVersion: dynamokv.io/v1alpha1
+kind: DynamoCluster
+metadata:
+  name: orders
+  namespace: shop
+spec:
+  replicas: 5
+  partitions: 64
+  replication: {"n": 5, "r": 3, "w": 3}
+  storage: {size: 20Gi, storageClassName: fast}
+  zones: {topologyKey: topology.kubernetes.io/zone}
+  pvcPolicyOnScaleDown: Delete
+  durability: sync
+  imagePullPolicy: IfNotPresent
+  image: registry.example/dynamo-node:dev
+"#;
+
+const STRICT: &str = r#"
+apiVersion: dynamokv.io/v1alpha1
+kind: DynamoCluster
+metadata:
+  name: ledger
+  namespace: bank
+spec:
+  replicas: 3
+  replication: {"n": 3, "r": 1, "w": 3}
+"#;
+
+fn validated(yaml: &str) -> ValidatedCluster {
+    let mut cluster = DynamoCluster::from_yaml(yaml).expect("fixture parses");
+    cluster.metadata.uid = Some("uid-7".into());
+    let mut validated = ValidatedCluster::new(&cluster).expect("fixture is valid");
+    validated.state.pods = 2;
+    validated.state.bootstrap_members = (0..2)
+        .map(|i| LaunchMember {
+            id: names::pod(&validated.name, i),
+            address: names::member_address(&validated.namespace, &validated.name, i),
+            zone: String::new(),
+        })
+        .collect();
+    validated.state.launches.insert(0, MemberLaunch::Bootstrap);
+    validated.state.launches.insert(1, MemberLaunch::Bootstrap);
+    validated.state.launches.insert(
+        2,
+        MemberLaunch::Join {
+            seeds: vec![names::member_address("shop", "orders", 0)],
+        },
+    );
+    validated
+}
+
+#[test]
+fn the_statefulset_runs_the_operators_pod_count_hardened() {
+    let cluster = validated(ZONED);
+    let set = build_statefulset(&cluster);
+    assert_eq!(
+        set.metadata.owner_references.as_ref().map(Vec::len),
+        Some(1)
+    );
+    let spec = &set.spec;
+    assert_eq!(spec.replicas, Some(2), "pods, not spec.replicas");
+    assert_eq!(spec.service_name.as_deref(), Some("orders-peers"));
+    let retention = spec
+        .persistent_volume_claim_retention_policy
+        .as_ref()
+        .expect("retention");
+    assert_eq!(retention.when_scaled.as_deref(), Some("Delete"));
+    let claim = &spec.volume_claim_templates.as_ref().expect("claims")[0];
+    let claim_spec = claim.spec.as_ref().expect("claim spec");
+    assert_eq!(claim_spec.storage_class_name.as_deref(), Some("fast"));
+    assert_eq!(
+        claim_spec
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.as_ref())
+            .map(|r| r["storage"].0.as_str()),
+        Some("20Gi")
+    );
+    let pod = spec.template.spec.as_ref().expect("pod spec");
+    let spread = pod.topology_spread_constraints.as_ref().expect("spread");
+    assert_eq!(spread[0].topology_key, "topology.kubernetes.io/zone");
+    let container = &pod.containers[0];
+    assert_eq!(
+        container.image.as_deref(),
+        Some("registry.example/dynamo-node:dev")
+    );
+    assert_eq!(container.image_pull_policy.as_deref(), Some("IfNotPresent"));
+    let security = container.security_context.as_ref().expect("security");
+    assert_eq!(security.run_as_non_root, Some(true));
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    let readiness = container
+        .readiness_probe
+        .as_ref()
+        .and_then(|p| p.http_get.as_ref())
+        .expect("readiness");
+    assert_eq!(readiness.path.as_deref(), Some("/readyz"));
+    assert_eq!(readiness.port, IntOrString::String("http".into()));
+    let config = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == names::VOLUME_CONFIG)
+        .expect("config mount");
+    assert_eq!(config.mount_path, "/etc/dynamo/node.yaml");
+    assert_eq!(config.sub_path_expr.as_deref(), Some("$(POD_NAME).yaml"));
+}
+
+#[test]
+fn only_the_shared_settings_roll_the_pods() {
+    let cluster = validated(ZONED);
+    let hash = |c: &ValidatedCluster| {
+        build_statefulset(c)
+            .spec
+            .template
+            .metadata
+            .and_then(|m| m.annotations)
+            .expect("annotations")[names::ANNOTATION_CONFIG_HASH]
+            .clone()
+    };
+    let mut launched = cluster.clone();
+    launched
+        .state
+        .launches
+        .insert(3, MemberLaunch::Join { seeds: Vec::new() });
+    launched.state.pods = 4;
+    assert_eq!(hash(&cluster), hash(&launched));
+    let mut tuned = cluster.clone();
+    tuned.spec.gossip_interval_ms = 250;
+    assert_ne!(hash(&cluster), hash(&tuned));
+}
+
+#[test]
+fn the_budget_keeps_w_replicas_of_every_key() {
+    let budget = build_pdb(&validated(ZONED));
+    let spec = budget.spec.expect("spec");
+    assert_eq!(spec.max_unavailable, Some(IntOrString::Int(2)), "N-W = 5-3");
+    assert_eq!(
+        disruption_allowance(&validated(STRICT).spec.replication),
+        (1, true)
+    );
+    assert_eq!(
+        disruption_allowance(&dynamo_crd::ReplicationSpec::default()),
+        (1, false)
+    );
+}
+
+#[test]
+fn services_publish_grpc_and_http_and_peers_before_ready() {
+    let cluster = validated(ZONED);
+    let peers = build_peer_service(&cluster).spec.expect("spec");
+    assert_eq!(peers.cluster_ip.as_deref(), Some("None"));
+    assert_eq!(peers.publish_not_ready_addresses, Some(true));
+    let client = build_client_service(&cluster);
+    assert_eq!(client.metadata.name.as_deref(), Some("orders"));
+    let ports: Vec<_> = client
+        .spec
+        .and_then(|s| s.ports)
+        .expect("ports")
+        .into_iter()
+        .map(|p| (p.name.unwrap_or_default(), p.port))
+        .collect();
+    assert_eq!(
+        ports,
+        [("grpc".to_owned(), 7400), ("http".to_owned(), 9400)]
+    );
+}
+
+/// Every file of the ConfigMap is a configuration `dynamo-node` accepts
+/// (it refuses unknown keys), with the pod's flags applied.
+#[test]
+fn every_config_file_is_one_the_node_accepts() {
+    use clap::Parser;
+    let cluster = validated(ZONED);
+    let map = build_config_map(&cluster);
+    let data = map.data.expect("data");
+    let keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "node.yaml",
+            "orders-0.yaml",
+            "orders-1.yaml",
+            "orders-2.yaml"
+        ]
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (key, text) in &data {
+        let path = dir.path().join(key);
+        std::fs::write(&path, text).expect("write");
+        let id = key.trim_end_matches(".yaml");
+        let id = if id == "node" { "orders-0" } else { id };
+        let flags = dynamo_node::config::Flags::parse_from([
+            "dynamo-node",
+            "--config",
+            path.to_str().expect("utf-8"),
+            "--id",
+            id,
+            "--advertise",
+            &names::member_address("shop", "orders", 0),
+        ]);
+        let config = flags
+            .load()
+            .unwrap_or_else(|e| panic!("{key}: {e}\n{text}"));
+        assert_eq!(config.partitions, 64, "{key}");
+        assert_eq!(config.replication.n, 5, "{key}");
+        assert_eq!(config.listen.port(), names::GRPC_PORT);
+        assert_eq!(config.http_listen.map(|a| a.port()), Some(names::HTTP_PORT));
+        assert_eq!(config.data_dir.to_str(), Some(names::DATA_DIR));
+        match key.as_str() {
+            "orders-0.yaml" | "orders-1.yaml" => assert_eq!(config.members.len(), 2),
+            "orders-2.yaml" => {
+                assert!(config.members.is_empty());
+                assert_eq!(config.seeds, ["orders-0.orders-peers.shop.svc:7400"]);
+            }
+            _ => assert!(config.members.is_empty() && config.seeds.is_empty()),
+        }
+    }
+}
