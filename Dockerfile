@@ -1,6 +1,7 @@
-# Container images of DynamoKV: the storage node and the operator, built from
-# this workspace in one build stage and copied into small non-root runtime
-# images (distroless, uid/gid 65532, nothing but the binary and glibc).
+# Container images of DynamoKV: the storage node (with dynamoctl) and the
+# operator, built from
+# this workspace in one build stage and copied into small non-root
+# runtime images (distroless, uid/gid 65532, nothing but the binary and glibc).
 #
 #   docker build --target node     -t ghcr.io/dynamokv/dynamo-node:0.1.0 .
 #   docker build --target operator -t ghcr.io/dynamokv/dynamo-operator:0.1.0 .
@@ -16,7 +17,7 @@ WORKDIR /src
 COPY . .
 # protoc comes from the protoc-bin-vendored crate and TLS from rustls, so the
 # image's gcc is the only native tool the build needs.
-RUN cargo build --release --locked --bin dynamo-node --bin dynamo-operator
+RUN cargo build --release --locked --bin dynamo-node --bin dynamoctl --bin dynamo-operator
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS node
 ARG VERSION
@@ -26,6 +27,8 @@ LABEL org.opencontainers.image.title="dynamo-node" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
 COPY --from=build /src/target/release/dynamo-node /usr/local/bin/dynamo-node
+# The command-line client, for `kubectl exec` into a node.
+COPY --from=build /src/target/release/dynamoctl /usr/local/bin/dynamoctl
 USER 65532:65532
 # gRPC (clients and peers) and HTTP (/healthz, /readyz, /metrics).
 EXPOSE 7400 9400

@@ -344,7 +344,8 @@ class Validator:
 
 class Helm:
     def __init__(self, binary: str) -> None:
-        self.binary = binary
+        # Commands run inside the checked tree, so a relative path would break.
+        self.binary = os.path.abspath(binary) if os.sep in binary else binary
 
     def run(self, args: list[str], cwd: Path) -> subprocess.CompletedProcess:
         return subprocess.run([self.binary, *args], cwd=cwd, capture_output=True, text=True)
@@ -383,8 +384,10 @@ def render(
 # Plain scalars that YAML 1.1 (kubectl, Helm) reads as booleans and YAML 1.2
 # (crdgen's serde_yaml) as strings: as a key, a value or a list item.
 YAML11_BOOL = r"(?:y|Y|n|N|yes|Yes|YES|no|No|NO|on|On|ON|off|Off|OFF)"
-YAML11_BOOL_KEY = re.compile(rf"^(\s*(?:- )?)({YAML11_BOOL})(:(?:\s|$))", re.M)
-YAML11_BOOL_VALUE = re.compile(rf"^(\s*(?:- )?(?:[^\s#:'\"][^:#]*:\s+)?)({YAML11_BOOL})(\s*)$", re.M)
+YAML11_BOOL_KEY = re.compile(rf"^([ \t]*(?:- )*)({YAML11_BOOL})(:(?:[ \t]|$))", re.M)
+YAML11_BOOL_VALUE = re.compile(
+    rf"""^([ \t]*(?:- )*(?:(?:"[^"\n]*"|[^ \t#:'"-][^:#\n]*):[ \t]+)?)({YAML11_BOOL})([ \t]*)$""", re.M
+)
 
 
 def kube_safe_yaml(text: str) -> str:
@@ -663,7 +666,6 @@ def check_dockerfile(repo: Path, metadata: dict, crdgen_output: str, problems: P
         for target in package["targets"]
         if "bin" in target["kind"]
     }
-    workspace_root = Path(metadata["workspace_root"])
     workspace_version = version.get("dynamo-operator")
     args = {}
     stages: dict[str, dict] = {}
@@ -724,21 +726,24 @@ def check_dockerfile(repo: Path, metadata: dict, crdgen_output: str, problems: P
         if minimum and tuple(map(int, match.group(1).split("."))) < tuple(map(int, minimum.split(".")[:2])):
             problems.add(where, f"rust {match.group(1)} is older than the workspace's rust-version {minimum}")
 
-    expected = {"node": "dynamo-node", "operator": "dynamo-operator"}
-    for stage_name, binary in expected.items():
+    # Stage -> (its entrypoint binary, every binary it copies).
+    expected = {"node": ("dynamo-node", ["dynamo-node", "dynamoctl"]), "operator": ("dynamo-operator", ["dynamo-operator"])}
+    for stage_name, (binary, binaries) in expected.items():
         label = f"{where} stage `{stage_name}`"
         stage = stages.get(stage_name)
         if stage is None:
             problems.add(where, f"no stage named `{stage_name}` (the {binary} image)")
             continue
-        if binary not in bins:
-            problems.add(label, f"the workspace has no binary `{binary}`")
-        if binary not in built:
-            problems.add(label, f"the build stage does not build `{binary}` (`cargo build ... --bin {binary}`)")
+        for name in binaries:
+            if name not in bins:
+                problems.add(label, f"the workspace has no binary `{name}`")
+            if name not in built:
+                problems.add(label, f"the build stage does not build `{name}` (`cargo build ... --bin {name}`)")
+        wanted = [[release_dir + name, f"/usr/local/bin/{name}"] for name in binaries]
+        copies = [words[-2:] for words in stage["copy"] if "--from=build" in words]
+        if copies != wanted:
+            problems.add(label, f"must copy exactly {wanted} (source, destination) from the build stage, copies {copies}")
         target = f"/usr/local/bin/{binary}"
-        copies = [words for words in stage["copy"] if "--from=build" in words]
-        if [words[-2:] for words in copies] != [[release_dir + binary, target]]:
-            problems.add(label, f"must copy exactly {release_dir}{binary} to {target} from the build stage, copies {copies}")
         if stage["entrypoint"] != [target]:
             problems.add(label, f"ENTRYPOINT must be [\"{target}\"], is {stage['entrypoint']}")
         if stage["user"] != NON_ROOT:
@@ -769,9 +774,6 @@ def check_dockerfile(repo: Path, metadata: dict, crdgen_output: str, problems: P
     ignore = repo / ".dockerignore"
     if not ignore.is_file() or not re.search(r"^/?target/?$", ignore.read_text(), re.M):
         problems.add(".dockerignore", "must exclude target/ (gigabytes of build output)")
-    if workspace_root.resolve() != repo.resolve():
-        # Metadata of another checkout: fine for bins, but say so.
-        print(f"note: cargo metadata is from {workspace_root}, checking {repo}")
 
 
 # ----------------------------------------------------------------------------
