@@ -72,6 +72,9 @@ pub struct Config {
     pub request_timeout_ms: u64,
     /// Deadline of one call to a peer, in milliseconds.
     pub peer_timeout_ms: u64,
+    /// A read asks only the replicas it needs for R; when they have not all
+    /// answered after this many milliseconds it asks the other replicas too.
+    pub read_hedge_ms: u64,
     /// Background work: gossip, failure detection, handoff, anti-entropy.
     pub background: Background,
 }
@@ -136,6 +139,7 @@ impl Default for Config {
             durability: Durability::Buffer,
             request_timeout_ms: 3000,
             peer_timeout_ms: 1000,
+            read_hedge_ms: 20,
             background: Background::default(),
         }
     }
@@ -232,6 +236,12 @@ impl Config {
     /// Deadline of one peer call.
     pub fn peer_timeout(&self) -> Duration {
         Duration::from_millis(self.peer_timeout_ms)
+    }
+
+    /// How long a read waits for the replicas it asked before asking the
+    /// others.
+    pub fn read_hedge(&self) -> Duration {
+        Duration::from_millis(self.read_hedge_ms)
     }
 
     /// Checks values the ring does not check itself.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use rand::seq::SliceRandom;
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::kv_client::KvClient;
 use thiserror::Error;
@@ -19,7 +20,7 @@ use crate::context::{self, ContextError};
 use crate::handoff::Fallbacks;
 use crate::metrics::{ClientOp, QuorumOutcome};
 use crate::node::Node;
-use crate::peers::{is_unreachable, peer_call, reached, with_deadline};
+use crate::peers::{Health, is_unreachable, peer_call, reached, with_deadline};
 use crate::quorum::{Call, Quorum};
 use crate::ring::{Position, Ring};
 use crate::storage::{Durability, NewWrite, StorageError};
@@ -126,7 +127,7 @@ impl Node {
         let started = Instant::now();
         let deadline = started + self.config().request_timeout();
         let mut local = Vec::new();
-        let mut calls: Vec<Call<SiblingSet>> = Vec::new();
+        let mut remote = Vec::new();
         for &member in ring.preference(partition) {
             if Some(member) == me {
                 // While recovering, an empty local copy is no answer.
@@ -134,13 +135,26 @@ impl Node {
                     local.push((member, self.storage().read(partition, &request.key)?));
                 }
             } else {
-                calls.push(self.replica_read(&ring, member, request.key.clone()));
+                remote.push(member);
             }
         }
-        let mut quorum = Quorum::new(local, calls);
+        // Ask only the replicas R needs, healthy ones first and in a random
+        // order so reads spread; the others are asked when one fails or is
+        // slow.
+        remote.shuffle(&mut rand::rng());
+        remote.sort_by_key(|&member| self.peers().health(&ring.member(member).address) == Health::Down);
+        let mut calls: Vec<Call<SiblingSet>> = remote
+            .into_iter()
+            .map(|member| self.replica_read(&ring, member, request.key.clone()))
+            .collect();
+        let first = (r as usize).saturating_sub(local.len()).min(calls.len());
+        let reserve = calls.split_off(first);
+        let mut quorum =
+            Quorum::new(local, calls).with_reserve(reserve, self.config().read_hedge());
         if !quorum.wait(r as usize, deadline).await {
             return Err(unavailable("get", r, &ring, &quorum));
         }
+        quorum.drop_reserve();
         let merged = merge_replies(&quorum.replies);
         let response = pb::GetResponse {
             siblings: merged.versions().iter().map(wire::sibling_to_pb).collect(),

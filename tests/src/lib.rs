@@ -5,6 +5,7 @@
 
 pub mod endpoints;
 pub mod history;
+pub mod http;
 pub mod inspect;
 pub mod nemesis;
 pub mod process;
@@ -108,6 +109,11 @@ impl Cluster {
     /// The address of node `i`.
     pub fn address(&self, i: usize) -> SocketAddr {
         self.configs[i].listen
+    }
+
+    /// The HTTP address of node `i`, when it runs with `http_listen` set.
+    pub fn http_address(&self, i: usize) -> Option<SocketAddr> {
+        self.nodes[i].as_ref()?.http_address()
     }
 
     /// The running node `i`.

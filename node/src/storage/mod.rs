@@ -6,6 +6,7 @@
 //! locks, so concurrent writes of one key never lose each other. Each write
 //! also updates the partition's Merkle tree in the same critical section.
 
+mod group_commit;
 pub mod hints;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use crate::antientropy::merkle::{KeyHash, Tree, set_digest};
 use crate::codec;
 use crate::encoding::DecodeError;
 use crate::version::{Clock, Dot, NodeId, SiblingSet, Version};
+use group_commit::GroupCommit;
 
 const LOCK_STRIPES: usize = 1024;
 const DOT_LEASE: u64 = 100_000;
@@ -127,6 +129,7 @@ pub struct Storage {
     fresh: bool,
     next_dot: AtomicU64,
     dot_ceiling: Mutex<u64>,
+    group_commit: GroupCommit,
 }
 
 impl Storage {
@@ -169,6 +172,7 @@ impl Storage {
             // Every counter up to the stored ceiling may have been handed out.
             next_dot: AtomicU64::new(ceiling),
             dot_ceiling: Mutex::new(ceiling),
+            group_commit: GroupCommit::default(),
         })
     }
 
@@ -211,7 +215,7 @@ impl Storage {
         max_siblings: usize,
         durability: Durability,
     ) -> Result<(SiblingSet, Dot), StorageError> {
-        let _guard = self.lock(partition, key);
+        let guard = self.lock(partition, key);
         let mut set = self.read(partition, key)?;
         let dot = self.next_dot()?;
         let version = Version {
@@ -229,7 +233,9 @@ impl Storage {
                 limit: max_siblings,
             });
         }
-        self.store(partition, key, old, &set, durability)?;
+        self.store(partition, key, old, &set)?;
+        drop(guard);
+        self.make_durable(durability)?;
         Ok((set, dot))
     }
 
@@ -245,14 +251,16 @@ impl Storage {
         incoming: &SiblingSet,
         durability: Durability,
     ) -> Result<SiblingSet, StorageError> {
-        let _guard = self.lock(partition, key);
+        let guard = self.lock(partition, key);
         let mut set = self.read(partition, key)?;
         let old = (!set.is_empty()).then(|| set_digest(&set));
         if set.merge(incoming) {
-            self.store(partition, key, old, &set, durability)?;
-        } else if durability == Durability::Sync {
-            self.db.persist(PersistMode::SyncData)?;
+            self.store(partition, key, old, &set)?;
         }
+        drop(guard);
+        // Even an unchanged set is fsynced: the caller may acknowledge it as
+        // durable, and the version may have come from an unsynced write.
+        self.make_durable(durability)?;
         Ok(set)
     }
 
@@ -446,25 +454,35 @@ impl Storage {
         Ok(())
     }
 
+    /// Writes `set` to the journal and the Merkle tree. The journal write
+    /// reaches the operating system; [`Storage::make_durable`] fsyncs it.
     fn store(
         &self,
         partition: u32,
         key: &[u8],
         old: Option<u64>,
         set: &SiblingSet,
-        durability: Durability,
     ) -> Result<(), StorageError> {
-        let encoded = codec::encode(set);
-        match durability {
-            Durability::Buffer => self.data.insert(data_key(partition, key), encoded)?,
-            Durability::Sync => {
-                let mut batch = self.db.batch().durability(Some(PersistMode::SyncData));
-                batch.insert(&self.data, data_key(partition, key), encoded);
-                batch.commit()?;
-            }
-        }
+        self.data
+            .insert(data_key(partition, key), codec::encode(set))?;
         self.tree_update(partition, key, old, Some(set_digest(set)));
         Ok(())
+    }
+
+    /// Fsyncs the journal when `durability` asks for it. Concurrent callers
+    /// share one fsync (group commit), and none holds a key lock meanwhile.
+    fn make_durable(&self, durability: Durability) -> Result<(), StorageError> {
+        match durability {
+            Durability::Buffer => Ok(()),
+            Durability::Sync => Ok(self
+                .group_commit
+                .sync(|| self.db.persist(PersistMode::SyncData))?),
+        }
+    }
+
+    /// Number of fsyncs that made writes durable (each may cover many writes).
+    pub fn group_fsyncs(&self) -> u64 {
+        self.group_commit.fsyncs()
     }
 
     fn tree_update(&self, partition: u32, key: &[u8], old: Option<u64>, new: Option<u64>) {
