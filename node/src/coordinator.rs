@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use rand::seq::SliceRandom;
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::kv_client::KvClient;
+use rand::seq::SliceRandom;
 use thiserror::Error;
 use tokio::time::Instant;
 use tonic::transport::Channel;
@@ -142,7 +142,9 @@ impl Node {
         // order so reads spread; the others are asked when one fails or is
         // slow.
         remote.shuffle(&mut rand::rng());
-        remote.sort_by_key(|&member| self.peers().health(&ring.member(member).address) == Health::Down);
+        remote.sort_by_key(|&member| {
+            self.peers().health(&ring.member(member).address) == Health::Down
+        });
         let mut calls: Vec<Call<SiblingSet>> = remote
             .into_iter()
             .map(|member| self.replica_read(&ring, member, request.key.clone()))

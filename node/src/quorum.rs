@@ -133,8 +133,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_call_starts_a_reserve_call_at_once() {
         let started = Instant::now();
-        let mut quorum = Quorum::new(vec![(0, 0)], vec![call(1, 10, false)])
-            .with_reserve(vec![call(2, 10, true), call(3, 10, true)], Duration::from_secs(5));
+        let mut quorum = Quorum::new(vec![(0, 0)], vec![call(1, 10, false)]).with_reserve(
+            vec![call(2, 10, true), call(3, 10, true)],
+            Duration::from_secs(5),
+        );
         assert!(quorum.wait(2, started + Duration::from_secs(10)).await);
         assert_eq!(quorum.replies, [(0, 0), (2, 2)]);
         assert_eq!(quorum.outstanding(), 1, "member 3 was never needed");
@@ -144,8 +146,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_slow_call_starts_every_reserve_call_at_the_hedge_time() {
         let started = Instant::now();
-        let mut quorum = Quorum::new(vec![(0, 0)], vec![call(1, 60_000, true)])
-            .with_reserve(vec![call(2, 10, true), call(3, 20, true)], Duration::from_millis(100));
+        let mut quorum = Quorum::new(vec![(0, 0)], vec![call(1, 60_000, true)]).with_reserve(
+            vec![call(2, 10, true), call(3, 20, true)],
+            Duration::from_millis(100),
+        );
         assert!(quorum.wait(3, started + Duration::from_secs(10)).await);
         assert_eq!(quorum.replies, [(0, 0), (2, 2), (3, 3)]);
         let elapsed = started.elapsed();
@@ -160,7 +164,11 @@ mod tests {
         let mut quorum = Quorum::new(vec![(0, 0)], vec![call(1, 10, true)])
             .with_reserve(vec![call(2, 10, true)], Duration::from_millis(1));
         quorum.drop_reserve();
-        assert!(!quorum.wait(3, Instant::now() + Duration::from_secs(1)).await);
+        assert!(
+            !quorum
+                .wait(3, Instant::now() + Duration::from_secs(1))
+                .await
+        );
         assert_eq!(quorum.replies, [(0, 0), (1, 1)]);
         assert_eq!(quorum.outstanding(), 0);
     }

@@ -3,12 +3,22 @@
 //! open-loop at a fixed rate (latency taken from each operation's intended
 //! send time, so a stall cannot hide), and reports throughput and latency
 //! percentiles per operation from HDR histograms.
+//!
+//! Writes behave like an application's: each put carries the context of the
+//! last put or get of its key (from any worker), so it replaces the version
+//! it knows instead of piling up siblings. Only writes that race on one key
+//! leave siblings; a put refused for too many siblings reads the key and
+//! writes again with the merged context, and that read counts towards the
+//! write's latency.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use dynamo_client::{Client, ReadOptions, WriteOptions};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use dynamo_client::{Client, Context, Error, ReadOptions, WriteOptions};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -148,6 +158,73 @@ fn key(index: u64) -> String {
     format!("bench-{index:012}")
 }
 
+/// The latest context seen for each record, shared by the workers.
+struct Contexts {
+    shards: Vec<Mutex<HashMap<u64, Context>>>,
+}
+
+impl Contexts {
+    const SHARDS: usize = 64;
+
+    fn new() -> Self {
+        Self {
+            shards: (0..Self::SHARDS).map(|_| Mutex::default()).collect(),
+        }
+    }
+
+    fn shard(&self, index: u64) -> std::sync::MutexGuard<'_, HashMap<u64, Context>> {
+        self.shards[index as usize % Self::SHARDS]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn get(&self, index: u64) -> Option<Context> {
+        self.shard(index).get(&index).cloned()
+    }
+
+    fn set(&self, index: u64, context: Context) {
+        self.shard(index).insert(index, context);
+    }
+
+    /// Reads the record and keeps its context.
+    async fn read(&self, client: &Client, index: u64, r: Option<u32>) -> Result<(), Error> {
+        let read = client.get_with(key(index), ReadOptions { r }).await?;
+        self.set(index, read.context);
+        Ok(())
+    }
+
+    /// Writes the record over the version last seen; when the key holds too
+    /// many siblings, reads it first and writes with the merged context.
+    async fn write(
+        &self,
+        client: &Client,
+        index: u64,
+        value: &bytes::Bytes,
+        options: WriteOptions,
+    ) -> Result<(), Error> {
+        let context = self.get(index);
+        let written = match client
+            .put_with(key(index), value.clone(), context.as_ref(), options)
+            .await
+        {
+            Err(error) if too_many_siblings(&error) => {
+                let read = client.get(key(index)).await?;
+                client
+                    .put_with(key(index), value.clone(), Some(&read.context), options)
+                    .await?
+            }
+            other => other?,
+        };
+        self.set(index, written);
+        Ok(())
+    }
+}
+
+/// True for a write refused because the key has too many siblings.
+fn too_many_siblings(error: &Error) -> bool {
+    matches!(error, Error::Status { status, .. } if status.code() == tonic::Code::FailedPrecondition)
+}
+
 /// Loads the records, then runs and measures the mix.
 ///
 /// # Errors
@@ -158,19 +235,20 @@ pub async fn run(client: &Client, plan: &BenchPlan) -> Result<BenchReport, CliEr
         w: plan.w,
         ..WriteOptions::default()
     };
+    let contexts = Arc::new(Contexts::new());
     if !plan.skip_load {
-        load(client, plan, &value, &write_options).await?;
+        load(client, plan, &value, &write_options, &contexts).await?;
     }
     let zipf = plan
         .zipfian
         .then(|| Arc::new(Zipfian::new(plan.records.max(1))));
     if !plan.warmup.is_zero() {
         eprintln!("warming up for {:?}", plan.warmup);
-        phase(client, plan, &value, zipf.clone(), plan.warmup).await;
+        phase(client, plan, &value, zipf.clone(), &contexts, plan.warmup).await;
     }
     eprintln!("measuring for {:?}", plan.duration);
     let started = Instant::now();
-    let recorder = phase(client, plan, &value, zipf, plan.duration).await;
+    let recorder = phase(client, plan, &value, zipf, &contexts, plan.duration).await;
     let seconds = started.elapsed().as_secs_f64();
     let report = |histogram: &Histogram<u64>, errors: u64| OpReport {
         count: histogram.len(),
@@ -200,6 +278,7 @@ async fn load(
     plan: &BenchPlan,
     value: &bytes::Bytes,
     options: &WriteOptions,
+    contexts: &Arc<Contexts>,
 ) -> Result<(), CliError> {
     eprintln!(
         "loading {} records of {} bytes",
@@ -208,8 +287,13 @@ async fn load(
     let next = Arc::new(AtomicU64::new(0));
     let workers: Vec<_> = (0..plan.concurrency.max(1))
         .map(|_| {
-            let (client, next, value, options) =
-                (client.clone(), Arc::clone(&next), value.clone(), *options);
+            let (client, next, value, options, contexts) = (
+                client.clone(),
+                Arc::clone(&next),
+                value.clone(),
+                *options,
+                Arc::clone(contexts),
+            );
             let records = plan.records;
             tokio::spawn(async move {
                 loop {
@@ -217,9 +301,7 @@ async fn load(
                     if index >= records {
                         return Ok::<(), dynamo_client::Error>(());
                     }
-                    client
-                        .put_with(key(index), value.clone(), None, options)
-                        .await?;
+                    contexts.write(&client, index, &value, options).await?;
                 }
             })
         })
@@ -238,6 +320,7 @@ async fn phase(
     plan: &BenchPlan,
     value: &bytes::Bytes,
     zipf: Option<Arc<Zipfian>>,
+    contexts: &Arc<Contexts>,
     length: Duration,
 ) -> Recorder {
     let started = Instant::now();
@@ -266,11 +349,12 @@ async fn phase(
         .map(|rate| Duration::from_secs_f64(workers as f64 / rate.max(1) as f64));
     let tasks: Vec<_> = (0..workers)
         .map(|worker| {
-            let (client, value, zipf, done) = (
+            let (client, value, zipf, done, contexts) = (
                 client.clone(),
                 value.clone(),
                 zipf.clone(),
                 Arc::clone(&done),
+                Arc::clone(contexts),
             );
             let plan = plan.clone();
             tokio::spawn(async move {
@@ -290,17 +374,14 @@ async fn phase(
                     };
                     let read = rng.random_bool(plan.read_proportion.clamp(0.0, 1.0));
                     let ok = if read {
-                        client
-                            .get_with(key(index), ReadOptions { r: plan.r })
-                            .await
-                            .is_ok()
+                        contexts.read(&client, index, plan.r).await.is_ok()
                     } else {
                         let options = WriteOptions {
                             w: plan.w,
                             ..WriteOptions::default()
                         };
-                        client
-                            .put_with(key(index), value.clone(), None, options)
+                        contexts
+                            .write(&client, index, &value, options)
                             .await
                             .is_ok()
                     };
