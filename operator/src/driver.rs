@@ -308,6 +308,7 @@ impl<P: Platform> Driver<P> {
                 ..ring
             };
             self.install_everywhere(&next, false).await;
+            self.installed(&next);
             info!(
                 member = member.id,
                 epoch = next.epoch,
@@ -363,6 +364,7 @@ impl<P: Platform> Driver<P> {
             ..ring
         };
         self.install_everywhere(&proposed, true).await;
+        self.installed(&proposed);
         info!(
             member = joiner.id,
             epoch = proposed.epoch,
@@ -399,6 +401,7 @@ impl<P: Platform> Driver<P> {
             ..ring
         };
         self.install_everywhere(&proposed, true).await;
+        self.installed(&proposed);
         info!(
             member = leaver.1.id,
             epoch = proposed.epoch,
@@ -482,6 +485,7 @@ impl<P: Platform> Driver<P> {
             ..ring.clone()
         };
         self.install_everywhere(&committed, false).await;
+        self.installed(&committed);
         info!(epoch = committed.epoch, change, "committed");
         self.report(&format!(
             "{change} committed at epoch {}{refusal}",
@@ -532,6 +536,13 @@ impl<P: Platform> Driver<P> {
                 );
             }
         }
+    }
+
+    /// Records a ring the driver just installed as the newest seen.
+    fn installed(&mut self, ring: &pb::Ring) {
+        self.state.epoch = ring.epoch;
+        self.state.members = ring.members.len();
+        self.ring = Some(ring.clone());
     }
 
     /// The platform index of member `id`.

@@ -1,0 +1,505 @@
+//! Reconcile tests against a mocked API server and fake nodes: create, scale
+//! up, scale down, an operator restart in the middle of a join, delete with
+//! each volume policy, and a refused spec. Each reconcile asserts the exact
+//! requests in order and the status it writes.
+
+mod support;
+
+use dynamo_crd::{ClusterPhase, DynamoCluster, DynamoClusterStatus, MemberState, PvcPolicy};
+use dynamo_proto::v1 as pb;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+
+use support::nodes::FakeNodes;
+use support::{ApiServer, Applied, PARTITIONS, cluster, context, pod, reconcile};
+
+const NAME: &str = "demo";
+
+/// What one reconcile of the happy path wrote.
+struct Outcome {
+    status: DynamoClusterStatus,
+    applied: Applied,
+    events: Vec<(String, String, String)>,
+    action: Action,
+}
+
+/// A cluster, its fake nodes and one operator instance.
+struct Sim {
+    cluster: DynamoCluster,
+    nodes: FakeNodes,
+    ctx: Arc<dynamo_operator::k8s::Context>,
+    api: ApiServer,
+}
+
+impl Sim {
+    async fn new(replicas: i32) -> Self {
+        let nodes = FakeNodes::start().await;
+        let (ctx, api) = context(&nodes);
+        Self {
+            cluster: cluster(NAME, replicas),
+            nodes,
+            ctx,
+            api,
+        }
+    }
+
+    /// The operator restarts: a new context; only the stored resource remains.
+    fn restart(&mut self) {
+        let (ctx, api) = context(&self.nodes);
+        self.ctx = ctx;
+        self.api = api;
+    }
+
+    fn ready_pods(&self, count: usize) -> Vec<Value> {
+        (0..count).map(|i| pod(NAME, i, true)).collect()
+    }
+
+    /// One reconcile that lists `pods`, writes the status, applies every
+    /// object and publishes `events` Events.
+    async fn step(&mut self, pods: Vec<Value>, events: usize) -> Outcome {
+        let cluster = self.cluster.clone();
+        let (action, (status, applied, events)) = reconcile(
+            &cluster,
+            &self.ctx,
+            &mut self.api,
+            async |api: &mut ApiServer| {
+                api.list_pods(NAME, pods).await;
+                let status = api.status(&cluster).await;
+                let applied = api.apply_all(NAME).await;
+                let mut published = Vec::new();
+                for _ in 0..events {
+                    published.push(api.event().await);
+                }
+                (status, applied, published)
+            },
+        )
+        .await;
+        self.cluster.status = Some(status.clone());
+        Outcome {
+            status,
+            applied,
+            events,
+            action,
+        }
+    }
+
+    fn members(&self, count: usize) -> Vec<pb::Member> {
+        (0..count)
+            .map(|i| pb::Member {
+                id: format!("{NAME}-{i}"),
+                address: self.nodes.address(i),
+                zone: String::new(),
+            })
+            .collect()
+    }
+
+    fn scale(&mut self, replicas: i32) {
+        self.cluster.spec.replicas = replicas;
+        let generation = self.cluster.metadata.generation.unwrap_or(1);
+        self.cluster.metadata.generation = Some(generation + 1);
+    }
+
+    /// Creates a 3-member cluster up to its first converged reconcile.
+    async fn created(&mut self) -> Outcome {
+        let first = self.step(Vec::new(), 1).await;
+        self.nodes.boot(&self.members(3), PARTITIONS);
+        let _ = first;
+        self.step(self.ready_pods(3), 1).await
+    }
+}
+
+fn replicas(applied: &Applied) -> i64 {
+    applied.stateful_set["spec"]["replicas"]
+        .as_i64()
+        .expect("replicas")
+}
+
+fn config_keys(applied: &Applied) -> Vec<String> {
+    applied.config_map["data"]
+        .as_object()
+        .expect("data")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn condition<'a>(status: &'a DynamoClusterStatus, type_: &str) -> (&'a str, &'a str) {
+    let condition = status.condition(type_).expect("condition");
+    (condition.status.as_str(), condition.reason.as_str())
+}
+
+fn states(status: &DynamoClusterStatus) -> Vec<(String, MemberState)> {
+    status
+        .members
+        .iter()
+        .map(|m| (m.name.clone(), m.state))
+        .collect()
+}
+
+fn event(type_: &str, reason: &str, outcome: &Outcome, index: usize) {
+    let (t, r, note) = &outcome.events[index];
+    assert_eq!(
+        (t.as_str(), r.as_str()),
+        (type_, reason),
+        "event {index}: {note}"
+    );
+}
+
+#[tokio::test]
+async fn create_adds_the_finalizer_then_bootstraps_and_converges() {
+    let mut sim = Sim::new(3).await;
+    let mut fresh = sim.cluster.clone();
+    fresh.metadata.finalizers = None;
+    let finalized = sim.cluster.clone();
+    let (action, patch) = reconcile(
+        &fresh,
+        &sim.ctx,
+        &mut sim.api,
+        async |api: &mut ApiServer| api.finalizer_patch(&finalized).await,
+    )
+    .await;
+    assert_eq!(action, Action::await_change());
+    assert_eq!(
+        patch,
+        json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["dynamokv.io/cleanup"]},
+        ])
+    );
+
+    let created = sim.step(Vec::new(), 1).await;
+    assert_eq!(created.status.phase, Some(ClusterPhase::Creating));
+    assert_eq!(
+        condition(&created.status, "Progressing"),
+        ("True", "Bootstrapping")
+    );
+    assert_eq!(
+        condition(&created.status, "Available"),
+        ("False", "NotCreated")
+    );
+    let driver = created.status.driver.as_ref().expect("driver state");
+    assert_eq!(driver["pods"], 3);
+    assert_eq!(driver["partitions"], PARTITIONS);
+    assert_eq!(driver["launches"]["0"]["kind"], "bootstrap");
+    assert_eq!(replicas(&created.applied), 3);
+    assert_eq!(
+        config_keys(&created.applied),
+        ["demo-0.yaml", "demo-1.yaml", "demo-2.yaml", "node.yaml"]
+    );
+    let bootstrap = created.applied.config_map["data"]["demo-1.yaml"]
+        .as_str()
+        .expect("file");
+    assert!(bootstrap.contains(&sim.nodes.address(2)), "{bootstrap}");
+    event("Normal", "Bootstrapping", &created, 0);
+    assert_eq!(created.action, Action::requeue(Duration::from_secs(5)));
+
+    sim.nodes.boot(&sim.members(3), PARTITIONS);
+    let running = sim.step(sim.ready_pods(3), 1).await;
+    assert_eq!(running.status.phase, Some(ClusterPhase::Running));
+    assert_eq!(
+        (running.status.replicas, running.status.ready_replicas),
+        (3, 3)
+    );
+    assert_eq!(running.status.epoch, 1);
+    assert_eq!(running.status.observed_generation, Some(1));
+    assert_eq!(
+        running.status.selector.as_deref(),
+        Some(
+            "app.kubernetes.io/component=node,app.kubernetes.io/instance=demo,app.kubernetes.io/name=dynamokv"
+        )
+    );
+    assert!(
+        running
+            .status
+            .members
+            .iter()
+            .all(|m| m.state == MemberState::Normal && m.partitions >= 5)
+    );
+    assert_eq!(
+        condition(&running.status, "Available"),
+        ("True", "QuorumsMet")
+    );
+    assert_eq!(
+        condition(&running.status, "Degraded"),
+        ("False", "AsExpected")
+    );
+    assert_eq!(
+        running
+            .status
+            .condition("Available")
+            .map(|c| c.last_transition_time.clone()),
+        Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("t")
+        ))
+    );
+    event("Normal", "Converged", &running, 0);
+    assert_eq!(running.action, Action::requeue(Duration::from_secs(60)));
+
+    // Nothing changed: no status write, the same applies, no Event.
+    let cluster = sim.cluster.clone();
+    reconcile(
+        &cluster,
+        &sim.ctx,
+        &mut sim.api,
+        async |api: &mut ApiServer| {
+            api.list_pods(NAME, (0..3).map(|i| pod(NAME, i, true)).collect())
+                .await;
+            api.apply_all(NAME).await;
+        },
+    )
+    .await;
+}
+
+/// Scale up 3 -> 4: start the pod, propose the join once it is ready,
+/// commit once it streamed, converge.
+async fn join_fourth(sim: &mut Sim) {
+    sim.scale(4);
+    let starting = sim.step(sim.ready_pods(3), 1).await;
+    assert_eq!(starting.status.phase, Some(ClusterPhase::Scaling));
+    assert_eq!(replicas(&starting.applied), 4);
+    let joiner = starting.applied.config_map["data"]["demo-3.yaml"]
+        .as_str()
+        .expect("the joiner's file");
+    assert!(
+        joiner.contains("seeds:") && !joiner.contains("members:"),
+        "{joiner}"
+    );
+    event("Normal", "StartingMember", &starting, 0);
+
+    sim.nodes.join(3);
+    let joining = sim.step(sim.ready_pods(4), 1).await;
+    assert_eq!(joining.status.epoch, 2);
+    assert_eq!(
+        states(&joining.status)[3],
+        ("demo-3".into(), MemberState::Joining)
+    );
+    let transfer = joining.status.transfer.as_ref().expect("transfer");
+    assert_eq!(transfer.step, "join demo-3: streaming");
+    event("Normal", "Joining", &joining, 0);
+}
+
+#[tokio::test]
+async fn scale_up_joins_one_member_after_its_pod_is_ready() {
+    let mut sim = Sim::new(3).await;
+    sim.created().await;
+    join_fourth(&mut sim).await;
+
+    // Streaming: the status reports what is left and nothing is committed.
+    let cluster = sim.cluster.clone();
+    let (_, status) = reconcile(
+        &cluster,
+        &sim.ctx,
+        &mut sim.api,
+        async |api: &mut ApiServer| {
+            api.list_pods(NAME, (0..4).map(|i| pod(NAME, i, true)).collect())
+                .await;
+            let status = api.status(&cluster).await;
+            api.apply_all(NAME).await;
+            status
+        },
+    )
+    .await;
+    let transfer = status.transfer.as_ref().expect("transfer");
+    assert_eq!((transfer.partitions_left, transfer.bytes_left), (4, 4000));
+    assert_eq!(status.epoch, 2);
+    sim.cluster.status = Some(status);
+
+    sim.nodes.set_transfers_done(true);
+    let committed = sim.step(sim.ready_pods(4), 1).await;
+    assert_eq!(committed.status.epoch, 3);
+    assert!(
+        states(&committed.status)
+            .iter()
+            .all(|(_, s)| *s == MemberState::Normal)
+    );
+    assert_eq!(committed.status.members[3].partitions, 4);
+    event("Normal", "RingCommitted", &committed, 0);
+    assert_eq!(sim.nodes.ring(0).map(|r| r.epoch), Some(3));
+
+    let converged = sim.step(sim.ready_pods(4), 1).await;
+    assert_eq!(converged.status.phase, Some(ClusterPhase::Running));
+    assert_eq!(converged.status.transfer, None);
+    event("Normal", "Converged", &converged, 0);
+}
+
+#[tokio::test]
+async fn scale_down_lowers_the_statefulset_only_after_the_leave_committed() {
+    let mut sim = Sim::new(3).await;
+    sim.created().await;
+    sim.nodes.set_transfers_done(true);
+    join_fourth(&mut sim).await;
+    sim.step(sim.ready_pods(4), 1).await; // committed
+    sim.step(sim.ready_pods(4), 1).await; // converged
+
+    sim.scale(3);
+    let leaving = sim.step(sim.ready_pods(4), 1).await;
+    assert_eq!(
+        states(&leaving.status)[3],
+        ("demo-3".into(), MemberState::Leaving)
+    );
+    assert_eq!(
+        replicas(&leaving.applied),
+        4,
+        "the leaver's pod stays while it streams"
+    );
+    event("Normal", "Leaving", &leaving, 0);
+
+    let committed = sim.step(sim.ready_pods(4), 1).await;
+    assert_eq!(
+        states(&committed.status)[3],
+        ("demo-3".into(), MemberState::Left)
+    );
+    assert_eq!(committed.status.members[3].partitions, 0);
+    assert_eq!(
+        replicas(&committed.applied),
+        4,
+        "not before the commit is seen"
+    );
+    event("Normal", "RingCommitted", &committed, 0);
+
+    let stopping = sim.step(sim.ready_pods(4), 1).await;
+    assert_eq!(replicas(&stopping.applied), 3);
+    assert_eq!(
+        config_keys(&stopping.applied),
+        ["demo-0.yaml", "demo-1.yaml", "demo-2.yaml", "node.yaml"]
+    );
+    assert_eq!(sim.nodes.ring(0).map(|r| r.members.len()), Some(3));
+    event("Normal", "StoppingMember", &stopping, 0);
+
+    sim.nodes.stop(3);
+    let converged = sim.step(sim.ready_pods(3), 1).await;
+    assert_eq!(converged.status.phase, Some(ClusterPhase::Running));
+    assert_eq!(converged.status.members.len(), 3);
+    assert_eq!(replicas(&converged.applied), 3);
+    event("Normal", "Converged", &converged, 0);
+}
+
+#[tokio::test]
+async fn a_restarted_operator_finishes_the_join_from_the_status() {
+    let mut sim = Sim::new(3).await;
+    sim.created().await;
+    join_fourth(&mut sim).await;
+    sim.nodes.set_transfers_done(true);
+
+    sim.restart();
+    let committed = sim.step(sim.ready_pods(4), 1).await;
+    assert_eq!(committed.status.epoch, 3);
+    assert_eq!(replicas(&committed.applied), 4);
+    event("Normal", "RingCommitted", &committed, 0);
+    sim.restart();
+    let converged = sim.step(sim.ready_pods(4), 1).await;
+    assert_eq!(converged.status.phase, Some(ClusterPhase::Running));
+    assert_eq!(converged.status.members.len(), 4);
+    event("Normal", "Converged", &converged, 0);
+}
+
+fn deleting(policy: PvcPolicy) -> DynamoCluster {
+    let mut cluster = cluster(NAME, 3);
+    cluster.spec.pvc_policy_on_scale_down = policy;
+    cluster.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+    cluster
+}
+
+fn finalizer_removal() -> Value {
+    json!([
+        {"op": "test", "path": "/metadata/finalizers/0", "value": "dynamokv.io/cleanup"},
+        {"op": "remove", "path": "/metadata/finalizers/0"},
+    ])
+}
+
+#[tokio::test]
+async fn delete_removes_the_volumes_under_the_delete_policy() {
+    let mut sim = Sim::new(3).await;
+    let cluster = deleting(PvcPolicy::Delete);
+    let (action, (event, patch)) = reconcile(
+        &cluster,
+        &sim.ctx,
+        &mut sim.api,
+        async |api: &mut ApiServer| {
+            api.list_claims(&["data-demo-0", "data-demo-1"]).await;
+            api.delete_claim("data-demo-0").await;
+            api.delete_claim("data-demo-1").await;
+            let event = api.event().await;
+            (event, api.finalizer_patch(&cluster).await)
+        },
+    )
+    .await;
+    assert_eq!(action, Action::await_change());
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Normal", "VolumesDeleted")
+    );
+    assert!(event.2.contains("data-demo-1"), "{}", event.2);
+    assert_eq!(patch, finalizer_removal());
+}
+
+#[tokio::test]
+async fn delete_keeps_the_volumes_under_the_retain_policy() {
+    let mut sim = Sim::new(3).await;
+    let cluster = deleting(PvcPolicy::Retain);
+    let (_, (event, patch)) = reconcile(
+        &cluster,
+        &sim.ctx,
+        &mut sim.api,
+        async |api: &mut ApiServer| {
+            api.list_claims(&["data-demo-0"]).await;
+            let event = api.event().await;
+            (event, api.finalizer_patch(&cluster).await)
+        },
+    )
+    .await;
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Normal", "VolumesRetained")
+    );
+    assert!(event.2.contains("kubectl delete pvc"), "{}", event.2);
+    assert_eq!(patch, finalizer_removal());
+}
+
+#[tokio::test]
+async fn a_refused_spec_reports_what_to_fix_once_and_touches_nothing() {
+    let mut sim = Sim::new(2).await;
+    let cluster = sim.cluster.clone();
+    let (action, (status, event)) = reconcile(
+        &cluster,
+        &sim.ctx,
+        &mut sim.api,
+        async |api: &mut ApiServer| {
+            api.list_pods(NAME, Vec::new()).await;
+            let status = api.status(&cluster).await;
+            (status, api.event().await)
+        },
+    )
+    .await;
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    assert_eq!(status.phase, Some(ClusterPhase::Failed));
+    assert_eq!(
+        condition(&status, "Degraded"),
+        ("True", "ReplicationExceedsReplicas")
+    );
+    assert_eq!(
+        (event.0.as_str(), event.1.as_str()),
+        ("Warning", "ReplicationExceedsReplicas")
+    );
+    assert!(
+        event.2.contains("set spec.replicas to at least 3"),
+        "{}",
+        event.2
+    );
+
+    // The same refusal again: no status write and no second Event.
+    sim.cluster.status = Some(status);
+    let cluster = sim.cluster.clone();
+    reconcile(
+        &cluster,
+        &sim.ctx,
+        &mut sim.api,
+        async |api: &mut ApiServer| {
+            api.list_pods(NAME, Vec::new()).await;
+        },
+    )
+    .await;
+}
