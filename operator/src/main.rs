@@ -287,10 +287,8 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("render {}", file.display()))?;
             if crd {
                 use dynamo_crd::CustomResourceExt;
-                print!(
-                    "{}---\n",
-                    serde_yaml::to_string(&dynamo_crd::DynamoCluster::crd())?
-                );
+                let crd = serde_yaml::to_string(&dynamo_crd::DynamoCluster::crd())?;
+                println!("{crd}---");
             }
             print!("{objects}");
             Ok(())
