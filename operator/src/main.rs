@@ -56,7 +56,8 @@ enum Command {
         )]
         log_format: LogFormat,
         /// Elect a leader through a Lease so that only one replica reconciles.
-        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        /// `--leader-election` alone means true; pass `=false` to turn it off.
+        #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
         leader_election: bool,
         /// Name of the Lease.
         #[arg(long, default_value = "dynamo-operator")]
