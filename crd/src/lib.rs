@@ -24,6 +24,7 @@ mod manifest;
 mod spec;
 mod status;
 mod validate;
+mod yaml;
 
 pub use kube::CustomResourceExt;
 pub use manifest::ManifestError;
@@ -40,3 +41,4 @@ pub use status::{
     DynamoClusterStatus, MemberState, MemberStatus, TransferStatus,
 };
 pub use validate::SpecError;
+pub use yaml::to_kubernetes_yaml;

@@ -1,10 +1,11 @@
-//! Prints the DynamoCluster CustomResourceDefinition as YAML.
+//! Prints the DynamoCluster CustomResourceDefinition as YAML that kubectl and
+//! Helm read as intended.
 
-use dynamo_crd::{CustomResourceExt, DynamoCluster};
+use dynamo_crd::{CustomResourceExt, DynamoCluster, to_kubernetes_yaml};
 
 fn main() {
     print!(
         "{}",
-        serde_yaml::to_string(&DynamoCluster::crd()).expect("a CRD serializes to YAML")
+        to_kubernetes_yaml(&DynamoCluster::crd()).expect("a CRD serializes to YAML")
     );
 }
