@@ -144,16 +144,27 @@ impl Client {
     ///
     /// The errors of a failed call.
     pub async fn status(&self, address: &str) -> Result<NodeStatus> {
-        let status = self
+        let (status, metrics_url) = self
             .inner
             .rpc
             .call(
                 address,
                 pb::StatusRequest {},
-                |channel, request| async move { admin(channel).status(request).await },
+                |channel, request| async move {
+                    let response = admin(channel).status(request).await?;
+                    let metrics_url = response
+                        .metadata()
+                        .get(crate::status::METRICS_URL_HEADER)
+                        .and_then(|value| value.to_str().ok())
+                        .map(str::to_owned);
+                    Ok(tonic::Response::new((response.into_inner(), metrics_url)))
+                },
             )
             .await?;
-        Ok(NodeStatus::from(status))
+        Ok(NodeStatus {
+            metrics_url,
+            ..NodeStatus::from(status)
+        })
     }
 
     /// Reads `key` with the cluster's default read quorum.

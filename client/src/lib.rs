@@ -40,7 +40,7 @@ pub use error::Error;
 pub use options::{ClientOptions, Durability, ReadOptions, WriteOptions};
 pub use ring::{InvalidRing, Member, Ring, partition_of};
 pub use siblings::{GetResult, Sibling};
-pub use status::{MemberStatus, NodeStatus, Transfer};
+pub use status::{METRICS_URL_HEADER, MemberStatus, NodeStatus, Transfer};
 
 /// Result of client operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

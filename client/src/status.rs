@@ -6,6 +6,11 @@ use dynamo_proto::v1 as pb;
 
 use crate::Member;
 
+/// Response metadata of `Admin.Status` in which a node names the URL of its
+/// `/metrics`; the node sets it (`dynamo_node::server::METRICS_URL_HEADER`)
+/// only when its HTTP server is on.
+pub const METRICS_URL_HEADER: &str = "dynamo-metrics-url";
+
 /// One node's identity and its view of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeStatus {
@@ -31,6 +36,9 @@ pub struct NodeStatus {
     pub anti_entropy: Vec<(u32, u64)>,
     /// Incoming transfers of the membership change in flight, if any.
     pub transfer: Option<Transfer>,
+    /// Where the node serves Prometheus `/metrics`; `None` when its HTTP
+    /// server is off.
+    pub metrics_url: Option<String>,
 }
 
 /// A node's incoming partition transfers during a membership change.
@@ -98,6 +106,7 @@ impl From<pb::StatusResponse> for NodeStatus {
                 bytes_received: transfer.bytes_received,
                 bytes_left: transfer.bytes_left,
             }),
+            metrics_url: None,
         }
     }
 }

@@ -189,6 +189,25 @@ impl Cluster {
     }
 }
 
+/// `dynamoctl`, built next to the test binaries by `cargo test --workspace`.
+///
+/// # Panics
+/// When it has not been built.
+pub fn dynamoctl() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target directory");
+    let path = dir.join("dynamoctl");
+    assert!(
+        path.exists(),
+        "{} is missing; run `cargo build -p dynamo-client` first",
+        path.display()
+    );
+    path
+}
+
 /// Values of the live siblings of a get response, sorted.
 pub fn live_values(response: &pb::GetResponse) -> Vec<String> {
     let mut values: Vec<String> = response

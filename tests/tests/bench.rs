@@ -4,23 +4,7 @@
 use std::process::Command;
 
 use dynamo_node::ring::Replication;
-use dynamo_tests::Cluster;
-
-/// `dynamoctl`, built next to the test binaries by `cargo test --workspace`.
-fn dynamoctl() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let path = dir.join("dynamoctl");
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo build -p dynamo-client` first",
-        path.display()
-    );
-    path
-}
+use dynamo_tests::{Cluster, dynamoctl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bench_smoke_run_reports_reads_and_writes() -> anyhow::Result<()> {

@@ -106,6 +106,8 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
         hints_full: bool,
         anti_entropy: Vec<AntiEntropy>,
         transfer: Option<&'a dynamo_client::Transfer>,
+        /// Where the node serves Prometheus `/metrics`, if it does.
+        metrics: Option<&'a str>,
         error: Option<&'a str>,
     }
     #[derive(Serialize)]
@@ -140,6 +142,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                 hints_full: false,
                 anti_entropy: Vec::new(),
                 transfer: None,
+                metrics: None,
                 error: None,
             };
             match &row.status {
@@ -168,6 +171,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                         .collect();
                     out.hints_full = status.hints_full;
                     out.transfer = status.transfer.as_ref();
+                    out.metrics = status.metrics_url.as_deref();
                     out.anti_entropy = status
                         .anti_entropy
                         .iter()
@@ -591,6 +595,7 @@ mod tests {
             hints_full: false,
             anti_entropy: vec![],
             transfer: None,
+            metrics_url: Some("http://dynamo-0.local:9400/metrics".into()),
         }
     }
 
@@ -622,10 +627,11 @@ mod tests {
                  "state": "up", "epoch": 7, "keys": 42, "error": null,
                  "view": [{"member": "dynamo-1", "state": "down", "last_heard_ms": 9000}],
                  "hints": [{"target": "dynamo-1", "keys": 5}], "hints_full": false, "anti_entropy": [],
-                 "transfer": null},
+                 "transfer": null, "metrics": "http://dynamo-0.local:9400/metrics"},
                 {"member": "dynamo-1", "address": "dynamo-1.local:7400", "zone": "a", "partitions": 128,
                  "state": "unreachable", "epoch": null, "keys": null, "error": "cannot reach dynamo-1",
-                 "view": [], "hints": [], "hints_full": false, "anti_entropy": [], "transfer": null},
+                 "view": [], "hints": [], "hints_full": false, "anti_entropy": [], "transfer": null,
+                 "metrics": null},
             ])
         );
     }
