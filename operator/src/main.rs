@@ -288,7 +288,7 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("render {}", file.display()))?;
             if crd {
                 use dynamo_crd::CustomResourceExt;
-                let crd = serde_yaml::to_string(&dynamo_crd::DynamoCluster::crd())?;
+                let crd = dynamo_crd::to_kubernetes_yaml(&dynamo_crd::DynamoCluster::crd())?;
                 println!("{crd}---");
             }
             print!("{objects}");

@@ -60,7 +60,7 @@ fn rendered_objects_and_the_crd_pass_strict_schema_validation() {
         let name = file.file_name().expect("file name");
         std::fs::write(out.join(name), objects).expect("write rendered objects");
     }
-    let crd = serde_yaml::to_string(&DynamoCluster::crd()).expect("CRD as YAML");
+    let crd = dynamo_crd::to_kubernetes_yaml(&DynamoCluster::crd()).expect("CRD as YAML");
     std::fs::write(out.join("crd.yaml"), crd).expect("write CRD");
 
     if !validator_available() {

@@ -53,11 +53,11 @@ pub fn render(manifest: &str, namespace: &str) -> Result<String, RenderError> {
         .map(|i| (i, MemberLaunch::Bootstrap))
         .collect();
     let documents = [
-        serde_yaml::to_string(&builders::build_peer_service(&validated))?,
-        serde_yaml::to_string(&builders::build_client_service(&validated))?,
-        serde_yaml::to_string(&builders::build_config_map(&validated))?,
-        serde_yaml::to_string(&builders::build_statefulset(&validated))?,
-        serde_yaml::to_string(&builders::build_pdb(&validated))?,
+        dynamo_crd::to_kubernetes_yaml(&builders::build_peer_service(&validated))?,
+        dynamo_crd::to_kubernetes_yaml(&builders::build_client_service(&validated))?,
+        dynamo_crd::to_kubernetes_yaml(&builders::build_config_map(&validated))?,
+        dynamo_crd::to_kubernetes_yaml(&builders::build_statefulset(&validated))?,
+        dynamo_crd::to_kubernetes_yaml(&builders::build_pdb(&validated))?,
     ];
     Ok(documents.join("---\n"))
 }
