@@ -402,17 +402,12 @@ impl Node {
             timestamp_ms: now_ms(),
         };
         let max_siblings = self.config().limits.max_siblings;
-        let node = Arc::clone(self);
         let key = spec.key.clone();
-        let coordinated = tokio::task::spawn_blocking(move || {
-            node.storage()
-                .coordinate(partition, &key, write, max_siblings, durability)
-        })
-        .await;
-        let (set, dot) = match coordinated {
-            Ok(result) => result?,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        };
+        let (set, dot) = self
+            .write_storage(durability, move |storage| {
+                storage.coordinate(partition, &key, write, max_siblings, durability)
+            })
+            .await?;
         let mut written = clock;
         written.observe(dot);
         let me = ring.index_of(self.id());

@@ -6,6 +6,11 @@ use dynamo_node::config::{Flags, LogFormat};
 use tracing::info;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc: every request allocates buffers and futures, and it costs
+/// noticeably less CPU per request than the system allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let flags = Flags::parse();

@@ -17,7 +17,7 @@ use crate::membership::{Liveness, Membership};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::ring::{Ring, RingError};
-use crate::storage::{Storage, StorageError};
+use crate::storage::{Durability, Storage, StorageError};
 
 /// Why a node could not start.
 #[derive(Debug, Error)]
@@ -142,6 +142,24 @@ impl Node {
     /// Local storage.
     pub fn storage(&self) -> &Storage {
         &self.storage
+    }
+
+    /// Runs a write on local storage. A buffered write only reaches the
+    /// operating system and takes microseconds, so it runs in place; a synced
+    /// write waits for an fsync and runs on the blocking pool.
+    pub(crate) async fn write_storage<T: Send + 'static>(
+        self: &Arc<Self>,
+        durability: Durability,
+        write: impl FnOnce(&Storage) -> T + Send + 'static,
+    ) -> T {
+        if durability == Durability::Buffer {
+            return write(&self.storage);
+        }
+        let node = Arc::clone(self);
+        match tokio::task::spawn_blocking(move || write(&node.storage)).await {
+            Ok(result) => result,
+            Err(join) => std::panic::resume_unwind(join.into_panic()),
+        }
     }
 
     /// Channels to peers.

@@ -378,14 +378,13 @@ impl Peer for Services {
             } else {
                 Durability::Buffer
             };
-            let node = Arc::clone(&self.node);
             let key = request.key;
-            let merged = tokio::task::spawn_blocking(move || {
-                node.storage().merge(partition, &key, &incoming, durability)
-            })
-            .await
-            .map_err(|error| Status::internal(error.to_string()))?;
-            merged.map_err(|error| Status::internal(error.to_string()))?;
+            self.node
+                .write_storage(durability, move |storage| {
+                    storage.merge(partition, &key, &incoming, durability)
+                })
+                .await
+                .map_err(|error| Status::internal(error.to_string()))?;
             Ok(Response::new(pb::ReplicaWriteResponse {}))
         }
         .instrument(span)

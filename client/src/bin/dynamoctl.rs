@@ -9,6 +9,10 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
+/// mimalloc keeps the load generator (`dynamoctl bench`) cheap per request.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = cli::Args::parse();
