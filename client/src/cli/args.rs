@@ -298,4 +298,7 @@ pub struct BenchArgs {
     /// Do not load the records (an earlier run did).
     #[arg(long)]
     pub skip_load: bool,
+    /// Replicas fsync each write before acknowledging it.
+    #[arg(long)]
+    pub sync: bool,
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use dynamo_client::{Client, Context, Error, ReadOptions, WriteOptions};
+use dynamo_client::{Client, Context, Durability, Error, ReadOptions, WriteOptions};
 use hdrhistogram::Histogram;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -52,6 +52,17 @@ pub struct BenchPlan {
     pub w: Option<u32>,
     /// Skip the load phase (records already written).
     pub skip_load: bool,
+    /// Replicas fsync each write before acknowledging it.
+    pub sync: bool,
+}
+
+impl BenchPlan {
+    fn write_options(&self) -> WriteOptions {
+        WriteOptions {
+            w: self.w,
+            durability: self.sync.then_some(Durability::Sync),
+        }
+    }
 }
 
 /// Figures of one operation type.
@@ -231,10 +242,7 @@ fn too_many_siblings(error: &Error) -> bool {
 /// When the load phase fails on a write.
 pub async fn run(client: &Client, plan: &BenchPlan) -> Result<BenchReport, CliError> {
     let value = bytes::Bytes::from(vec![b'v'; plan.value_size]);
-    let write_options = WriteOptions {
-        w: plan.w,
-        ..WriteOptions::default()
-    };
+    let write_options = plan.write_options();
     let contexts = Arc::new(Contexts::new());
     if !plan.skip_load {
         load(client, plan, &value, &write_options, &contexts).await?;
@@ -376,10 +384,7 @@ async fn phase(
                     let ok = if read {
                         contexts.read(&client, index, plan.r).await.is_ok()
                     } else {
-                        let options = WriteOptions {
-                            w: plan.w,
-                            ..WriteOptions::default()
-                        };
+                        let options = plan.write_options();
                         contexts
                             .write(&client, index, &value, options)
                             .await

@@ -66,6 +66,7 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
                 r: bench.r,
                 w: bench.w,
                 skip_load: bench.skip_load,
+                sync: bench.sync,
             };
             let report = super::bench::run(&client, &plan).await?;
             Ok(Report::ok(render::bench(format, &report)))
