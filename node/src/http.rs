@@ -277,6 +277,9 @@ impl RingView {
                 error: progress.error.clone(),
             }
         });
+        // Each lock is taken and released in a statement of its own.
+        let recovering = node.recovering().len() as u32;
+        let not_ready = node.not_ready();
         Self {
             node: node.id().to_owned(),
             cluster: ring.cluster().to_owned(),
@@ -294,8 +297,8 @@ impl RingView {
                 .map(|(target, keys)| HintsView { target, keys })
                 .collect(),
             transfer,
-            recovering: node.recovering().len() as u32,
-            not_ready: node.not_ready(),
+            recovering,
+            not_ready,
         }
     }
 }

@@ -316,6 +316,11 @@ async fn readyz_is_unavailable_while_an_empty_disk_recovers() -> anyhow::Result<
         ready.body
     );
     assert_eq!(http::get(address, "/healthz").await?.status, 200);
+    let ring = http::get(address, "/api/ring").await?;
+    assert_eq!(ring.status, 200, "{}", ring.body);
+    let view: serde_json::Value = serde_json::from_str(&ring.body)?;
+    assert!(view["recovering"].as_u64() > Some(0), "{view}");
+    assert_eq!(view["owners"].as_array().map(Vec::len), Some(64));
     let scrape = Scrape::fetch(address).await?;
     assert!(scrape.value("dynamo_recovering_partitions", &[]) > Some(0.0));
     wait::until("recovery to finish", Duration::from_secs(60), || async {
