@@ -19,6 +19,10 @@ use tracing::{info, warn};
 use crate::admin::Admin;
 use crate::driver::{Driver, DriverState, Launch, Platform, Shape};
 
+/// Member i serves HTTP (`/metrics`, `/readyz`, the ring page) on
+/// base-port + this + i.
+pub const HTTP_PORT_OFFSET: u16 = 100;
+
 /// How long a stopping node may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(15);
 
@@ -138,6 +142,11 @@ impl Platform for LocalPlatform {
             .arg(&member.id)
             .arg("--listen")
             .arg(&member.address)
+            .arg("--http-listen")
+            .arg(format!(
+                "127.0.0.1:{}",
+                usize::from(self.base_port) + usize::from(HTTP_PORT_OFFSET) + index
+            ))
             .arg("--data-dir")
             .arg(dir.join("data"))
             .arg("--cluster")

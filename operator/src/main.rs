@@ -91,7 +91,8 @@ enum Command {
         /// Root directory of the members' data.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
-        /// Port of member 0; member i listens on base-port + i.
+        /// Port of member 0; member i listens on base-port + i and serves
+        /// HTTP (metrics, health, the ring page) on base-port + 100 + i.
         #[arg(long, default_value_t = 7400)]
         base_port: u16,
         /// The `dynamo-node` binary; by default the one next to this program.

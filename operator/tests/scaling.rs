@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dynamo_client::{Client, WriteOptions};
+use dynamo_operator::local::HTTP_PORT_OFFSET;
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::admin_client::AdminClient;
 use dynamo_proto::v1::peer_client::PeerClient;
@@ -121,14 +122,19 @@ fn manifest(replicas: usize) -> String {
     )
 }
 
-/// A base port with 8 free ports above it.
+/// A base port with 8 free ports above it, and 8 more for HTTP (the local
+/// platform's HTTP port offset above them).
 fn base_port() -> u16 {
     for _ in 0..100 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = listener.local_addr().expect("address").port();
         drop(listener);
-        if base < 60_000
-            && (0..8).all(|i| std::net::TcpListener::bind(("127.0.0.1", base + i)).is_ok())
+        if base < 60_000 - HTTP_PORT_OFFSET
+            && (0..8).all(|i| {
+                [base + i, base + HTTP_PORT_OFFSET + i]
+                    .iter()
+                    .all(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+            })
         {
             return base;
         }
