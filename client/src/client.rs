@@ -1,5 +1,6 @@
 //! The client: keeps the ring and sends each request straight to a replica
-//! of its key, failing over along the preference list.
+//! of its key, failing over along the preference list, or through the
+//! endpoint when only the endpoint is reachable.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -11,10 +12,10 @@ use tracing::Instrument as _;
 
 use crate::options::quorum_to_proto;
 use crate::routing::{attempt_order, most_telling};
-use crate::rpc::{Rpc, admin, kv};
+use crate::rpc::{Rpc, admin, kv, uri};
 use crate::{
     ClientOptions, Context, Durability, Error, GetResult, NodeStatus, ReadOptions, Result, Ring,
-    WriteOptions,
+    Routing, WriteOptions,
 };
 
 /// A connection to a DynamoKV cluster.
@@ -28,7 +29,12 @@ use crate::{
 ///
 /// When every replica fails, the error reported is the most telling one: a
 /// node's `Unavailable` answer (for example too few acknowledgements) rather
-/// than a node that could not be reached.
+/// than a node that could not be reached. When none could be reached but
+/// the endpoint answers, the error is [`Error::ReplicasUnreachable`].
+///
+/// With [`Routing::ViaEndpoint`] every request goes to the endpoint instead,
+/// which coordinates it or forwards it to a replica; the node does the
+/// failing over.
 ///
 /// A retried write may have reached some replicas on the failed attempt:
 /// the key then shows two siblings with the same value, which the next
@@ -58,6 +64,7 @@ pub struct Client {
 struct Inner {
     /// The address the client was created with; asked first for the ring.
     endpoint: String,
+    routing: Routing,
     rpc: Rpc,
     ring: RwLock<Arc<Ring>>,
     /// Rotates the first replica tried, to spread load.
@@ -91,6 +98,7 @@ impl Client {
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoint,
+                routing: options.routing,
                 rpc,
                 ring: RwLock::new(Arc::new(ring)),
                 next_start: AtomicUsize::new(0),
@@ -295,7 +303,9 @@ impl Client {
     /// Sends `message` for `key` to the replicas of its partition in
     /// [`attempt_order`] until one answers or fails with an error another
     /// replica cannot fix. When all fail, reports the [`most_telling`]
-    /// failure.
+    /// failure, or [`Error::ReplicasUnreachable`] when none could be
+    /// reached but the endpoint answers. With [`Routing::ViaEndpoint`],
+    /// sends it to the endpoint once.
     async fn route<M, T, F, Fut>(
         &self,
         operation: &'static str,
@@ -313,22 +323,52 @@ impl Client {
         let start = self.inner.next_start.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("route", operation, partition, epoch = ring.epoch());
         async {
+            if self.inner.routing == Routing::ViaEndpoint {
+                return self
+                    .inner
+                    .rpc
+                    .call(&self.inner.endpoint, message, &method)
+                    .await;
+            }
             let mut failure = None;
+            let mut all_unreachable = true;
             for index in attempt_order(&ring, partition, start) {
                 let address = &ring.members()[index].address;
                 match self.inner.rpc.call(address, message.clone(), &method).await {
                     Ok(response) => return Ok(response),
                     Err(err) if err.is_retryable() => {
                         tracing::debug!(%address, error = %err, "replica failed; trying the next");
+                        all_unreachable &= matches!(err, Error::Transport { .. });
                         failure = Some(most_telling(failure, err));
                     }
                     Err(err) => return Err(err),
                 }
             }
-            Err(failure.expect("a partition has at least one replica"))
+            let failure = failure.expect("a partition has at least one replica");
+            if all_unreachable && self.endpoint_answers_outside(&ring).await {
+                return Err(Error::ReplicasUnreachable {
+                    endpoint: self.inner.endpoint.clone(),
+                    source: Box::new(failure),
+                });
+            }
+            Err(failure)
         }
         .instrument(span)
         .await
+    }
+
+    /// Whether the endpoint is not a ring address and answers now: the
+    /// sign of a client that reaches the cluster only through its endpoint.
+    async fn endpoint_answers_outside(&self, ring: &Ring) -> bool {
+        let endpoint = uri(&self.inner.endpoint);
+        let in_ring = ring
+            .members()
+            .iter()
+            .any(|member| uri(&member.address) == endpoint);
+        !in_ring
+            && fetch_ring(&self.inner.rpc, &self.inner.endpoint)
+                .await
+                .is_ok()
     }
 
     /// Adopts `ring` unless the one in use is newer; returns the ring in use.

@@ -72,6 +72,23 @@ pub enum Error {
         /// What is inconsistent in it.
         source: InvalidRing,
     },
+    /// With [`Routing::Direct`](crate::Routing::Direct): no replica of the
+    /// key could be reached at the address the ring gives for it, yet the
+    /// endpoint the client connected through answers. The ring's addresses
+    /// are then likely reachable only inside the cluster (pod DNS names
+    /// behind a `kubectl port-forward`, for example), and
+    /// [`Routing::ViaEndpoint`](crate::Routing::ViaEndpoint) sends requests
+    /// through the endpoint instead.
+    #[error(
+        "no replica of the key is reachable at its ring address, though {endpoint} answers \
+         ({source}); to send requests through {endpoint}, use Routing::ViaEndpoint"
+    )]
+    ReplicasUnreachable {
+        /// The endpoint the client connected through.
+        endpoint: String,
+        /// The failure of the last replica tried.
+        source: Box<Error>,
+    },
     /// Any other status a node answered with.
     #[error("{address} answered {:?}: {}", status.code(), status.message())]
     Status {

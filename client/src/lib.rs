@@ -2,7 +2,8 @@
 //!
 //! [`Client`] learns the partition ring from one node and then sends each
 //! request straight to a replica of its key, failing over along the key's
-//! preference list. Reads return every concurrent version ([`GetResult`])
+//! preference list ([`Routing::Direct`]); when only that node can be
+//! reached, [`Routing::ViaEndpoint`] sends every request through it. Reads return every concurrent version ([`GetResult`])
 //! with an opaque causal [`Context`]; pass that context to the next write so
 //! it replaces what was read. [`GetResult::last_writer_wins`] and
 //! [`GetResult::resolve_with`] turn siblings back into one value.
@@ -37,7 +38,7 @@ mod status;
 pub use client::Client;
 pub use context::Context;
 pub use error::Error;
-pub use options::{ClientOptions, Durability, ReadOptions, WriteOptions};
+pub use options::{ClientOptions, Durability, ReadOptions, Routing, WriteOptions};
 pub use ring::{InvalidRing, Member, Ring, partition_of};
 pub use siblings::{GetResult, Sibling};
 pub use status::{METRICS_URL_HEADER, MemberStatus, NodeStatus, Transfer};

@@ -10,14 +10,52 @@ pub struct ClientOptions {
     /// Deadline of each attempt (connecting included); a request that
     /// fails over to other replicas gets a fresh deadline per replica.
     pub timeout: Duration,
+    /// Where each key's request goes: straight to a replica, or through
+    /// the endpoint.
+    pub routing: Routing,
 }
 
 impl Default for ClientOptions {
     fn default() -> Self {
         Self {
             timeout: Duration::from_secs(5),
+            routing: Routing::default(),
         }
     }
+}
+
+/// Where a [`Client`](crate::Client) sends the request for a key.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn example() -> Result<(), dynamo_client::Error> {
+/// use dynamo_client::{Client, ClientOptions, Routing};
+///
+/// // `kubectl port-forward svc/demo 7400:7400` reaches one node; the ring
+/// // names pods by their in-cluster DNS names, which only that node reaches.
+/// let options = ClientOptions {
+///     routing: Routing::ViaEndpoint,
+///     ..ClientOptions::default()
+/// };
+/// let client = Client::connect_with("127.0.0.1:7400", options).await?;
+/// client.put("cart", "apples", None).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Routing {
+    /// Single hop: straight to a replica of the key, at the address the
+    /// ring gives for it, failing over along the preference list. Needs
+    /// every member's ring address to be reachable from the client.
+    #[default]
+    Direct,
+    /// Every request goes to the endpoint the client connected through,
+    /// which coordinates it when it replicates the key and forwards it to
+    /// a replica otherwise (one more hop). For when the endpoint is the
+    /// only address the client can reach: a `kubectl port-forward`, a load
+    /// balancer or a NAT in front of the cluster.
+    ViaEndpoint,
 }
 
 /// Options of one read.

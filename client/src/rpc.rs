@@ -98,7 +98,7 @@ pub(crate) fn admin(channel: Channel) -> AdminClient<Channel> {
 
 /// `address` as a URI tonic accepts: `http://` is added unless a scheme is
 /// already there.
-fn uri(address: &str) -> String {
+pub(crate) fn uri(address: &str) -> String {
     let address = address.trim();
     if address.contains("://") {
         address.to_owned()

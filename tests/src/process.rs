@@ -533,10 +533,23 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("DYNAMO_NODE_BIN") {
         return Ok(PathBuf::from(path));
     }
-    // Tests of one executable run in parallel; build at most once.
-    static BUILT: Mutex<Option<PathBuf>> = Mutex::new(None);
+    workspace_binary("dynamo-node", "dynamo-node", &["node/src", "proto/proto"])
+}
+
+/// The binary `bin` of workspace package `package`, next to the test
+/// executable (`target/<profile>/<bin>`). When it is missing or older than
+/// any file under `sources` (directories relative to the workspace root)
+/// and the tests run under cargo, `cargo build -p <package> --bin <bin>`
+/// builds it first. Each binary is checked once per test executable.
+///
+/// # Errors
+/// When it is missing or stale and cannot be built, with the command that
+/// builds it.
+pub fn workspace_binary(package: &str, bin: &str, sources: &[&str]) -> anyhow::Result<PathBuf> {
+    // Tests of one executable run in parallel; build each at most once.
+    static BUILT: Mutex<Vec<(String, PathBuf)>> = Mutex::new(Vec::new());
     let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(binary) = built.as_ref() {
+    if let Some((_, binary)) = built.iter().find(|(name, _)| name == bin) {
         return Ok(binary.clone());
     }
     let exe = std::env::current_exe().context("locate the test executable")?;
@@ -544,40 +557,45 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
     if profile_dir.ends_with("deps") {
         profile_dir = profile_dir.parent().context("deps/ has no parent")?;
     }
-    let binary = profile_dir.join(format!("dynamo-node{}", std::env::consts::EXE_SUFFIX));
-    if let Some(reason) = outdated(&binary) {
+    let binary = profile_dir.join(format!("{bin}{}", std::env::consts::EXE_SUFFIX));
+    if let Some(reason) = outdated(&binary, sources) {
         let cargo = std::env::var_os("CARGO")
-            .with_context(|| format!("{reason}: run `cargo build -p dynamo-node` first"))?;
+            .with_context(|| format!("{reason}: run `cargo build -p {package}` first"))?;
         eprintln!("{reason}; building it");
-        build_node(&cargo, profile_dir)
-            .with_context(|| format!("{reason}; `cargo build -p dynamo-node` failed"))?;
+        build_binary(&cargo, profile_dir, package, bin)
+            .with_context(|| format!("{reason}; `cargo build -p {package}` failed"))?;
         ensure!(
             binary.exists(),
-            "cargo built dynamo-node, but not at {}: run `cargo build -p dynamo-node`",
+            "cargo built {bin}, but not at {}: run `cargo build -p {package}`",
             binary.display()
         );
     }
-    *built = Some(binary.clone());
+    built.push((bin.to_owned(), binary.clone()));
     Ok(binary)
 }
 
 /// Why `binary` cannot be used as it is, if it cannot.
-fn outdated(binary: &Path) -> Option<String> {
+fn outdated(binary: &Path, sources: &[&str]) -> Option<String> {
     let Ok(built) = modified(binary) else {
         return Some(format!("{} is missing", binary.display()));
     };
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
-    [workspace.join("node/src"), workspace.join("proto/proto")]
+    sources
         .iter()
-        .filter_map(|sources| newest_file(sources))
+        .filter_map(|sources| newest_file(&workspace.join(sources)))
         .find(|(newest, _)| *newest > built)
         .map(|(_, path)| format!("{} is older than {}", binary.display(), path.display()))
 }
 
-/// Runs `cargo build -p dynamo-node` for the profile whose output directory
-/// is `profile_dir` (`target/debug`, `target/release`, ...).
-fn build_node(cargo: &std::ffi::OsStr, profile_dir: &Path) -> anyhow::Result<()> {
+/// Runs `cargo build -p <package> --bin <bin>` for the profile whose output
+/// directory is `profile_dir` (`target/debug`, `target/release`, ...).
+fn build_binary(
+    cargo: &std::ffi::OsStr,
+    profile_dir: &Path,
+    package: &str,
+    bin: &str,
+) -> anyhow::Result<()> {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let workspace = manifest.parent().unwrap_or(manifest);
     let mut command = Command::new(cargo);
@@ -585,7 +603,7 @@ fn build_node(cargo: &std::ffi::OsStr, profile_dir: &Path) -> anyhow::Result<()>
         .arg("build")
         .arg("--manifest-path")
         .arg(workspace.join("Cargo.toml"))
-        .args(["-p", "dynamo-node", "--bin", "dynamo-node"]);
+        .args(["-p", package, "--bin", bin]);
     if let Some(target_dir) = profile_dir.parent() {
         command.arg("--target-dir").arg(target_dir);
     }

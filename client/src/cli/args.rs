@@ -20,6 +20,17 @@ pub struct Args {
         default_value = "127.0.0.1:7400"
     )]
     pub endpoint: String,
+    /// Send every request to --endpoint, which coordinates it or forwards
+    /// it to a replica, instead of straight to a replica at its ring
+    /// address. For an endpoint that is the only address reachable from
+    /// here, such as `kubectl port-forward svc/demo 7400:7400`.
+    #[arg(
+        long,
+        global = true,
+        env = "DYNAMO_VIA_ENDPOINT",
+        value_parser = clap::builder::FalseyValueParser::new()
+    )]
+    pub via_endpoint: bool,
     /// How results are printed.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
@@ -192,7 +203,18 @@ mod tests {
         .expect("valid arguments");
         assert_eq!(args.output, Format::Json);
         assert_eq!(args.endpoint, "n1:7400");
+        assert!(!args.via_endpoint);
         assert!(matches!(args.command, Command::Get { r: Some(2), .. }));
+    }
+
+    #[test]
+    fn via_endpoint_is_a_global_switch() {
+        let args = Args::try_parse_from(["dynamoctl", "put", "k", "v", "--via-endpoint"])
+            .expect("valid arguments");
+        assert!(args.via_endpoint);
+        let args = Args::try_parse_from(["dynamoctl", "--via-endpoint", "status"])
+            .expect("valid arguments");
+        assert!(args.via_endpoint);
     }
 
     #[test]

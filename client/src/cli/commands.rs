@@ -1,6 +1,6 @@
 //! Runs one `dynamoctl` command against the cluster and renders its result.
 
-use dynamo_client::{Client, ClientOptions, ReadOptions};
+use dynamo_client::{Client, ClientOptions, ReadOptions, Routing};
 use futures::future::join_all;
 
 use super::args::{Args, Command, Distribution, Workload};
@@ -45,6 +45,11 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
     }
     let options = ClientOptions {
         timeout: args.timeout,
+        routing: if args.via_endpoint {
+            Routing::ViaEndpoint
+        } else {
+            Routing::Direct
+        },
     };
     let client = Client::connect_with(&args.endpoint, options).await?;
     match args.command {
@@ -93,6 +98,29 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
                 .delete_with(key, write.context.as_ref(), write.options())
                 .await?;
             Ok(Report::ok(render::written(format, &context)))
+        }
+        Command::Status if args.via_endpoint => {
+            // Only the endpoint is reachable: its row carries what it
+            // reports, including how it sees every other member.
+            let ring = client.ring();
+            let status = client.status(&args.endpoint).await?;
+            let rows: Vec<StatusRow<'_>> = ring
+                .members()
+                .iter()
+                .map(|member| StatusRow {
+                    member,
+                    partitions: ring.partitions_owned(member),
+                    status: if member.id == status.id {
+                        Ok(status.clone())
+                    } else {
+                        Err(format!(
+                            "not asked: --via-endpoint reaches only {}",
+                            args.endpoint
+                        ))
+                    },
+                })
+                .collect();
+            Ok(Report::ok(render::status(format, &rows)))
         }
         Command::Status => {
             let ring = client.ring();

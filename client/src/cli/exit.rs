@@ -46,9 +46,35 @@ pub enum CliError {
     /// A value cannot be printed as text.
     #[error("the value is not valid UTF-8; use --base64 to print it")]
     NotUtf8,
+    /// No replica was reachable at its ring address, though the endpoint
+    /// answers: the ring names addresses only the cluster reaches.
+    #[error(
+        "no replica of the key is reachable at its ring address, though {endpoint} answers \
+         ({source}); add --via-endpoint (or set DYNAMO_VIA_ENDPOINT=true) to send every \
+         request through {endpoint}"
+    )]
+    ViaEndpointNeeded {
+        /// The endpoint that answers.
+        endpoint: String,
+        /// The failure of the last replica tried.
+        source: Box<Error>,
+    },
     /// The client library failed.
     #[error(transparent)]
-    Client(#[from] Error),
+    Client(Error),
+}
+
+impl From<Error> for CliError {
+    /// Keeps the library's error, except that unreachable replicas behind
+    /// an answering endpoint name the flag that helps.
+    fn from(err: Error) -> Self {
+        match err {
+            Error::ReplicasUnreachable { endpoint, source } => {
+                Self::ViaEndpointNeeded { endpoint, source }
+            }
+            err => Self::Client(err),
+        }
+    }
 }
 
 impl CliError {
@@ -57,11 +83,13 @@ impl CliError {
         match self {
             Self::Usage { .. } => Exit::Usage,
             Self::NotUtf8 | Self::File { .. } => Exit::Failure,
+            Self::ViaEndpointNeeded { .. } => Exit::Unavailable,
             Self::Client(err) => match err {
                 Error::BadContext { .. } | Error::InvalidAddress { .. } => Exit::Usage,
-                Error::Unavailable { .. } | Error::Timeout { .. } | Error::Transport { .. } => {
-                    Exit::Unavailable
-                }
+                Error::Unavailable { .. }
+                | Error::Timeout { .. }
+                | Error::Transport { .. }
+                | Error::ReplicasUnreachable { .. } => Exit::Unavailable,
                 Error::InvalidArgument { .. }
                 | Error::InvalidRing { .. }
                 | Error::Status { .. } => Exit::Failure,
@@ -106,6 +134,23 @@ mod tests {
             }),
             Exit::Unavailable
         );
+    }
+
+    #[test]
+    fn unreachable_replicas_name_the_flag() {
+        let source = tonic::Status::from_error("dns error".into());
+        let err = CliError::from(Error::ReplicasUnreachable {
+            endpoint: "127.0.0.1:7400".into(),
+            source: Box::new(Error::Transport {
+                address: "demo-0.demo-peers.ns.svc:7400".into(),
+                source,
+            }),
+        });
+        assert_eq!(err.exit(), Exit::Unavailable);
+        let text = err.to_string();
+        assert!(text.contains("--via-endpoint"), "{text}");
+        assert!(text.contains("demo-0.demo-peers.ns.svc:7400"), "{text}");
+        assert!(!text.contains("Routing::"), "{text}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub enum Behaviour {
 
 /// A running mock cluster.
 pub struct MockCluster {
-    /// Address of every node, in ring order.
+    /// Address every node listens on, in ring order.
     pub addresses: Vec<String>,
     calls: Vec<Arc<AtomicUsize>>,
 }
@@ -39,6 +39,17 @@ impl MockCluster {
     /// Starts one node per behaviour. The ring has one partition whose
     /// preference list is the first `n` nodes; the others are fallbacks.
     pub async fn start(behaviours: &[Behaviour], n: u32) -> Self {
+        Self::start_advertising(behaviours, n, |_, address| address.to_owned()).await
+    }
+
+    /// Like [`start`](Self::start), but the ring names node `i` by
+    /// `advertise(i, its address)` instead of the address it listens on:
+    /// what a client outside Kubernetes sees through a port-forward.
+    pub async fn start_advertising(
+        behaviours: &[Behaviour],
+        n: u32,
+        advertise: impl Fn(usize, &str) -> String,
+    ) -> Self {
         let mut listeners = Vec::new();
         let mut addresses = Vec::new();
         for _ in behaviours {
@@ -49,7 +60,12 @@ impl MockCluster {
             addresses.push(address.to_string());
             listeners.push(listener);
         }
-        let ring = ring(&addresses, n);
+        let advertised: Vec<String> = addresses
+            .iter()
+            .enumerate()
+            .map(|(i, address)| advertise(i, address))
+            .collect();
+        let ring = ring(&advertised, n);
         let register = Arc::new(Mutex::new(Register::default()));
         let mut calls = Vec::new();
         for (listener, behaviour) in listeners.into_iter().zip(behaviours) {
