@@ -561,3 +561,39 @@ impl Drop for Operator {
         }
     }
 }
+
+#[test]
+fn tour_lines_are_classified_or_refused() {
+    let step = |line: &str| Step::parse(line).expect("a known command");
+    assert_eq!(
+        step("dynamoctl put cart apples  # comment"),
+        Step::Put {
+            value: "apples".into(),
+            with_context: false
+        }
+    );
+    assert_eq!(
+        step(r#"dynamoctl get cart; echo "exit code $?""#),
+        Step::GetMissing
+    );
+    assert_eq!(
+        step("dynamoctl scale 5 -f examples/x.yaml"),
+        Step::Scale {
+            replicas: 5,
+            file: PathBuf::from("examples/x.yaml")
+        }
+    );
+    for unknown in [
+        "dynamoctl frobnicate cart",
+        "curl 127.0.0.1:7400",
+        "dynamoctl ring",
+    ] {
+        assert!(Step::parse(unknown).is_err(), "{unknown}");
+    }
+    let readme = "## A short tour\n\n```sh\nalias dynamoctl=x\n\n# note\ndynamoctl status\n```\n";
+    assert_eq!(
+        tour_commands(&format!("intro\n{readme}")).expect("a tour"),
+        ["dynamoctl status"]
+    );
+    assert!(tour_commands("intro\n## A short tour\n```sh\ndynamoctl status\n```\n").is_err());
+}
