@@ -30,6 +30,7 @@ pub mod quorum;
 pub mod recovery;
 pub mod ring;
 pub mod server;
+pub mod stall;
 pub mod storage;
 pub mod transfer;
 pub mod version;

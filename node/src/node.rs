@@ -17,6 +17,7 @@ use crate::membership::{Liveness, Membership};
 use crate::metrics::Metrics;
 use crate::peers::Peers;
 use crate::ring::{Ring, RingError};
+use crate::stall::StallDetector;
 use crate::storage::{Durability, Storage, StorageError};
 
 /// Why a node could not start.
@@ -64,6 +65,7 @@ pub struct Node {
     started: Instant,
     metrics: Metrics,
     stopping: AtomicBool,
+    stalls: StallDetector,
 }
 
 impl Node {
@@ -121,6 +123,7 @@ impl Node {
             started: now,
             metrics: Metrics::new(),
             stopping: AtomicBool::new(false),
+            stalls: StallDetector::default(),
         }))
     }
 
@@ -145,15 +148,19 @@ impl Node {
     }
 
     /// Runs a write on local storage. A buffered write only reaches the
-    /// operating system and takes microseconds, so it runs in place; a synced
-    /// write waits for an fsync and runs on the blocking pool.
+    /// operating system and takes microseconds, so it runs in place, unless
+    /// storage stalled writers recently; a synced write waits for an fsync
+    /// and runs on the blocking pool.
     pub(crate) async fn write_storage<T: Send + 'static>(
         self: &Arc<Self>,
         durability: Durability,
         write: impl FnOnce(&Storage) -> T + Send + 'static,
     ) -> T {
-        if durability == Durability::Buffer {
-            return write(&self.storage);
+        let started = Instant::now();
+        if durability == Durability::Buffer && !self.stalls.offloading(started) {
+            let result = write(&self.storage);
+            self.stalls.record(started, Instant::now());
+            return result;
         }
         let node = Arc::clone(self);
         match tokio::task::spawn_blocking(move || write(&node.storage)).await {
