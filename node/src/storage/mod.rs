@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use thiserror::Error;
 
@@ -145,7 +146,14 @@ impl Storage {
     pub fn open(path: &Path, max_hints: u64) -> Result<Self, StorageError> {
         let db = Database::builder(path).open()?;
         let data = db.keyspace("data", || {
-            KeyspaceCreateOptions::default().max_memtable_size(DATA_MEMTABLE_BYTES)
+            KeyspaceCreateOptions::default()
+                .max_memtable_size(DATA_MEMTABLE_BYTES)
+                // A get consults a filter and an index block of every level.
+                // Unpinned, they compete with data blocks for the block
+                // cache, and once evicted every get reads and checksums
+                // them again: at a million keys that was most of a get's CPU.
+                .filter_block_pinning_policy(PinningPolicy::all(true))
+                .index_block_pinning_policy(PinningPolicy::all(true))
         })?;
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let hints = hints::HintStore::open(&db, max_hints)?;
