@@ -208,6 +208,26 @@ pub fn dynamoctl() -> std::path::PathBuf {
     path
 }
 
+/// Runs the workspace's `dynamoctl --endpoint ENDPOINT --output json ARGS`
+/// off the async workers and parses what it prints.
+///
+/// # Errors
+/// When it cannot start, exits with failure (its stderr is in the error) or
+/// prints something that is not JSON.
+pub async fn dynamoctl_json(endpoint: &str, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let mut command = std::process::Command::new(dynamoctl());
+    command
+        .args(["--endpoint", endpoint, "--output", "json"])
+        .args(args);
+    let output = tokio::task::spawn_blocking(move || command.output()).await??;
+    anyhow::ensure!(
+        output.status.success(),
+        "dynamoctl failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok(serde_json::from_slice(&output.stdout)?)
+}
+
 /// Values of the live siblings of a get response, sorted.
 pub fn live_values(response: &pb::GetResponse) -> Vec<String> {
     let mut values: Vec<String> = response

@@ -1,37 +1,32 @@
 //! `dynamoctl bench` in its smoke mode against a 3-node cluster (N=3, R=2,
 //! W=2): it loads, runs the mix, and reports figures for both operations.
 
-use std::process::Command;
-
 use dynamo_node::ring::Replication;
-use dynamo_tests::{Cluster, dynamoctl};
+use dynamo_tests::{Cluster, dynamoctl_json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bench_smoke_run_reports_reads_and_writes() -> anyhow::Result<()> {
     let cluster = Cluster::start(3, Replication { n: 3, r: 2, w: 2 }).await?;
     let endpoint = cluster.address(0).to_string();
-    let binary = dynamoctl();
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(binary)
-            .args(["--endpoint", &endpoint, "--output", "json", "bench"])
-            .args(["--records", "200", "--duration", "2s", "--warmup", "0s"])
-            .args([
-                "--concurrency",
-                "8",
-                "--value-size",
-                "1024",
-                "--workload",
-                "a",
-            ])
-            .output()
-    })
-    .await??;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let report = dynamoctl_json(
+        &endpoint,
+        &[
+            "bench",
+            "--records",
+            "200",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "--concurrency",
+            "8",
+            "--value-size",
+            "1024",
+            "--workload",
+            "a",
+        ],
+    )
+    .await?;
     for op in ["read", "write"] {
         assert!(report[op]["count"].as_u64().unwrap_or(0) > 0, "{report}");
         assert_eq!(report[op]["errors"], 0, "{report}");

@@ -9,7 +9,7 @@ use dynamo_node::config::Config;
 use dynamo_node::ring::Replication;
 use dynamo_proto::v1 as pb;
 use dynamo_tests::http::{self, Scrape};
-use dynamo_tests::{Cluster, dynamoctl, get, put, wait};
+use dynamo_tests::{Cluster, dynamoctl_json, get, put, wait};
 
 const N3: Replication = Replication { n: 3, r: 2, w: 2 };
 
@@ -350,18 +350,8 @@ async fn dynamoctl_status_json_says_where_each_node_serves_metrics() -> anyhow::
     })
     .await?;
     let endpoint = cluster.address(0).to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(dynamoctl())
-            .args(["--endpoint", &endpoint, "--output", "json", "status"])
-            .output()
-    })
-    .await??;
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rows: Vec<serde_json::Value> = serde_json::from_slice(&output.stdout)?;
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_value(dynamoctl_json(&endpoint, &["status"]).await?)?;
     assert_eq!(rows.len(), 3);
     for row in &rows {
         let member = row["member"].as_str().unwrap_or_default();
