@@ -8,13 +8,7 @@ use std::process::Output;
 use support::{Behaviour::*, MockCluster};
 
 async fn dynamoctl(endpoint: &str, args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamoctl"))
-        .arg("--endpoint")
-        .arg(endpoint)
-        .args(args)
-        .output()
-        .await
-        .expect("run dynamoctl")
+    support::dynamoctl(endpoint, &[], args).await
 }
 
 fn stdout(output: &Output) -> &str {

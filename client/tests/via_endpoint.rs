@@ -4,10 +4,8 @@
 
 mod support;
 
-use std::process::Output;
-
 use dynamo_client::{Client, ClientOptions, Error, Routing};
-use support::{Behaviour::*, MockCluster};
+use support::{Behaviour::*, MockCluster, dynamoctl};
 
 /// An in-cluster DNS name no resolver knows (`.invalid` is reserved).
 fn pod_name(i: usize, _address: &str) -> String {
@@ -19,18 +17,6 @@ fn via_endpoint() -> ClientOptions {
         routing: Routing::ViaEndpoint,
         ..ClientOptions::default()
     }
-}
-
-async fn dynamoctl(endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_dynamoctl"))
-        .env_remove("DYNAMO_VIA_ENDPOINT")
-        .envs(env.iter().copied())
-        .arg("--endpoint")
-        .arg(endpoint)
-        .args(args)
-        .output()
-        .await
-        .expect("run dynamoctl")
 }
 
 fn text(bytes: &[u8]) -> &str {
