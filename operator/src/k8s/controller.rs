@@ -285,6 +285,28 @@ fn refused(ctx: &Context, reason: &str) {
         .inc();
 }
 
+/// Records a Warning Event for `problem` unless the Degraded condition in
+/// `previous` already says the same. Returns true when it is new.
+async fn warn_if_new(
+    ctx: &Context,
+    cluster: &DynamoCluster,
+    previous: Option<&DynamoClusterStatus>,
+    problem: &Problem,
+) -> bool {
+    if degraded_message(previous) == Some(problem.message.as_str()) {
+        return false;
+    }
+    publish(
+        ctx,
+        cluster,
+        EventType::Warning,
+        &problem.reason,
+        problem.message.clone(),
+    )
+    .await;
+    true
+}
+
 /// The Degraded condition's message in `status`, if it is true.
 fn degraded_message(status: Option<&DynamoClusterStatus>) -> Option<&str> {
     status
@@ -336,17 +358,9 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
             if previous != Some(&status) {
                 patch_status(ctx, cluster, &status).await?;
             }
-            if degraded_message(previous) != Some(problem.message.as_str()) {
+            if warn_if_new(ctx, cluster, previous, &problem).await {
                 refused(ctx, &problem.reason);
                 warn!(cluster = name, "{}", problem.message);
-                publish(
-                    ctx,
-                    cluster,
-                    EventType::Warning,
-                    &problem.reason,
-                    problem.message,
-                )
-                .await;
             }
             return Ok(Action::requeue(REFUSED_REQUEUE));
         }
@@ -453,17 +467,8 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         )
         .await;
     }
-    if let Some(problem) = problem
-        && degraded_message(previous) != Some(problem.message.as_str())
-    {
-        publish(
-            ctx,
-            cluster,
-            EventType::Warning,
-            &problem.reason,
-            problem.message,
-        )
-        .await;
+    if let Some(problem) = &problem {
+        warn_if_new(ctx, cluster, previous, problem).await;
     }
     let (_, relaxed) = builders::disruption_allowance(&spec.replication);
     if relaxed && previous.and_then(|s| s.observed_generation) != cluster.metadata.generation {
