@@ -15,7 +15,7 @@ use dynamo_operator::k8s::leader::{Elector, LeaseConfig};
 use dynamo_operator::k8s::metrics::{self, Endpoint, Metrics};
 use dynamo_operator::k8s::{controller, names, platform, render};
 use dynamo_operator::local::{self, LocalOptions};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -202,13 +202,10 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     };
     let context = Arc::new(controller::Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: names::MANAGER.into(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        reporter: Reporter {
+            controller: names::MANAGER.into(),
+            instance: Some(identity.clone()),
+        },
         client,
         metrics: Arc::clone(&metrics),
         address: platform::cluster_dns(),
