@@ -19,7 +19,7 @@ use crate::metrics::Metrics;
 use crate::peers::{PeerError, Peers};
 use crate::quorum::Call;
 use crate::replica::{Replica, ReplicaError};
-use crate::ring::Ring;
+use crate::ring::{Member, Ring};
 use crate::storage::Durability;
 use crate::topology::Topology;
 use crate::version::SiblingSet;
@@ -37,6 +37,15 @@ pub enum AttemptError {
     Suspected {
         /// Member id of the replica.
         member: String,
+    },
+    /// The replica did not answer within its latency-based deadline (it
+    /// may still answer later).
+    #[error("{member} did not answer within {waited_ms} ms")]
+    Late {
+        /// Member id of the replica.
+        member: String,
+        /// How long the slot waited before turning to a fallback.
+        waited_ms: u64,
     },
     /// The replica or a fallback did not take the write.
     #[error(transparent)]
@@ -127,8 +136,10 @@ impl Handoff {
     }
 
     /// Writes to replica `target`, or, when it is suspected or misses its
-    /// deadline (at most `deadline`), as a hint to the next free fallback.
-    /// A suspected replica with no fallback left is still tried last.
+    /// latency-based deadline, as a hint to the next free fallback; a late
+    /// replica call keeps running (until `deadline` at most) and wins if it
+    /// answers first. A suspected replica with no fallback left is still
+    /// tried last.
     pub fn slot_write(
         self: &Arc<Self>,
         ring: &Arc<Ring>,
@@ -158,16 +169,81 @@ impl Handoff {
         let replica = ring.member(target);
         let mut attempts = Vec::new();
         let suspected = self.peers.suspected(replica);
+        // A call to the replica that missed its latency deadline but may
+        // still answer.
+        let mut late = None;
         if suspected {
             attempts.push(AttemptError::Suspected {
                 member: replica.id.clone(),
             });
         } else {
-            match self.send_to(replica, &write, deadline).await {
+            let patience = self.peers.replica_deadline(replica);
+            let mut call = self.send_to(replica, &write, deadline);
+            tokio::select! {
+                outcome = &mut call => match outcome {
+                    Ok(()) => return Ok(()),
+                    Err(error) => attempts.push(error.into()),
+                },
+                () = tokio::time::sleep(patience) => {
+                    debug!(replica = replica.id, ?patience, "replica missed its deadline; trying a fallback");
+                    attempts.push(AttemptError::Late {
+                        member: replica.id.clone(),
+                        waited_ms: patience.as_millis() as u64,
+                    });
+                    late = Some(call);
+                }
+            }
+        }
+        let mut hinting = std::pin::pin!(self.hint_to_fallbacks(ring, replica, &write, &fallbacks));
+        let hinted = match late.take() {
+            None => hinting.await,
+            Some(mut call) => {
+                tokio::select! {
+                    hinted = &mut hinting => match hinted {
+                        Ok(()) => return Ok(()),
+                        Err(errors) => {
+                            attempts.extend(errors);
+                            match call.await {
+                                Ok(()) => return Ok(()),
+                                Err(error) => attempts.push(error.into()),
+                            }
+                            return Err(SlotError { attempts });
+                        }
+                    },
+                    outcome = &mut call => match outcome {
+                        Ok(()) => return Ok(()),
+                        Err(error) => {
+                            attempts.push(error.into());
+                            hinting.await
+                        }
+                    },
+                }
+            }
+        };
+        match hinted {
+            Ok(()) => return Ok(()),
+            Err(errors) => attempts.extend(errors),
+        }
+        if suspected {
+            let last_resort = Instant::now() + self.peers.settings().ceiling;
+            match self.send_to(replica, &write, last_resort).await {
                 Ok(()) => return Ok(()),
                 Err(error) => attempts.push(error.into()),
             }
         }
+        Err(SlotError { attempts })
+    }
+
+    /// Offers the write as a hint for `replica` to each free fallback in
+    /// turn, skipping suspected ones, until one keeps it.
+    async fn hint_to_fallbacks(
+        &self,
+        ring: &Ring,
+        replica: &Member,
+        write: &SlotWrite,
+        fallbacks: &Fallbacks,
+    ) -> Result<(), Vec<AttemptError>> {
+        let mut attempts = Vec::new();
         while let Some(fallback) = fallbacks.claim() {
             let member = ring.member(fallback);
             if member.id == self.topology.id() {
@@ -213,19 +289,12 @@ impl Handoff {
                 Err(error) => attempts.push(error.into()),
             }
         }
-        if suspected {
-            let last_resort = Instant::now() + self.peers.settings().ceiling;
-            match self.send_to(replica, &write, last_resort).await {
-                Ok(()) => return Ok(()),
-                Err(error) => attempts.push(error.into()),
-            }
-        }
-        Err(SlotError { attempts })
+        Err(attempts)
     }
 
     fn send_to(
         &self,
-        member: &crate::ring::Member,
+        member: &Member,
         write: &SlotWrite,
         deadline: Instant,
     ) -> crate::peers::PeerFuture<()> {

@@ -6,12 +6,16 @@
 //! between in-process replicas in tests.
 //!
 //! # Deadlines
-//! A replica call (read, write, hint) gets a deadline from the peer's
-//! observed latency: `deadline_multiplier` times a decaying estimate of its
-//! tail latency ([`latency`]), clamped between `deadline_floor_ms` and
-//! `peer_timeout_ms`, and never past the request's own deadline. A peer
-//! never heard from yet gets `peer_timeout_ms`. Other calls get
-//! `peer_timeout_ms`.
+//! Every call ends at `peer_timeout_ms` at the latest, and never past the
+//! deadline of the request it serves. A replica call (read, write, hint)
+//! also has a shorter deadline from the peer's observed latency,
+//! [`Peers::replica_deadline`]: `deadline_multiplier` times a decaying
+//! estimate of its tail latency ([`latency`]), clamped between
+//! `deadline_floor_ms` and `peer_timeout_ms` (a peer never heard from gets
+//! `peer_timeout_ms`). A caller that has an alternative turns to it when
+//! that deadline passes: a write slot asks a fallback
+//! ([`crate::handoff`]), a read asks another replica. The late call keeps
+//! running until its hard deadline in case it is the only one left.
 //!
 //! # In-flight bound
 //! At most `max_in_flight` calls run to one peer at a time; when they are
@@ -324,7 +328,8 @@ impl Peers {
         failed_at != 0 && self.micros(Instant::now()) < failed_at + micros(self.settings.ceiling)
     }
 
-    /// The deadline a replica call to `member` would get now.
+    /// How long a replica call to `member` may take before the caller
+    /// should turn to an alternative: the latency-based deadline.
     pub fn replica_deadline(&self, member: &Member) -> Duration {
         self.settings
             .replica_deadline(self.state(&member.id).latency.estimate())
@@ -527,8 +532,9 @@ impl Peers {
 
     /// One call: nothing happens until the returned future is polled; then
     /// it takes an in-flight slot of the peer (or fails with
-    /// [`PeerError::Overloaded`]), sends, waits until its deadline (adaptive
-    /// for replica calls, at most `deadline`), and records the outcome.
+    /// [`PeerError::Overloaded`]), sends, waits at most `peer_timeout_ms`
+    /// and never past `deadline`, and records the outcome (replica calls
+    /// also feed the latency estimate).
     fn call<T, F>(
         self: &Arc<Self>,
         to: &Member,
@@ -555,12 +561,7 @@ impl Peers {
                 });
             };
             let started = Instant::now();
-            let budget = if adaptive {
-                peers.settings.replica_deadline(state.latency.estimate())
-            } else {
-                peers.settings.ceiling
-            };
-            let until = deadline.min(started + budget);
+            let until = deadline.min(started + peers.settings.ceiling);
             let outcome = match tokio::time::timeout_at(until, send(&*peers.transport, &to)).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(PeerError::Timeout {
