@@ -144,6 +144,14 @@ impl Membership {
         }
     }
 
+    /// Hook for request outcomes: a call to `id` did not reach it in time
+    /// (unreachable or timed out). The peer client calls it for every such
+    /// call; the heartbeat-age detector takes nothing from it, an accrual
+    /// detector counts it as evidence.
+    pub fn failed(&mut self, id: &str, now: Instant) {
+        let _ = (id, now);
+    }
+
     /// Every heartbeat known, for a gossip message.
     pub fn heartbeats(&self) -> Vec<(String, Heartbeat)> {
         self.known
