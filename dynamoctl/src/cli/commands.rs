@@ -5,7 +5,7 @@ use futures::future::join_all;
 
 use super::args::{Args, Command, Distribution, Workload};
 use super::codec::Codec;
-use super::render::{self, StatusRow};
+use super::render::{self, StatusError, StatusRow};
 use super::{CliError, Exit};
 
 /// What a command prints on stdout and how `dynamoctl` then exits.
@@ -113,10 +113,9 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
                     status: if member.id == status.id {
                         Ok(status.clone())
                     } else {
-                        Err(format!(
-                            "not asked: --via-endpoint reaches only {}",
-                            args.endpoint
-                        ))
+                        Err(StatusError::NotAsked {
+                            endpoint: args.endpoint.clone(),
+                        })
                     },
                 })
                 .collect();
@@ -134,7 +133,7 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
                         status: client
                             .status(&member.address)
                             .await
-                            .map_err(|err| err.to_string()),
+                            .map_err(StatusError::from),
                     }
                 }
             }))

@@ -16,7 +16,21 @@ pub struct StatusRow<'a> {
     /// Partitions the member owns in the ring.
     pub partitions: usize,
     /// What the member reported, or why it could not be asked.
-    pub status: Result<NodeStatus, String>,
+    pub status: Result<NodeStatus, StatusError>,
+}
+
+/// Why a member's row has no status.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The status call failed.
+    #[error(transparent)]
+    Call(#[from] dynamo_client::Error),
+    /// Only the endpoint is reachable, so the member was not asked.
+    #[error("not asked: --via-endpoint reaches only {endpoint}")]
+    NotAsked {
+        /// The endpoint the CLI reaches.
+        endpoint: String,
+    },
 }
 
 /// State shown for a member whose status call failed.
@@ -108,7 +122,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
         transfer: Option<&'a dynamo_client::Transfer>,
         /// Where the node serves Prometheus `/metrics`, if it does.
         metrics: Option<&'a str>,
-        error: Option<&'a str>,
+        error: Option<String>,
     }
     #[derive(Serialize)]
     struct View<'a> {
@@ -181,7 +195,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                         })
                         .collect();
                 }
-                Err(error) => out.error = Some(error.as_str()),
+                Err(error) => out.error = Some(error.to_string()),
             }
             out
         })
@@ -611,7 +625,10 @@ mod tests {
             StatusRow {
                 member: &down,
                 partitions: 128,
-                status: Err("cannot reach dynamo-1".into()),
+                status: Err(StatusError::Call(dynamo_client::Error::Timeout {
+                    address: "dynamo-1".into(),
+                    message: "no answer within 5s".into(),
+                })),
             },
         ];
         assert_eq!(
@@ -629,7 +646,7 @@ mod tests {
                  "hints": [{"target": "dynamo-1", "keys": 5}], "hints_full": false, "anti_entropy": [],
                  "transfer": null, "metrics": "http://dynamo-0.local:9400/metrics"},
                 {"member": "dynamo-1", "address": "dynamo-1.local:7400", "zone": "a", "partitions": 128,
-                 "state": "unreachable", "epoch": null, "keys": null, "error": "cannot reach dynamo-1",
+                 "state": "unreachable", "epoch": null, "keys": null, "error": "dynamo-1 timed out: no answer within 5s",
                  "view": [], "hints": [], "hints_full": false, "anti_entropy": [], "transfer": null,
                  "metrics": null},
             ])
