@@ -23,6 +23,9 @@ use tracing::{info, warn};
 use crate::admin::{Admin, GrpcAdmin};
 use crate::plan::{self, Layout, PlanError, PlanMember};
 
+#[cfg(test)]
+mod tests;
+
 /// Why a platform could not start or stop a member.
 #[derive(Debug, Error)]
 pub enum PlatformError {
