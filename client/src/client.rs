@@ -10,12 +10,12 @@ use dynamo_proto::v1 as pb;
 use tonic::transport::Channel;
 use tracing::Instrument as _;
 
-use crate::options::quorum_to_proto;
+use crate::options::{durability_to_proto, quorum_to_proto};
 use crate::routing::{attempt_order, most_telling};
 use crate::rpc::{Rpc, admin, kv, uri};
 use crate::{
-    ClientOptions, Context, Durability, Error, GetResult, NodeStatus, ReadOptions, Result, Ring,
-    Routing, WriteOptions,
+    ClientOptions, Context, Error, GetResult, NodeStatus, ReadOptions, Result, Ring, Routing,
+    WriteOptions,
 };
 
 /// A connection to a DynamoKV cluster.
@@ -244,7 +244,7 @@ impl Client {
             value: value.into(),
             context: wire_context(context),
             w: quorum("w", options.w)?,
-            durability: Durability::to_proto(options.durability).into(),
+            durability: durability_to_proto(options.durability).into(),
             forwarded: false,
         };
         let response = self
@@ -289,7 +289,7 @@ impl Client {
             key: key.clone(),
             context: wire_context(context),
             w: quorum("w", options.w)?,
-            durability: Durability::to_proto(options.durability).into(),
+            durability: durability_to_proto(options.durability).into(),
             forwarded: false,
         };
         let response = self
@@ -402,7 +402,7 @@ async fn fetch_ring(rpc: &Rpc, address: &str) -> Result<Ring> {
 
 /// The wire form of an optional quorum, refusing zero.
 fn quorum(name: &str, value: Option<u32>) -> Result<u32> {
-    quorum_to_proto(name, value).map_err(|message| Error::InvalidArgument { message })
+    quorum_to_proto(name, value)
 }
 
 /// The wire form of an optional context: empty when there is none.

@@ -20,8 +20,8 @@ use crate::status::DynamoClusterStatus;
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/dynamokv/dynamo-node:", env!("CARGO_PKG_VERSION"));
 /// Default number of ring partitions (Q).
 pub const DEFAULT_PARTITIONS: u32 = 256;
-/// Largest number of ring partitions a cluster may have.
-pub const MAX_PARTITIONS: u32 = 65536;
+/// Largest number of ring partitions a cluster may have (the ring's limit).
+pub use dynamo_ring::MAX_PARTITIONS;
 /// Default replication factor N.
 pub const DEFAULT_N: u32 = 3;
 /// Default read quorum R.

@@ -160,7 +160,7 @@ impl DynamoClusterSpec {
                 n: replication.n,
             });
         }
-        if !self.partitions.is_power_of_two() || self.partitions > MAX_PARTITIONS {
+        if dynamo_ring::check_partitions(u64::from(self.partitions)).is_err() {
             return Err(SpecError::PartitionsNotPowerOfTwo {
                 partitions: self.partitions,
             });
@@ -275,6 +275,22 @@ mod tests {
         ] {
             assert!(!is_positive_quantity(bad), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn the_partitions_rule_lists_every_count_the_ring_accepts() {
+        let allowed: Vec<u32> = (0..=MAX_PARTITIONS.trailing_zeros())
+            .map(|b| 1 << b)
+            .collect();
+        let listed = format!(
+            "self in [{}]",
+            allowed
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_eq!(crate::spec::PARTITIONS_POWER_OF_TWO_RULE, listed);
     }
 
     #[test]

@@ -232,8 +232,8 @@ async fn check(operator: &Operator, acked: &Acked, members: usize) -> anyhow::Re
     }
     let acked = acked.lock().expect("acked").clone();
     for (key, value) in &acked {
-        let partition = dynamo_client::partition_of(key.as_bytes(), PARTITIONS as usize);
-        let replicas = &preferences[partition].members[..2.min(members)];
+        let partition = dynamo_client::partition_of(key.as_bytes(), PARTITIONS);
+        let replicas = &preferences[partition as usize].members[..2.min(members)];
         for &replica in replicas {
             let id = &ring.members[replica as usize].id;
             let copy = peers

@@ -74,28 +74,9 @@ pub enum StorageError {
     },
 }
 
-/// How hard a write is pushed to disk before it returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// In the journal and handed to the operating system.
-    #[default]
-    Buffer,
-    /// In the journal and fsynced.
-    Sync,
-}
-
-impl std::str::FromStr for Durability {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "buffer" => Ok(Self::Buffer),
-            "sync" => Ok(Self::Sync),
-            other => Err(format!("durability must be buffer or sync, not {other:?}")),
-        }
-    }
-}
+/// How hard a write is pushed to disk before it returns: the one type the
+/// client, the coordinator and the storage engine share.
+pub use dynamo_ring::Durability;
 
 /// What a new local write carries.
 #[derive(Clone, Debug)]

@@ -34,6 +34,7 @@ use super::names;
 use super::platform::{AddressFn, KubePlatform, PodView};
 use super::state::ClusterState;
 use super::status::{Observation, Problem, build_status, step_reason};
+use crate::admin::GrpcAdmin;
 use crate::driver::{Driver, Shape, Step};
 
 /// Requeue delay while a change is in flight.
@@ -105,8 +106,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// How the operator reaches a member's Admin endpoint.
     pub address: AddressFn,
-    /// Deadline of each Admin call.
-    pub admin_timeout: Duration,
+    /// Admin calls to the nodes, shared by every reconciliation (one
+    /// channel per node, one deadline per call).
+    pub admin: Arc<GrpcAdmin>,
     /// The clock of condition transition times.
     pub clock: fn() -> Timestamp,
 }
@@ -386,16 +388,21 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         Arc::clone(&ctx.address),
         pods.clone(),
         old_state.clone(),
-        ctx.admin_timeout,
+        Arc::clone(&ctx.admin),
     );
-    let mut driver = Driver::new(platform, shape, old_state.driver.clone());
+    let mut driver = Driver::new(
+        platform,
+        Arc::clone(&ctx.admin),
+        shape,
+        old_state.driver.clone(),
+    );
     let (converged, mut problem) = match driver.step().await {
         Ok(converged) => (converged, None),
         Err(error) => (
             false,
             Some(Problem {
                 reason: "DriverError".into(),
-                message: format!("{error:#}"),
+                message: error.to_string(),
             }),
         ),
     };
@@ -564,7 +571,7 @@ pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<&str>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let client = ctx.client.clone();
     fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
@@ -579,11 +586,9 @@ pub async fn run(
     clusters
         .list(&ListParams::default().limit(1))
         .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "cannot list DynamoClusters ({error}): is the CRD installed (crdgen | kubectl apply -f -) and does the operator's role allow it?"
-            )
-        })?;
+        .map_err(kube_error(
+            "cannot list DynamoClusters: is the CRD installed (crdgen | kubectl apply -f -) and does the operator's role allow it?",
+        ))?;
     let owned = watcher::Config::default().labels(&format!(
         "{}={}",
         names::LABEL_MANAGED_BY,

@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::cluster::selector_string;
 use super::platform::PodView;
 use super::state::ClusterState;
-use crate::driver::Step;
+use crate::driver::{Change, Step};
 
 /// Why the cluster is degraded, as a condition reason and a sentence that
 /// says what to fix.
@@ -86,7 +86,10 @@ pub fn step_reason(step: &Step) -> &'static str {
         Step::Idle => "Converged",
         Step::Bootstrap => "Bootstrapping",
         Step::StartMember { .. } => "StartingMember",
-        Step::Stream { change, .. } if change == "leave" => "Leaving",
+        Step::Stream {
+            change: Change::Leave,
+            ..
+        } => "Leaving",
         Step::Stream { .. } => "Joining",
         Step::StopMember { .. } => "StoppingMember",
     }

@@ -35,7 +35,23 @@ pub enum Probe {
         last_heard_ms: u64,
     },
     /// Asking the member failed.
-    Failed(String),
+    Failed(StatusError),
+}
+
+/// Why a member's row has no status.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The status call failed.
+    #[error(transparent)]
+    Call(#[from] dynamo_client::Error),
+    /// Only the endpoint is reachable, and it does not list the member.
+    #[error("not asked: --via-endpoint reaches only {endpoint}, which does not list {member}")]
+    NotAsked {
+        /// The endpoint the CLI reaches.
+        endpoint: String,
+        /// The member.
+        member: String,
+    },
 }
 
 /// State shown for a member whose status call failed.
@@ -129,7 +145,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
         transfer: Option<&'a dynamo_client::Transfer>,
         /// Where the node serves Prometheus `/metrics`, if it does.
         metrics: Option<&'a str>,
-        error: Option<&'a str>,
+        error: Option<String>,
     }
     #[derive(Serialize)]
     struct View<'a> {
@@ -211,7 +227,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                     out.state = format!("{state} (seen by {by}, {last_heard_ms} ms ago)");
                     out.seen_by = Some(by);
                 }
-                Probe::Failed(error) => out.error = Some(error.as_str()),
+                Probe::Failed(error) => out.error = Some(error.to_string()),
             }
             out
         })
@@ -641,7 +657,10 @@ mod tests {
             StatusRow {
                 member: &down,
                 partitions: 128,
-                status: Probe::Failed("cannot reach dynamo-1".into()),
+                status: Probe::Failed(StatusError::Call(dynamo_client::Error::Timeout {
+                    address: "dynamo-1".into(),
+                    message: "no answer within 5s".into(),
+                })),
             },
         ];
         assert_eq!(
@@ -659,7 +678,7 @@ mod tests {
                  "hints": [{"target": "dynamo-1", "keys": 5}], "hints_full": false, "anti_entropy": [],
                  "transfer": null, "metrics": "http://dynamo-0.local:9400/metrics"},
                 {"member": "dynamo-1", "address": "dynamo-1.local:7400", "zone": "a", "partitions": 128,
-                 "state": "unreachable", "seen_by": null, "epoch": null, "keys": null, "error": "cannot reach dynamo-1",
+                 "state": "unreachable", "seen_by": null, "epoch": null, "keys": null, "error": "dynamo-1 timed out: no answer within 5s",
                  "view": [], "hints": [], "hints_full": false, "anti_entropy": [], "transfer": null,
                  "metrics": null},
             ])

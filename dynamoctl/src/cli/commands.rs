@@ -5,7 +5,7 @@ use futures::future::join_all;
 
 use super::args::{Args, Command, Distribution, Workload};
 use super::codec::Codec;
-use super::render::{self, Probe, StatusRow};
+use super::render::{self, Probe, StatusError, StatusRow};
 use super::{CliError, Exit};
 
 /// What a command prints on stdout and how `dynamoctl` then exits.
@@ -114,10 +114,10 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
                         Probe::Answered(status.clone())
                     } else {
                         seen_by(&status, member).unwrap_or_else(|| {
-                            Probe::Failed(format!(
-                                "not asked: --via-endpoint reaches only {}, which does not list {}",
-                                args.endpoint, member.id
-                            ))
+                            Probe::Failed(StatusError::NotAsked {
+                                endpoint: args.endpoint.clone(),
+                                member: member.id.clone(),
+                            })
                         })
                     },
                 })
@@ -135,7 +135,7 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
                         partitions,
                         status: match client.status(&member.address).await {
                             Ok(status) => Probe::Answered(status),
-                            Err(error) => Probe::Failed(error.to_string()),
+                            Err(error) => Probe::Failed(error.into()),
                         },
                     }
                 }
