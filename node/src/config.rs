@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::ring::{Member, Replication};
-use crate::storage::Durability;
+use dynamo_ring::Durability;
 
 /// Size limits that protect the node from oversized input.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,7 +18,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use crate::antientropy::stats::Stats;
 use crate::storage::Sizes;
 
 /// `Content-Type` of [`Metrics::render`]: Prometheus text, version 0.0.4.
@@ -715,7 +714,7 @@ impl Metrics {
     }
 
     /// Records a finished anti-entropy pass.
-    pub fn anti_entropy_pass(&self, stats: &Stats) {
+    pub fn anti_entropy_pass(&self, stats: &AntiEntropyStats) {
         self.anti_entropy_rounds.inc();
         self.anti_entropy_exchanges.inc_by(stats.exchanges);
         self.anti_entropy_differing.inc_by(stats.differing);
@@ -804,6 +803,35 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
         Ok(text)
+    }
+}
+
+/// What an anti-entropy pass (or one exchange) did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AntiEntropyStats {
+    /// Partition replica pairs compared.
+    pub exchanges: u64,
+    /// Pairs whose roots differed.
+    pub differing: u64,
+    /// Keys whose versions moved in either direction.
+    pub keys_repaired: u64,
+    /// Bytes sent to peers.
+    pub bytes_sent: u64,
+    /// Bytes received from peers.
+    pub bytes_received: u64,
+    /// Tombstones dropped on all replicas.
+    pub tombstones_dropped: u64,
+}
+
+impl AntiEntropyStats {
+    /// Adds the counts of `other`.
+    pub fn add(&mut self, other: AntiEntropyStats) {
+        self.exchanges += other.exchanges;
+        self.differing += other.differing;
+        self.keys_repaired += other.keys_repaired;
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.tombstones_dropped += other.tombstones_dropped;
     }
 }
 

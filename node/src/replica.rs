@@ -19,7 +19,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::antientropy::merkle::KeyHash;
+use crate::merkle::KeyHash;
 use crate::stall::StallDetector;
 use crate::storage::{Durability, NewWrite, Storage, StorageError};
 use crate::topology::Topology;

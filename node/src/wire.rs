@@ -3,8 +3,8 @@
 
 use dynamo_proto::v1 as pb;
 
-use crate::storage::Durability;
 use crate::version::{Clock, Dot, SiblingSet, Version};
+use dynamo_ring::Durability;
 
 /// Most versions a sibling set from a peer may carry.
 pub const MAX_WIRE_VERSIONS: usize = 4096;

@@ -3,8 +3,6 @@
 //! differ ([`sync`]). A pass also garbage-collects tombstones that every
 //! replica holds once their grace period has passed.
 
-pub mod merkle;
-pub mod stats;
 pub mod sync;
 
 use std::collections::BTreeMap;
@@ -21,7 +19,7 @@ use crate::replica::Replica;
 use crate::topology::Topology;
 use crate::worker::Stop;
 
-pub use stats::Stats;
+pub use crate::metrics::AntiEntropyStats as Stats;
 
 /// Spaces out key repairs so anti-entropy never starves foreground work.
 pub struct Pacer {

@@ -12,8 +12,8 @@ use dynamo_proto::v1 as pb;
 use prost::Message;
 use thiserror::Error;
 
-use super::merkle::{self, FANOUT, INNER, KeyHash, LEAVES, ROOT, set_digest};
 use super::{Pacer, Stats};
+use crate::merkle::{self, FANOUT, INNER, KeyHash, LEAVES, ROOT, set_digest};
 use crate::peers::{PeerError, Peers};
 use crate::replica::{Replica, ReplicaError};
 use crate::ring::{Member, Ring};

@@ -20,9 +20,9 @@ use fjall::config::PinningPolicy;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use thiserror::Error;
 
-use crate::antientropy::merkle::{KeyHash, Tree, set_digest};
 use crate::codec;
 use crate::encoding::DecodeError;
+use crate::merkle::{KeyHash, Tree, set_digest};
 use crate::version::{Clock, Dot, NodeId, SiblingSet, Version};
 use group_commit::GroupCommit;
 
