@@ -21,7 +21,7 @@ pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/dynamokv/dynamo-node:", env!("C
 /// Default number of ring partitions (Q).
 pub const DEFAULT_PARTITIONS: u32 = 256;
 /// Largest number of ring partitions a cluster may have (the ring's limit).
-pub use dynamo_ring::MAX_PARTITIONS;
+pub use dynamo_ring::{Durability, MAX_PARTITIONS};
 /// Default replication factor N.
 pub const DEFAULT_N: u32 = 3;
 /// Default read quorum R.
@@ -326,27 +326,6 @@ impl ImagePullPolicy {
             Self::Always => "Always",
             Self::IfNotPresent => "IfNotPresent",
             Self::Never => "Never",
-        }
-    }
-}
-
-/// When a node acknowledges a write.
-#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Acknowledge once the journal has written the data to the OS buffers.
-    #[default]
-    Buffer,
-    /// Acknowledge once the journal is fsynced.
-    Sync,
-}
-
-impl Durability {
-    /// The name used in manifests and node configuration (`buffer` or `sync`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Buffer => "buffer",
-            Self::Sync => "sync",
         }
     }
 }

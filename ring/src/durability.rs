@@ -7,12 +7,14 @@ use thiserror::Error;
 
 /// How hard a write is pushed to disk before a replica acknowledges it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Durability {
-    /// Written to the journal and handed to the operating system.
+    /// Acknowledge once the journal has handed the write to the operating
+    /// system.
     #[default]
     Buffer,
-    /// Written to the journal and fsynced.
+    /// Acknowledge once the journal is fsynced.
     Sync,
 }
 
