@@ -83,12 +83,23 @@ class Suite:
         self.cp.check()
         if self.kubelet and self.kubelet.poll() is not None:
             raise Failure(f"the kubelet exited with {self.kubelet.returncode}")
+        for name, process in self.operators.items():
+            if process.poll() is not None:
+                log = (self.logs / f"operator-{name}.log").read_text(errors="replace").splitlines()
+                raise Failure(f"operator {name} exited with {process.returncode}:\n" + "\n".join(log[-15:]))
 
     def wait(self, what: str, check, timeout: float, interval: float = 1.0):
-        def probe():
+        """Polls `check` for at most `timeout` seconds; a component that died
+        fails the wait at once."""
+        deadline = time.monotonic() + timeout
+        while True:
             self.check_alive()
-            return check()
-        return wait_for(what, probe, timeout, interval)
+            remaining = deadline - time.monotonic()
+            try:
+                return wait_for(what, check, min(remaining, 5.0), interval)
+            except Timeout:
+                if time.monotonic() >= deadline:
+                    raise Timeout(f"timed out after {timeout:.0f}s waiting for {what}") from None
 
     # --- components -----------------------------------------------------------
     def start_kubelet(self) -> None:
@@ -178,6 +189,8 @@ class Suite:
         if not self.get("crd", "dynamoclusters.dynamokv.io", RELEASE_NS):
             raise Failure("helm install did not install the DynamoCluster CRD")
         self.start_operator("op-a", RELEASE_NS)
+        self.wait("op-a to take the Lease", lambda: (self.get("lease", "dynamo-operator", RELEASE_NS) or {})
+                  .get("spec", {}).get("holderIdentity") == "op-a", 60)
 
     def create_demo(self) -> None:
         self.kubectl("apply", "-f", str(self.repo / "examples/dynamocluster.yaml"))
