@@ -58,6 +58,7 @@ pub fn pod(cluster: &str, index: usize, ready: bool) -> Value {
 }
 
 /// A storage pod of `cluster` bound to Node `node`, Ready or not.
+#[allow(dead_code)] // Only zones.rs binds pods to Nodes.
 pub fn bound_pod(cluster: &str, index: usize, node: &str, ready: bool) -> Value {
     let mut pod = pod(cluster, index, ready);
     pod["spec"] = json!({"containers": [], "nodeName": node});
@@ -182,6 +183,7 @@ impl ApiServer {
     }
 
     /// Answers the read of Node `name` with its labels.
+    #[allow(dead_code)] // Only zones.rs reads Nodes.
     pub async fn get_node(&mut self, name: &str, labels: Value) {
         let (_, _, send) = self
             .next(Method::GET, &format!("/api/v1/nodes/{name}"))
