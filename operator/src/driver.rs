@@ -111,6 +111,12 @@ pub enum Launch {
 pub trait Platform: Send + Sync {
     /// Member `index` as the ring names it (id, address, zone).
     fn member(&self, index: usize) -> pb::Member;
+    /// The zone of member `index` when the platform knows it; `None` while
+    /// it cannot tell yet (a pod not yet placed on a machine). A known zone
+    /// that differs from the ring's is committed by the driver.
+    fn zone(&self, index: usize) -> Option<String> {
+        Some(self.member(index).zone)
+    }
     /// Starts member `index`; starting a running member does nothing.
     fn start(
         &self,
@@ -387,6 +393,9 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             );
             return Ok(false);
         }
+        if let Some((members, moved)) = self.rezoned(&ring) {
+            return self.rezone(ring, members, moved).await;
+        }
         let size = ring.members.len();
         if size < self.shape.replicas {
             return self.join(ring).await;
@@ -447,6 +456,60 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             member: joiner.id.clone(),
         };
         self.report(&format!("{} joins: streaming partitions", joiner.id));
+        Ok(false)
+    }
+
+    /// The ring's members with the zones the platform now reports, and the
+    /// ids of those whose zone changed; `None` when none did.
+    fn rezoned(&self, ring: &pb::Ring) -> Option<(Vec<pb::Member>, Vec<String>)> {
+        let mut moved = Vec::new();
+        let members = ring
+            .members
+            .iter()
+            .map(|member| {
+                let zone = self
+                    .index_of(&member.id)
+                    .and_then(|index| self.platform.zone(index));
+                match zone {
+                    Some(zone) if zone != member.zone => {
+                        moved.push(member.id.clone());
+                        pb::Member {
+                            zone,
+                            ..member.clone()
+                        }
+                    }
+                    _ => member.clone(),
+                }
+            })
+            .collect();
+        (!moved.is_empty()).then_some((members, moved))
+    }
+
+    /// Members changed zones (on Kubernetes: the first members, whose pods
+    /// were placed only after the first ring was made). Owners stay where
+    /// they are, since the planner balances partition counts and zones only
+    /// steer each key's preference walk, so the new zones are committed at
+    /// once. Keys whose preference list changes get their new replicas from
+    /// read repair and anti-entropy; for the first ring there are none yet.
+    async fn rezone(
+        &mut self,
+        ring: pb::Ring,
+        members: Vec<pb::Member>,
+        moved: Vec<String>,
+    ) -> Result<bool, DriverError> {
+        let committed = pb::Ring {
+            epoch: ring.epoch + 1,
+            members,
+            ..ring
+        };
+        self.install_everywhere(&committed, false).await;
+        self.installed(&committed);
+        let who = moved.join(", ");
+        info!(members = who, epoch = committed.epoch, "zones committed");
+        self.report(&format!(
+            "zones of {who} committed at epoch {}",
+            committed.epoch
+        ));
         Ok(false)
     }
 

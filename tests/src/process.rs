@@ -533,7 +533,11 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
     if let Some(path) = std::env::var_os("DYNAMO_NODE_BIN") {
         return Ok(PathBuf::from(path));
     }
-    workspace_binary("dynamo-node", "dynamo-node", &["node/src", "proto/proto"])
+    workspace_binary(
+        "dynamo-node",
+        "dynamo-node",
+        &["node/src", "ring/src", "proto/proto"],
+    )
 }
 
 /// The binary `bin` of workspace package `package`, next to the test

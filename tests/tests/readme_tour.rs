@@ -37,7 +37,11 @@ async fn every_tour_command_works_as_the_readme_says() -> anyhow::Result<()> {
     let manifest_path = setup_manifest(&readme)?;
     let tour = tour_commands(&readme)?;
 
-    let dynamoctl = workspace_binary("dynamo-client", "dynamoctl", &["client/src", "proto/proto"])?;
+    let dynamoctl = workspace_binary(
+        "dynamoctl",
+        "dynamoctl",
+        &["dynamoctl/src", "client/src", "ring/src", "proto/proto"],
+    )?;
     let operator_binary = workspace_binary(
         "dynamo-operator",
         "dynamo-operator",

@@ -65,7 +65,11 @@ async fn start_behind_pod_name(dir: &Path, listen: &str) -> anyhow::Result<Node>
 
 /// Runs the built `dynamoctl` with `args` against `endpoint`.
 async fn run(endpoint: &str, args: &[&str]) -> anyhow::Result<Output> {
-    let dynamoctl = workspace_binary("dynamo-client", "dynamoctl", &["client/src", "proto/proto"])?;
+    let dynamoctl = workspace_binary(
+        "dynamoctl",
+        "dynamoctl",
+        &["dynamoctl/src", "client/src", "ring/src", "proto/proto"],
+    )?;
     let mut command = Command::new(dynamoctl);
     command
         .env_remove("DYNAMO_VIA_ENDPOINT")

@@ -34,6 +34,7 @@ use super::names;
 use super::platform::{AddressFn, KubePlatform, PodView};
 use super::state::ClusterState;
 use super::status::{Observation, Problem, build_status, step_reason};
+use super::zones;
 use crate::admin::GrpcAdmin;
 use crate::driver::{Driver, Shape, Step};
 
@@ -149,26 +150,40 @@ pub fn error_policy(cluster: Arc<DynamoCluster>, error: &Error, ctx: Arc<Context
     Action::requeue(ERROR_REQUEUE)
 }
 
-/// The storage pods of cluster `name`, by member index.
+/// The storage pods of cluster `name`, by member index, with the zones of
+/// their Nodes under `topology_key` (none when the cluster ignores zones).
 async fn pods(
     ctx: &Context,
     namespace: &str,
     name: &str,
+    topology_key: Option<&str>,
 ) -> Result<BTreeMap<usize, PodView>, Error> {
     let api: Api<Pod> = Api::namespaced(ctx.client.clone(), namespace);
     let list = api
         .list(&ListParams::default().labels(&selector_string(name)))
         .await
         .map_err(kube_error(format!("list the pods of {name}")))?;
+    let zones = zones::pod_zones(&ctx.client, &list.items, topology_key)
+        .await
+        .map_err(|error| Error::Kube {
+            action: format!("read Node {} (the zone of a pod of {name})", error.node),
+            source: error.source,
+        })?;
     Ok(list
         .items
         .iter()
-        .filter_map(|pod| Some((names::index_of_pod(name, &pod.name_any())?, pod_view(pod))))
+        .zip(zones)
+        .filter_map(|(pod, zone)| {
+            Some((
+                names::index_of_pod(name, &pod.name_any())?,
+                pod_view(pod, zone),
+            ))
+        })
         .collect())
 }
 
-/// Readiness and trouble of one pod.
-pub fn pod_view(pod: &Pod) -> PodView {
+/// Readiness and trouble of one pod, in `zone` (see [`zones::zone_of`]).
+pub fn pod_view(pod: &Pod, zone: Option<String>) -> PodView {
     let status = pod.status.as_ref();
     let ready = pod.metadata.deletion_timestamp.is_none()
         && status
@@ -192,11 +207,6 @@ pub fn pod_view(pod: &Pod) -> PodView {
                     None => reason.to_owned(),
                 })
         });
-    let zone = pod
-        .labels()
-        .get(dynamo_crd::DEFAULT_TOPOLOGY_KEY)
-        .cloned()
-        .unwrap_or_default();
     PodView {
         ready,
         zone,
@@ -340,7 +350,7 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
     let name = cluster.name_any();
     let namespace = cluster.namespace().unwrap_or_default();
     let previous = cluster.status.as_ref();
-    let pods = pods(ctx, &namespace, &name).await?;
+    let pods = pods(ctx, &namespace, &name, cluster.spec.topology_key()).await?;
     let validated = match ValidatedCluster::new(cluster) {
         Ok(validated) => validated,
         Err(refusal) => {

@@ -19,6 +19,7 @@ pub mod platform;
 pub mod render;
 pub mod state;
 pub mod status;
+pub mod zones;
 
 pub use cluster::{Refusal, ValidatedCluster};
 pub use controller::{Context, Error};

@@ -1,6 +1,7 @@
 //! The Kubernetes [`Platform`]: member i is pod `NAME-i` of the cluster's
-//! StatefulSet. Starting and stopping members only record the intent (the
-//! pod count and how each member launches) in the [`ClusterState`]; the
+//! StatefulSet, in the zone of the Node its pod is bound to. Starting and
+//! stopping members only record the intent (the pod count and how each
+//! member launches) in the [`ClusterState`]; the
 //! controller persists it in the status and then applies the ConfigMap and
 //! StatefulSet it implies. Readiness comes from a snapshot of the pods taken
 //! before the driver's step, plus an Admin call to the node.
@@ -27,8 +28,9 @@ pub fn cluster_dns() -> AddressFn {
 pub struct PodView {
     /// The pod's Ready condition is True.
     pub ready: bool,
-    /// The zone of the pod's machine, when known.
-    pub zone: String,
+    /// The zone of the pod's machine: `None` until the pod is placed on a
+    /// Node, empty when the cluster ignores zones or the Node has no zone.
+    pub zone: Option<String>,
     /// Why the pod is not ready, when Kubernetes says (a container's waiting
     /// or terminated reason and message).
     pub problem: Option<String>,
@@ -86,12 +88,12 @@ impl Platform for KubePlatform {
         pb::Member {
             id: super::names::pod(&self.name, index),
             address: (self.address)(&self.namespace, &self.name, index),
-            zone: self
-                .pods
-                .get(&index)
-                .map(|pod| pod.zone.clone())
-                .unwrap_or_default(),
+            zone: self.zone(index).unwrap_or_default(),
         }
+    }
+
+    fn zone(&self, index: usize) -> Option<String> {
+        self.pods.get(&index)?.zone.clone()
     }
 
     async fn start(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {

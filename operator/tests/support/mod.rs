@@ -57,6 +57,14 @@ pub fn pod(cluster: &str, index: usize, ready: bool) -> Value {
     })
 }
 
+/// A storage pod of `cluster` bound to Node `node`, Ready or not.
+#[allow(dead_code)] // Only zones.rs binds pods to Nodes.
+pub fn bound_pod(cluster: &str, index: usize, node: &str, ready: bool) -> Value {
+    let mut pod = pod(cluster, index, ready);
+    pod["spec"] = json!({"containers": [], "nodeName": node});
+    pod
+}
+
 /// A test context whose Admin calls reach `nodes`, with a fixed clock.
 pub fn context(nodes: &FakeNodes) -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
@@ -170,6 +178,18 @@ impl ApiServer {
         respond(
             send,
             &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": pods}),
+        );
+    }
+
+    /// Answers the read of Node `name` with its labels.
+    #[allow(dead_code)] // Only zones.rs reads Nodes.
+    pub async fn get_node(&mut self, name: &str, labels: Value) {
+        let (_, _, send) = self
+            .next(Method::GET, &format!("/api/v1/nodes/{name}"))
+            .await;
+        respond(
+            send,
+            &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}),
         );
     }
 
