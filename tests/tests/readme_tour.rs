@@ -45,7 +45,13 @@ async fn every_tour_command_works_as_the_readme_says() -> anyhow::Result<()> {
     let operator_binary = workspace_binary(
         "dynamo-operator",
         "dynamo-operator",
-        &["operator/src", "crd/src", "client/src", "proto/proto"],
+        &[
+            "operator/src",
+            "crd/src",
+            "client/src",
+            "ring/src",
+            "proto/proto",
+        ],
     )?;
     let node = node_binary()?;
 
