@@ -317,6 +317,11 @@ impl Peers {
         self.settings
     }
 
+    /// True when the failure detector suspects `member`.
+    pub fn detector_suspects(&self, member: &Member) -> bool {
+        self.topology.liveness(&member.id) == Liveness::Down
+    }
+
     /// True when `member` should not be waited for: the failure detector
     /// suspects it, or the last call to it, less than `peer_timeout_ms`
     /// ago, did not reach it.
