@@ -12,10 +12,10 @@
 //! [`Peers::replica_deadline`]: `deadline_multiplier` times a decaying
 //! estimate of its tail latency ([`latency`]), clamped between
 //! `deadline_floor_ms` and `peer_timeout_ms` (a peer never heard from gets
-//! `peer_timeout_ms`). A caller that has an alternative turns to it when
-//! that deadline passes: a write slot asks a fallback
-//! ([`crate::handoff`]), a read asks another replica. The late call keeps
-//! running until its hard deadline in case it is the only one left.
+//! `peer_timeout_ms`). A write slot turns to a fallback when that deadline
+//! passes ([`crate::handoff`]) and lets the late call run on to its hard
+//! deadline; a read asks another replica after `read_hedge_ms`, or at once
+//! when the replica it asked is [`Peers::suspected`].
 //!
 //! # In-flight bound
 //! At most `max_in_flight` calls run to one peer at a time; when they are
