@@ -281,7 +281,14 @@ struct PeerState {
     /// Microseconds since [`Peers::epoch`] of the last call that did not
     /// reach the peer; 0 when the last call did.
     failed_at_us: AtomicU64,
+    /// Microseconds since [`Peers::epoch`] when a success was last reported
+    /// to the failure detector.
+    reported_at_us: AtomicU64,
 }
+
+/// Successes are reported to the failure detector at most this often per
+/// peer, so the hot path does not take the detector's lock on every call.
+const REPORT_EVERY: Duration = Duration::from_millis(50);
 
 /// The peer client. See the module documentation.
 pub struct Peers {
@@ -613,7 +620,16 @@ impl Peers {
         }
         if reached {
             state.failed_at_us.store(0, Ordering::Relaxed);
-            self.topology.heard_from(&to.id);
+            let now_us = self.micros(now);
+            let reported = state.reported_at_us.load(Ordering::Relaxed);
+            if now_us.saturating_sub(reported) >= micros(REPORT_EVERY)
+                && state
+                    .reported_at_us
+                    .compare_exchange(reported, now_us, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.topology.heard_from(&to.id);
+            }
         } else {
             state
                 .failed_at_us
@@ -637,6 +653,7 @@ impl Peers {
                 latency: TailLatency::default(),
                 in_flight: Arc::new(Semaphore::new(self.settings.max_in_flight)),
                 failed_at_us: AtomicU64::new(0),
+                reported_at_us: AtomicU64::new(0),
             })
         }))
     }
