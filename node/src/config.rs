@@ -92,7 +92,7 @@ pub struct PeerCalls {
     /// Deadline of a replica call as a multiple of the peer's tail latency
     /// (default 3).
     pub deadline_multiplier: f64,
-    /// Shortest deadline of a replica call in milliseconds (default 100);
+    /// Shortest deadline of a replica call in milliseconds (default 250);
     /// capped by `peer_timeout_ms`.
     pub deadline_floor_ms: u64,
     /// Most calls in flight from this node to one peer (default 512); a call
@@ -110,7 +110,7 @@ impl Default for PeerCalls {
     fn default() -> Self {
         Self {
             deadline_multiplier: 3.0,
-            deadline_floor_ms: 100,
+            deadline_floor_ms: 250,
             max_in_flight: 512,
             keepalive_interval_ms: 1000,
             keepalive_timeout_ms: 1000,

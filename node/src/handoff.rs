@@ -1,5 +1,5 @@
-//! Sloppy quorum and hinted handoff. A write to a replica that is suspected
-//! (by the failure detector or a recent failed call) or misses its deadline
+//! Sloppy quorum and hinted handoff. A write to a replica that the failure
+//! detector suspects, that fails, or that misses its latency-based deadline
 //! goes to the next fallback node of the preference walk instead, which
 //! keeps it as a hint naming the intended replica. A background worker
 //! delivers hints once their replica answers, and deletes each only after
@@ -168,7 +168,9 @@ impl Handoff {
     ) -> Result<(), SlotError> {
         let replica = ring.member(target);
         let mut attempts = Vec::new();
-        let suspected = self.peers.suspected(replica);
+        // Only the failure detector rules the replica out; a replica whose
+        // last call failed is tried again (it may be back).
+        let suspected = self.peers.detector_suspects(replica);
         // A call to the replica that missed its latency deadline but may
         // still answer.
         let mut late = None;
@@ -179,7 +181,15 @@ impl Handoff {
         } else {
             let patience = self.peers.replica_deadline(replica);
             let mut call = self.send_to(replica, &write, deadline);
-            tokio::select! {
+            if patience >= self.peers.settings().ceiling {
+                // Nothing learned about this replica yet (or it is that
+                // slow): its call's own deadline decides.
+                match call.await {
+                    Ok(()) => return Ok(()),
+                    Err(error) => attempts.push(error.into()),
+                }
+            } else {
+                tokio::select! {
                 outcome = &mut call => match outcome {
                     Ok(()) => return Ok(()),
                     Err(error) => attempts.push(error.into()),
@@ -192,6 +202,7 @@ impl Handoff {
                     });
                     late = Some(call);
                 }
+                }
             }
         }
         let mut hinting = std::pin::pin!(self.hint_to_fallbacks(ring, replica, &write, &fallbacks));
@@ -200,7 +211,18 @@ impl Handoff {
             Some(mut call) => {
                 tokio::select! {
                     hinted = &mut hinting => match hinted {
-                        Ok(()) => return Ok(()),
+                        Ok(()) => {
+                            // The replica may still answer: let its call run
+                            // to its own deadline so it gets the write
+                            // directly too (the hint merges harmlessly).
+                            let replica_id = replica.id.clone();
+                            tokio::spawn(async move {
+                                if let Err(error) = call.await {
+                                    debug!(replica = replica_id, %error, "a late replica write failed");
+                                }
+                            });
+                            return Ok(());
+                        }
                         Err(errors) => {
                             attempts.extend(errors);
                             match call.await {
@@ -235,7 +257,8 @@ impl Handoff {
     }
 
     /// Offers the write as a hint for `replica` to each free fallback in
-    /// turn, skipping suspected ones, until one keeps it.
+    /// turn, skipping those the failure detector suspects, until one keeps
+    /// it.
     async fn hint_to_fallbacks(
         &self,
         ring: &Ring,
@@ -270,7 +293,9 @@ impl Handoff {
                 }
                 continue;
             }
-            if self.peers.suspected(member) {
+            // Only the failure detector rules a fallback out: a fallback
+            // whose last call failed is still worth one try.
+            if self.peers.detector_suspects(member) {
                 continue;
             }
             let hint = self.peers.hint_write(

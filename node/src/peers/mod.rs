@@ -12,10 +12,10 @@
 //! [`Peers::replica_deadline`]: `deadline_multiplier` times a decaying
 //! estimate of its tail latency ([`latency`]), clamped between
 //! `deadline_floor_ms` and `peer_timeout_ms` (a peer never heard from gets
-//! `peer_timeout_ms`). A caller that has an alternative turns to it when
-//! that deadline passes: a write slot asks a fallback
-//! ([`crate::handoff`]), a read asks another replica. The late call keeps
-//! running until its hard deadline in case it is the only one left.
+//! `peer_timeout_ms`). A write slot turns to a fallback when that deadline
+//! passes ([`crate::handoff`]) and lets the late call run on to its hard
+//! deadline; a read asks another replica after `read_hedge_ms`, or at once
+//! when the replica it asked is [`Peers::suspected`].
 //!
 //! # In-flight bound
 //! At most `max_in_flight` calls run to one peer at a time; when they are
@@ -281,7 +281,14 @@ struct PeerState {
     /// Microseconds since [`Peers::epoch`] of the last call that did not
     /// reach the peer; 0 when the last call did.
     failed_at_us: AtomicU64,
+    /// Microseconds since [`Peers::epoch`] when a success was last reported
+    /// to the failure detector.
+    reported_at_us: AtomicU64,
 }
+
+/// Successes are reported to the failure detector at most this often per
+/// peer, so the hot path does not take the detector's lock on every call.
+const REPORT_EVERY: Duration = Duration::from_millis(50);
 
 /// The peer client. See the module documentation.
 pub struct Peers {
@@ -315,6 +322,11 @@ impl Peers {
     /// The settings in use.
     pub fn settings(&self) -> PeerSettings {
         self.settings
+    }
+
+    /// True when the failure detector suspects `member`.
+    pub fn detector_suspects(&self, member: &Member) -> bool {
+        self.topology.liveness(&member.id) == Liveness::Down
     }
 
     /// True when `member` should not be waited for: the failure detector
@@ -608,7 +620,16 @@ impl Peers {
         }
         if reached {
             state.failed_at_us.store(0, Ordering::Relaxed);
-            self.topology.heard_from(&to.id);
+            let now_us = self.micros(now);
+            let reported = state.reported_at_us.load(Ordering::Relaxed);
+            if now_us.saturating_sub(reported) >= micros(REPORT_EVERY)
+                && state
+                    .reported_at_us
+                    .compare_exchange(reported, now_us, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.topology.heard_from(&to.id);
+            }
         } else {
             state
                 .failed_at_us
@@ -632,6 +653,7 @@ impl Peers {
                 latency: TailLatency::default(),
                 in_flight: Arc::new(Semaphore::new(self.settings.max_in_flight)),
                 failed_at_us: AtomicU64::new(0),
+                reported_at_us: AtomicU64::new(0),
             })
         }))
     }
