@@ -28,6 +28,8 @@
 mod client;
 mod context;
 mod error;
+mod health;
+mod hedge;
 mod options;
 mod ring;
 mod routing;
@@ -38,7 +40,7 @@ mod status;
 pub use client::Client;
 pub use context::Context;
 pub use error::Error;
-pub use options::{ClientOptions, Durability, ReadOptions, Routing, WriteOptions};
+pub use options::{ClientOptions, Durability, HedgeOptions, ReadOptions, Routing, WriteOptions};
 pub use ring::{InvalidRing, Member, Ring, partition_of};
 pub use siblings::{GetResult, Sibling};
 pub use status::{METRICS_URL_HEADER, MemberStatus, NodeStatus, Transfer};
