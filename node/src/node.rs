@@ -106,9 +106,9 @@ impl Node {
         };
         let peers = Arc::new(Peers::new(config.peer_timeout()));
         let now = Instant::now();
-        let suspect_after = std::time::Duration::from_millis(config.background.suspect_after_ms);
         let incarnation = format!("{:016x}", storage.incarnation());
-        let mut membership = Membership::new(&config.id, &incarnation, suspect_after, now);
+        let detector = config.background.failure_detector();
+        let mut membership = Membership::new(&config.id, &incarnation, detector, now);
         membership.track(ring.members().iter().map(|m| m.id.as_str()), now);
         Ok(Arc::new(Self {
             config,
