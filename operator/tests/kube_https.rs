@@ -16,7 +16,10 @@ async fn a_kube_client_for_an_https_api_server_sends_its_request() {
     let server = tokio::spawn(async move {
         let (mut socket, _) = listener.accept().await.expect("accept");
         let mut hello = [0u8; 5];
-        socket.read_exact(&mut hello).await.expect("read the record header");
+        socket
+            .read_exact(&mut hello)
+            .await
+            .expect("read the record header");
         hello
     });
 
