@@ -14,12 +14,12 @@ use tracing::Instrument as _;
 
 use crate::health::Health;
 use crate::hedge::race;
-use crate::options::quorum_to_proto;
+use crate::options::{durability_to_proto, quorum_to_proto};
 use crate::routing::attempt_order;
 use crate::rpc::{Rpc, admin, kv, uri};
 use crate::{
-    ClientOptions, Context, Durability, Error, GetResult, NodeStatus, ReadOptions, Result, Ring,
-    Routing, WriteOptions,
+    ClientOptions, Context, Error, GetResult, NodeStatus, ReadOptions, Result, Ring, Routing,
+    WriteOptions,
 };
 
 /// A connection to a DynamoKV cluster.
@@ -258,7 +258,7 @@ impl Client {
             value: value.into(),
             context: wire_context(context),
             w: quorum("w", options.w)?,
-            durability: Durability::to_proto(options.durability).into(),
+            durability: durability_to_proto(options.durability).into(),
             forwarded: false,
         };
         let response = self
@@ -303,7 +303,7 @@ impl Client {
             key: key.clone(),
             context: wire_context(context),
             w: quorum("w", options.w)?,
-            durability: Durability::to_proto(options.durability).into(),
+            durability: durability_to_proto(options.durability).into(),
             forwarded: false,
         };
         let response = self
@@ -316,8 +316,8 @@ impl Client {
 
     /// Sends `message` for `key` to the replicas of its partition in
     /// [`attempt_order`] until one answers or fails with an error another
-    /// replica cannot fix. When all fail, reports the [`most_telling`]
-    /// failure, or [`Error::ReplicasUnreachable`] when none could be
+    /// replica cannot fix, hedging as [`race`] does. When all fail, reports
+    /// the most telling failure, or [`Error::ReplicasUnreachable`] when none could be
     /// reached but the endpoint answers. With [`Routing::ViaEndpoint`],
     /// sends it to the endpoint once.
     async fn route<M, T, F, Fut>(
@@ -440,7 +440,7 @@ async fn fetch_ring(rpc: &Rpc, address: &str) -> Result<Ring> {
 
 /// The wire form of an optional quorum, refusing zero.
 fn quorum(name: &str, value: Option<u32>) -> Result<u32> {
-    quorum_to_proto(name, value).map_err(|message| Error::InvalidArgument { message })
+    quorum_to_proto(name, value)
 }
 
 /// The wire form of an optional context: empty when there is none.

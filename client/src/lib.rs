@@ -39,9 +39,11 @@ mod status;
 
 pub use client::Client;
 pub use context::Context;
+pub use dynamo_ring::{Durability, MAX_PARTITIONS, partition_of};
 pub use error::Error;
-pub use options::{ClientOptions, Durability, HedgeOptions, ReadOptions, Routing, WriteOptions};
-pub use ring::{InvalidRing, Member, Ring, partition_of};
+pub use options::{ClientOptions, HedgeOptions, ReadOptions, Routing, WriteOptions};
+pub use ring::{InvalidRing, Member, Ring};
+pub use rpc::{Rpc, admin as admin_client};
 pub use siblings::{GetResult, Sibling};
 pub use status::{METRICS_URL_HEADER, MemberStatus, NodeStatus, Transfer};
 

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use dynamo_proto::v1 as pb;
 
+use crate::{Durability, Error};
+
 /// How a [`Client`](crate::Client) talks to the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
@@ -134,23 +136,12 @@ pub struct WriteOptions {
     pub durability: Option<Durability>,
 }
 
-/// How hard a write is pushed to disk before a replica acknowledges it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Written to the journal and handed to the operating system.
-    Buffer,
-    /// Written to the journal and fsynced.
-    Sync,
-}
-
-impl Durability {
-    /// The wire value of an optional durability (unset is the node default).
-    pub(crate) fn to_proto(durability: Option<Self>) -> pb::Durability {
-        match durability {
-            None => pb::Durability::Default,
-            Some(Self::Buffer) => pb::Durability::Buffer,
-            Some(Self::Sync) => pb::Durability::Sync,
-        }
+/// The wire value of an optional durability (unset is the node default).
+pub(crate) fn durability_to_proto(durability: Option<Durability>) -> pb::Durability {
+    match durability {
+        None => pb::Durability::Default,
+        Some(Durability::Buffer) => pb::Durability::Buffer,
+        Some(Durability::Sync) => pb::Durability::Sync,
     }
 }
 
@@ -158,12 +149,14 @@ impl Durability {
 ///
 /// # Errors
 ///
-/// A message when the caller asked for a quorum of zero, which the wire
-/// would silently read as "default".
-pub(crate) fn quorum_to_proto(name: &str, quorum: Option<u32>) -> Result<u32, String> {
+/// [`Error::InvalidArgument`] when the caller asked for a quorum of zero,
+/// which the wire would silently read as "default".
+pub(crate) fn quorum_to_proto(name: &str, quorum: Option<u32>) -> Result<u32, Error> {
     match quorum {
         None => Ok(0),
-        Some(0) => Err(format!("{name} must be at least 1")),
+        Some(0) => Err(Error::InvalidArgument {
+            message: format!("{name} must be at least 1"),
+        }),
         Some(quorum) => Ok(quorum),
     }
 }
@@ -174,23 +167,23 @@ mod tests {
 
     #[test]
     fn quorums_map_to_the_wire() {
-        assert_eq!(quorum_to_proto("r", None), Ok(0));
-        assert_eq!(quorum_to_proto("r", Some(2)), Ok(2));
-        assert_eq!(
+        assert!(matches!(quorum_to_proto("r", None), Ok(0)));
+        assert!(matches!(quorum_to_proto("r", Some(2)), Ok(2)));
+        assert!(matches!(
             quorum_to_proto("w", Some(0)),
-            Err("w must be at least 1".into())
-        );
+            Err(Error::InvalidArgument { message }) if message == "w must be at least 1"
+        ));
     }
 
     #[test]
     fn durability_maps_to_the_wire() {
-        assert_eq!(Durability::to_proto(None), pb::Durability::Default);
+        assert_eq!(durability_to_proto(None), pb::Durability::Default);
         assert_eq!(
-            Durability::to_proto(Some(Durability::Sync)),
+            durability_to_proto(Some(Durability::Sync)),
             pb::Durability::Sync
         );
         assert_eq!(
-            Durability::to_proto(Some(Durability::Buffer)),
+            durability_to_proto(Some(Durability::Buffer)),
             pb::Durability::Buffer
         );
     }

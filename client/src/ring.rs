@@ -1,9 +1,8 @@
 //! The partition ring as the client sees it: members, owners, preference
 //! lists, and which partition a key falls in.
 
-use md5::{Digest as _, Md5};
-
 use dynamo_proto::v1 as pb;
+use dynamo_ring::{PartitionsError, check_partitions, partition_of};
 
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,57 +25,67 @@ impl From<pb::Member> for Member {
     }
 }
 
-/// The partition of `key` among `partitions` equal partitions.
-///
-/// The MD5 digest of the key, read as a big-endian 128-bit number, is cut
-/// into `partitions` equal ranges; the partition is the top
-/// `log2(partitions)` bits. With 256 partitions it is the first byte of the
-/// digest.
-///
-/// # Panics
-///
-/// When `partitions` is not a power of two (a [`Ring`] never has such a
-/// count).
-///
-/// # Examples
-///
-/// ```
-/// // MD5("abc") = 900150983cd24fb0d6963f7d28e17f72
-/// assert_eq!(dynamo_client::partition_of(b"abc", 256), 0x90);
-/// ```
-pub fn partition_of(key: &[u8], partitions: usize) -> usize {
-    assert!(
-        partitions.is_power_of_two(),
-        "partition count {partitions} is not a power of two"
-    );
-    let bits = partitions.trailing_zeros();
-    if bits == 0 {
-        return 0;
-    }
-    let digest: [u8; 16] = Md5::digest(key).into();
-    let hash = u128::from_be_bytes(digest);
-    usize::try_from(hash >> (128 - bits)).expect("a partition index is below the partition count")
-}
-
-/// `value` as an index into a list of `members` members; `place` says where
-/// the value appeared, for the error message.
-fn member_index(
-    value: u32,
-    members: usize,
-    place: impl FnOnce() -> String,
-) -> Result<usize, String> {
-    usize::try_from(value)
-        .ok()
-        .filter(|index| *index < members)
-        .ok_or_else(|| format!("{} names member {value}, but there are {members}", place()))
-}
-
-/// Why a `GetRing` answer cannot be used for routing.
+/// Why a `GetRing` answer cannot be used for routing: the first
+/// inconsistency found.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct InvalidRing {
-    /// The first inconsistency found, as a sentence.
-    pub message: String,
+pub enum InvalidRing {
+    /// The answer carries no ring.
+    #[error("the answer has no ring")]
+    NoRing,
+    /// The ring has no members.
+    #[error("the ring has no members")]
+    NoMembers,
+    /// The partition count is not a valid Q.
+    #[error("the ring has {} partitions, which is not a power of two up to {}", .source.partitions, dynamo_ring::MAX_PARTITIONS)]
+    Partitions {
+        /// The invalid count.
+        #[from]
+        source: PartitionsError,
+    },
+    /// N is zero.
+    #[error("the ring has a replication factor N of 0")]
+    NoReplication,
+    /// There is not one preference list per partition.
+    #[error("the ring has {partitions} partitions but {lists} preference lists")]
+    PreferenceCount {
+        /// Partitions in the ring.
+        partitions: usize,
+        /// Preference lists in the answer.
+        lists: usize,
+    },
+    /// A partition's preference list is empty.
+    #[error("partition {partition} has an empty preference list")]
+    EmptyPreference {
+        /// The partition.
+        partition: usize,
+    },
+    /// A partition's owner is not a member.
+    #[error("the owner of partition {partition} names member {member}, but there are {members}")]
+    Owner {
+        /// The partition.
+        partition: usize,
+        /// The index given.
+        member: u32,
+        /// Members in the ring.
+        members: usize,
+    },
+    /// A preference list names a member that does not exist.
+    #[error(
+        "the preference list of partition {partition} names member {member}, but there are {members}"
+    )]
+    Preference {
+        /// The partition.
+        partition: usize,
+        /// The index given.
+        member: u32,
+        /// Members in the ring.
+        members: usize,
+    },
+}
+
+/// `value` as an index into a list of `members` members.
+fn member_index(value: u32, members: usize) -> Option<usize> {
+    usize::try_from(value).ok().filter(|index| *index < members)
 }
 
 /// The ring a node reported: who owns which partition and which members
@@ -104,44 +113,36 @@ impl TryFrom<pb::GetRingResponse> for Ring {
     /// # Errors
     ///
     /// [`InvalidRing`] describing the first inconsistency: no ring, no
-    /// members, a partition count that is not a power of two, N of zero, a
+    /// members, a partition count that is not a power of two up to
+    /// [`MAX_PARTITIONS`](dynamo_ring::MAX_PARTITIONS), N of zero, a
     /// preference list missing or empty, or an index outside the member
     /// list.
     fn try_from(response: pb::GetRingResponse) -> Result<Self, InvalidRing> {
-        Self::from_proto(response).map_err(|message| InvalidRing { message })
-    }
-}
-
-impl Ring {
-    /// The checks behind `TryFrom`, with a plain message as the error.
-    fn from_proto(response: pb::GetRingResponse) -> Result<Self, String> {
-        let ring = response.ring.ok_or("the answer has no ring")?;
+        let ring = response.ring.ok_or(InvalidRing::NoRing)?;
         if ring.members.is_empty() {
-            return Err("the ring has no members".into());
+            return Err(InvalidRing::NoMembers);
         }
         let partitions = ring.owners.len();
-        if !partitions.is_power_of_two() {
-            return Err(format!(
-                "the ring has {partitions} partitions, which is not a power of two"
-            ));
-        }
+        check_partitions(partitions as u64)?;
         if ring.n == 0 {
-            return Err("the ring has a replication factor N of 0".into());
+            return Err(InvalidRing::NoReplication);
         }
         if response.preferences.len() != partitions {
-            return Err(format!(
-                "the ring has {partitions} partitions but {} preference lists",
-                response.preferences.len()
-            ));
+            return Err(InvalidRing::PreferenceCount {
+                partitions,
+                lists: response.preferences.len(),
+            });
         }
         let members = ring.members.len();
         let owners = ring
             .owners
             .iter()
             .enumerate()
-            .map(|(partition, owner)| {
-                member_index(*owner, members, || {
-                    format!("the owner of partition {partition}")
+            .map(|(partition, &member)| {
+                member_index(member, members).ok_or(InvalidRing::Owner {
+                    partition,
+                    member,
+                    members,
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -151,16 +152,16 @@ impl Ring {
             .enumerate()
             .map(|(partition, preference)| {
                 if preference.members.is_empty() {
-                    return Err(format!(
-                        "partition {partition} has an empty preference list"
-                    ));
+                    return Err(InvalidRing::EmptyPreference { partition });
                 }
                 preference
                     .members
                     .iter()
-                    .map(|member| {
-                        member_index(*member, members, || {
-                            format!("the preference list of partition {partition}")
+                    .map(|&member| {
+                        member_index(member, members).ok_or(InvalidRing::Preference {
+                            partition,
+                            member,
+                            members,
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()
@@ -177,7 +178,9 @@ impl Ring {
             preferences,
         })
     }
+}
 
+impl Ring {
     /// Monotonic ring version; a higher epoch is newer.
     pub fn epoch(&self) -> u64 {
         self.epoch
@@ -215,7 +218,8 @@ impl Ring {
 
     /// The partition `key` falls in; see [`partition_of`].
     pub fn partition_of(&self, key: &[u8]) -> usize {
-        partition_of(key, self.partitions())
+        // A checked ring has at most MAX_PARTITIONS partitions.
+        partition_of(key, self.partitions() as u32) as usize
     }
 
     /// The owner of `partition`.
@@ -310,35 +314,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn partition_is_the_top_bits_of_md5() {
-        // MD5("abc") = 90 01 50 98 3c d2 4f b0 d6 96 3f 7d 28 e1 7f 72
-        assert_eq!(partition_of(b"abc", 256), 0x90);
-        assert_eq!(partition_of(b"abc", 1024), 0b10_0100_0000);
-        assert_eq!(partition_of(b"abc", 2), 1);
-        assert_eq!(partition_of(b"abc", 1), 0);
-        // MD5("") = d4 1d 8c d9 ...
-        assert_eq!(partition_of(b"", 256), 0xd4);
-        assert_eq!(partition_of(b"", 65536), 0xd41d);
-        // MD5("The quick brown fox jumps over the lazy dog") = 9e 10 7d 9d ...
-        let fox = b"The quick brown fox jumps over the lazy dog";
-        assert_eq!(partition_of(fox, 1 << 16), 0x9e10);
-    }
-
-    #[test]
-    fn partition_of_full_width() {
-        // Top 32 bits of MD5("abc"), where usize is wide enough.
-        if let Some(partitions) = 1usize.checked_shl(32) {
-            assert_eq!(partition_of(b"abc", partitions), 0x9001_5098);
-        }
-    }
-
-    #[test]
-    #[should_panic(expected = "not a power of two")]
-    fn partition_count_must_be_a_power_of_two() {
-        partition_of(b"abc", 12);
-    }
-
-    #[test]
     fn ring_exposes_preference_lists_and_fallbacks() {
         let ring = Ring::try_from(sample(5, 8)).expect("sample ring is consistent");
         assert_eq!(ring.partitions(), 8);
@@ -363,7 +338,7 @@ pub(crate) mod tests {
         let check = |edit: fn(&mut pb::GetRingResponse), expected: &str| {
             let mut response = sample(3, 4);
             edit(&mut response);
-            let message = Ring::try_from(response).expect_err(expected).message;
+            let message = Ring::try_from(response).expect_err(expected).to_string();
             assert!(message.contains(expected), "{message:?} lacks {expected:?}");
         };
         check(|r| r.ring = None, "no ring");

@@ -20,7 +20,7 @@ const MAX_MESSAGE_BYTES: usize = 1 << 30;
 /// the client, plus the deadline every call gets. A channel connects on its
 /// first request and reconnects by itself after a failure.
 #[derive(Debug)]
-pub(crate) struct Rpc {
+pub struct Rpc {
     timeout: Duration,
     channels: Mutex<HashMap<String, Channel>>,
 }
@@ -28,7 +28,7 @@ pub(crate) struct Rpc {
 impl Rpc {
     /// Calls with `timeout` as the deadline of each request and of each
     /// connection attempt.
-    pub(crate) fn new(timeout: Duration) -> Self {
+    pub fn new(timeout: Duration) -> Self {
         Self {
             timeout,
             channels: Mutex::new(HashMap::new()),
@@ -40,12 +40,7 @@ impl Rpc {
     /// with the deadline set both locally and in the `grpc-timeout` header.
     ///
     /// Must be called inside a Tokio runtime.
-    pub(crate) async fn call<M, T, F, Fut>(
-        &self,
-        address: &str,
-        message: M,
-        method: F,
-    ) -> Result<T, Error>
+    pub async fn call<M, T, F, Fut>(&self, address: &str, message: M, method: F) -> Result<T, Error>
     where
         F: FnOnce(Channel, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -109,7 +104,7 @@ pub(crate) fn kv(channel: Channel) -> KvClient<Channel> {
 }
 
 /// An `Admin` client on `channel`.
-pub(crate) fn admin(channel: Channel) -> AdminClient<Channel> {
+pub fn admin(channel: Channel) -> AdminClient<Channel> {
     AdminClient::new(channel).max_decoding_message_size(MAX_MESSAGE_BYTES)
 }
 

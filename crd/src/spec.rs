@@ -20,8 +20,8 @@ use crate::status::DynamoClusterStatus;
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/dynamokv/dynamo-node:", env!("CARGO_PKG_VERSION"));
 /// Default number of ring partitions (Q).
 pub const DEFAULT_PARTITIONS: u32 = 256;
-/// Largest number of ring partitions a cluster may have.
-pub const MAX_PARTITIONS: u32 = 65536;
+/// Largest number of ring partitions a cluster may have (the ring's limit).
+pub use dynamo_ring::MAX_PARTITIONS;
 /// Default replication factor N.
 pub const DEFAULT_N: u32 = 3;
 /// Default read quorum R.
@@ -52,6 +52,10 @@ pub const N_AT_LEAST_ONE_RULE: &str = "self.n >= 1";
 pub const R_AT_MOST_N_RULE: &str = "self.r <= self.n";
 /// CEL rule on `replication`: W is at most N.
 pub const W_AT_MOST_N_RULE: &str = "self.w <= self.n";
+/// CEL rule on the spec: N is at most the number of nodes.
+pub const N_AT_MOST_REPLICAS_RULE: &str = "self.replication.n <= self.replicas";
+/// CEL rule on the spec: every node can own a partition.
+pub const PARTITIONS_AT_LEAST_REPLICAS_RULE: &str = "self.partitions >= self.replicas";
 
 /// Desired state of a DynamoCluster: the number of nodes, the ring's
 /// partitions, the N/R/W quorums, storage and scheduling of the nodes.
@@ -123,6 +127,15 @@ pub const W_AT_MOST_N_RULE: &str = "self.w <= self.n";
         json_path = ".metadata.creationTimestamp"
     )
 )]
+#[x_kube(
+    validation = Rule::new(N_AT_MOST_REPLICAS_RULE)
+        .message("replication.n must not be greater than replicas: a key needs n distinct nodes")
+        .field_path(".replication.n"),
+    validation = Rule::new(PARTITIONS_AT_LEAST_REPLICAS_RULE)
+        .message("partitions must not be fewer than replicas: every node must be able to own a partition")
+        .field_path(".replicas")
+)]
+#[schemars(transform = crate::formats::kubernetes_integer_formats)]
 #[serde(rename_all = "camelCase")]
 pub struct DynamoClusterSpec {
     /// Number of storage nodes (pods). Must be at least 1, and at least

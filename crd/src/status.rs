@@ -16,6 +16,7 @@ pub const CONDITION_DEGRADED: &str = "Degraded";
 
 /// Observed state of a DynamoCluster.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[schemars(transform = crate::formats::kubernetes_integer_formats)]
 #[serde(rename_all = "camelCase")]
 pub struct DynamoClusterStatus {
     /// Number of storage pods that exist (the scale subresource reads it).
@@ -35,8 +36,12 @@ pub struct DynamoClusterStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<ClusterPhase>,
 
-    /// Epoch of the ring the operator last committed. It grows by one with
-    /// every committed membership change.
+    /// Epoch of the ring the operator last committed: a counter that every
+    /// ring change the nodes adopt raises by one. A join raises it twice (the
+    /// ring with the transfers, then the ring without them) and a leave
+    /// three times (the ring with the transfers, the ring without them, and
+    /// the ring without the leaver), so it orders rings; it does not count
+    /// members or changes.
     #[serde(default)]
     pub epoch: u64,
 

@@ -1,8 +1,8 @@
 //! Checks of a `DynamoClusterSpec` that need no API server.
 //!
-//! They are the schema's and CEL's rules, plus the ones CEL leaves to the
-//! operator (`replication.n <= replicas`, `partitions >= replicas`), so that
-//! the local platform and the operator's status report the same sentences.
+//! They are the schema's and CEL's rules (`replication.n <= replicas` and
+//! `partitions >= replicas` among them), so that the local platform, which
+//! has no API server, and the operator's status report the same sentences.
 
 use crate::spec::{DynamoClusterSpec, MAX_PARTITIONS};
 
@@ -120,9 +120,9 @@ pub enum SpecError {
 
 impl DynamoClusterSpec {
     /// Checks the spec without an API server: the rules of the CRD's schema
-    /// and CEL, plus `replication.n <= replicas` and `partitions >= replicas`,
-    /// which the API server does not enforce (the operator reports them as a
-    /// Degraded condition instead).
+    /// and CEL. The API server refuses such specs too; the operator reports
+    /// one that got past it (a CRD installed before the rule) as a Degraded
+    /// condition.
     ///
     /// # Errors
     ///
@@ -160,7 +160,7 @@ impl DynamoClusterSpec {
                 n: replication.n,
             });
         }
-        if !self.partitions.is_power_of_two() || self.partitions > MAX_PARTITIONS {
+        if dynamo_ring::check_partitions(u64::from(self.partitions)).is_err() {
             return Err(SpecError::PartitionsNotPowerOfTwo {
                 partitions: self.partitions,
             });
@@ -275,6 +275,22 @@ mod tests {
         ] {
             assert!(!is_positive_quantity(bad), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn the_partitions_rule_lists_every_count_the_ring_accepts() {
+        let allowed: Vec<u32> = (0..=MAX_PARTITIONS.trailing_zeros())
+            .map(|b| 1 << b)
+            .collect();
+        let listed = format!(
+            "self in [{}]",
+            allowed
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        assert_eq!(crate::spec::PARTITIONS_POWER_OF_TWO_RULE, listed);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! columns, CEL rules, defaults and descriptions.
 
 use dynamo_crd::{
-    CustomResourceExt, DynamoCluster, N_AT_LEAST_ONE_RULE, PARTITIONS_IMMUTABLE_RULE,
-    PARTITIONS_POWER_OF_TWO_RULE, R_AT_MOST_N_RULE, W_AT_MOST_N_RULE,
+    CustomResourceExt, DynamoCluster, N_AT_LEAST_ONE_RULE, N_AT_MOST_REPLICAS_RULE,
+    PARTITIONS_AT_LEAST_REPLICAS_RULE, PARTITIONS_IMMUTABLE_RULE, PARTITIONS_POWER_OF_TWO_RULE,
+    R_AT_MOST_N_RULE, W_AT_MOST_N_RULE,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion,
@@ -159,15 +160,67 @@ fn cel_rules_sit_on_their_fields_with_messages() {
     // The immutability rule is a transition rule on the field itself.
     assert_eq!(PARTITIONS_IMMUTABLE_RULE, "self == oldSelf");
 
-    // These are all the rules: in particular n <= replicas is not a CEL rule
-    // (the operator reports it as a condition).
+    // Rules across fields sit on the spec, so `kubectl apply` and
+    // `kubectl scale` are refused at once.
+    let across = rules(&spec);
+    has(&across, N_AT_MOST_REPLICAS_RULE, "replication.n");
+    has(&across, PARTITIONS_AT_LEAST_REPLICAS_RULE, "partitions");
+
+    // These are all the rules.
     let mut found = Vec::new();
     all_rules(&schema(), "", &mut found);
-    assert_eq!(found.len(), 5, "{found:#?}");
-    assert!(
-        found.iter().all(|(_, rule)| !rule.contains("replicas")),
-        "{found:#?}"
+    assert_eq!(found.len(), 7, "{found:#?}");
+}
+
+/// Every `format` in the schema, with where it is.
+fn formats(node: &Value, path: &str, found: &mut Vec<(String, String)>) {
+    match node {
+        Value::Object(map) => {
+            if let Some(Value::String(format)) = map.get("format") {
+                found.push((path.to_owned(), format.clone()));
+            }
+            for (key, child) in map {
+                formats(child, &format!("{path}/{key}"), found);
+            }
+        }
+        Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                formats(child, &format!("{path}/{index}"), found);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn every_format_is_one_the_api_server_knows() {
+    // The API server warns "unrecognized format" on install for anything
+    // else (schemars writes uint32 and uint64 for unsigned fields).
+    const KNOWN: [&str; 6] = [
+        "int32",
+        "int64",
+        "float",
+        "double",
+        "date-time",
+        "int-or-string",
+    ];
+    let mut found = Vec::new();
+    formats(&schema(), "", &mut found);
+    assert!(!found.is_empty());
+    let unknown: Vec<_> = found
+        .iter()
+        .filter(|(_, format)| !KNOWN.contains(&format.as_str()))
+        .collect();
+    assert!(unknown.is_empty(), "{unknown:#?}");
+    assert_eq!(
+        part("spec")["properties"]["partitions"]["format"],
+        json!("int32")
     );
+    assert_eq!(
+        part("status")["properties"]["epoch"]["format"],
+        json!("int64")
+    );
+    assert_eq!(part("status")["properties"]["epoch"]["minimum"], json!(0.0));
 }
 
 #[test]

@@ -65,7 +65,7 @@ fn storage(c: &mut Criterion) {
             // A blind write per key would pile up siblings; replace them.
             let context = storage.read(1, key.as_bytes()).expect("read").context();
             storage
-                .coordinate(
+                .write_new_version(
                     1,
                     key.as_bytes(),
                     NewWrite { context, ..write },

@@ -163,7 +163,7 @@ fn load_range(node: &Node, range: std::ops::Range<u64>, value_bytes: u64) -> any
             timestamp_ms: now_ms(),
         };
         node.storage()
-            .coordinate(
+            .write_new_version(
                 ring.partition_of(key.as_bytes()),
                 key.as_bytes(),
                 write,

@@ -78,6 +78,45 @@ pub struct Config {
     pub read_hedge_ms: u64,
     /// Background work: gossip, failure detection, handoff, anti-entropy.
     pub background: Background,
+    /// Deadlines, in-flight bounds and keepalive of calls to peers.
+    pub peer_calls: PeerCalls,
+}
+
+/// How this node calls its peers. A replica call (read, write, hint) waits
+/// `deadline_multiplier` times the peer's recent tail latency (about its
+/// p99), at least `deadline_floor_ms` and at most `peer_timeout_ms`, and
+/// never past the client request's deadline; a write whose replica misses
+/// it turns to a fallback, a read asks another replica.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PeerCalls {
+    /// Deadline of a replica call as a multiple of the peer's tail latency
+    /// (default 3).
+    pub deadline_multiplier: f64,
+    /// Shortest deadline of a replica call in milliseconds (default 100);
+    /// capped by `peer_timeout_ms`.
+    pub deadline_floor_ms: u64,
+    /// Most calls in flight from this node to one peer (default 512); a call
+    /// beyond it fails at once as overloaded.
+    pub max_in_flight: usize,
+    /// Interval of HTTP/2 keepalive pings on peer connections in
+    /// milliseconds (default 1000).
+    pub keepalive_interval_ms: u64,
+    /// A connection whose ping is not answered within this many
+    /// milliseconds is closed and its calls fail (default 1000).
+    pub keepalive_timeout_ms: u64,
+}
+
+impl Default for PeerCalls {
+    fn default() -> Self {
+        Self {
+            deadline_multiplier: 3.0,
+            deadline_floor_ms: 100,
+            max_in_flight: 512,
+            keepalive_interval_ms: 1000,
+            keepalive_timeout_ms: 1000,
+        }
+    }
 }
 
 /// Intervals and bounds of the background mechanisms.
@@ -181,6 +220,7 @@ impl Default for Config {
             peer_timeout_ms: 1000,
             read_hedge_ms: 20,
             background: Background::default(),
+            peer_calls: PeerCalls::default(),
         }
     }
 }
@@ -207,6 +247,14 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+}
+
+/// A `--member` value that is not `ID=HOST:PORT[@ZONE]`.
+#[derive(Debug, Error)]
+#[error("member {text:?} must look like ID=HOST:PORT[@ZONE]")]
+pub struct MemberSyntaxError {
+    /// The value given.
+    pub text: String,
 }
 
 impl Config {
@@ -316,6 +364,20 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "background.phi_threshold must be a positive number, not {phi}"
             )));
+        }
+        let calls = &self.peer_calls;
+        if !(calls.deadline_multiplier.is_finite() && calls.deadline_multiplier >= 1.0) {
+            return Err(ConfigError::Invalid(
+                "peer_calls.deadline_multiplier must be a number of at least 1".into(),
+            ));
+        }
+        if calls.max_in_flight == 0
+            || calls.keepalive_interval_ms == 0
+            || calls.keepalive_timeout_ms == 0
+        {
+            return Err(ConfigError::Invalid(
+                "peer_calls.max_in_flight and the keepalive settings must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -459,16 +521,15 @@ impl Flags {
 /// Parses `ID=HOST:PORT[@ZONE]`.
 ///
 /// # Errors
-/// A sentence saying what the expected shape is.
-pub fn parse_member(text: &str) -> Result<Member, String> {
-    let (id, rest) = text
-        .split_once('=')
-        .ok_or_else(|| format!("member {text:?} must look like ID=HOST:PORT[@ZONE]"))?;
+/// [`MemberSyntaxError`] saying what the expected shape is.
+pub fn parse_member(text: &str) -> Result<Member, MemberSyntaxError> {
+    let syntax = || MemberSyntaxError {
+        text: text.to_owned(),
+    };
+    let (id, rest) = text.split_once('=').ok_or_else(syntax)?;
     let (address, zone) = rest.split_once('@').unwrap_or((rest, ""));
     if id.is_empty() || address.is_empty() {
-        return Err(format!(
-            "member {text:?} must look like ID=HOST:PORT[@ZONE]"
-        ));
+        return Err(syntax());
     }
     Ok(Member {
         id: id.into(),

@@ -3,27 +3,26 @@
 //! replicas after a read. A node outside the key's preference list forwards
 //! the request to one inside it.
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
-use dynamo_proto::v1::kv_client::KvClient;
 use rand::seq::SliceRandom;
 use thiserror::Error;
 use tokio::time::Instant;
-use tonic::transport::Channel;
 use tracing::{Instrument, Span, debug, debug_span, field, warn};
 
+use crate::config::{Config, Limits};
 use crate::context::{self, ContextError};
-use crate::handoff::Fallbacks;
-use crate::metrics::{ClientOp, QuorumOutcome};
-use crate::node::Node;
-use crate::peers::{Health, is_unreachable, peer_call, reached, with_deadline};
+use crate::handoff::{Fallbacks, Handoff, SlotWrite};
+use crate::metrics::{ClientOp, Metrics, QuorumOutcome};
+use crate::peers::{Forward, Forwarded, PeerError, Peers};
 use crate::quorum::{Call, Quorum};
+use crate::replica::{Replica, ReplicaError};
 use crate::ring::{Position, Ring};
 use crate::storage::{Durability, NewWrite, StorageError};
+use crate::topology::Topology;
 use crate::version::SiblingSet;
 use crate::wire;
 
@@ -58,7 +57,62 @@ pub enum KvError {
     Storage(#[from] StorageError),
     /// The node this request was forwarded to answered with an error.
     #[error("{}", .0.message())]
-    Forwarded(tonic::Status),
+    Forwarded(Box<tonic::Status>),
+}
+
+impl From<ReplicaError> for KvError {
+    fn from(error: ReplicaError) -> Self {
+        match error {
+            ReplicaError::Storage(error) => Self::Storage(error),
+            other => Self::Unavailable {
+                operation: "local write",
+                needed: 1,
+                n: 1,
+                answered: 0,
+                detail: format!(" ({other})"),
+                timed_out: false,
+            },
+        }
+    }
+}
+
+/// What the coordinator takes from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoordinatorSettings {
+    /// Size limits.
+    pub limits: Limits,
+    /// Deadline of a whole client request.
+    pub request_timeout: Duration,
+    /// How long a read waits for the replicas it asked before asking the
+    /// others.
+    pub read_hedge: Duration,
+    /// Durability of writes that leave it to the node.
+    pub durability: Durability,
+    /// Longest one peer call may take.
+    pub peer_timeout: Duration,
+}
+
+impl CoordinatorSettings {
+    /// The settings in `config`.
+    pub fn of(config: &Config) -> Self {
+        Self {
+            limits: config.limits,
+            request_timeout: config.request_timeout(),
+            read_hedge: config.read_hedge(),
+            durability: config.durability,
+            peer_timeout: config.peer_timeout(),
+        }
+    }
+}
+
+/// The coordinator of one node.
+pub struct Coordinator {
+    topology: Arc<Topology>,
+    replica: Arc<Replica>,
+    handoff: Arc<Handoff>,
+    peers: Arc<Peers>,
+    metrics: Arc<Metrics>,
+    settings: CoordinatorSettings,
 }
 
 /// A write as the coordinator sees it.
@@ -77,7 +131,31 @@ struct WriteOutcome {
     acks: u32,
 }
 
-impl Node {
+impl Coordinator {
+    /// A coordinator storing its own copies in `replica` and reaching the
+    /// others through `peers` and `handoff`.
+    pub fn new(
+        topology: Arc<Topology>,
+        replica: Arc<Replica>,
+        handoff: Arc<Handoff>,
+        peers: Arc<Peers>,
+        metrics: Arc<Metrics>,
+        settings: CoordinatorSettings,
+    ) -> Self {
+        Self {
+            topology,
+            replica,
+            handoff,
+            peers,
+            metrics,
+            settings,
+        }
+    }
+
+    fn id(&self) -> &str {
+        self.topology.id()
+    }
+
     /// Serves a client get.
     ///
     /// # Errors
@@ -87,7 +165,7 @@ impl Node {
         request: pb::GetRequest,
     ) -> Result<pb::GetResponse, KvError> {
         let started = Instant::now();
-        let ring = self.ring();
+        let ring = self.topology.ring();
         let r = quorum_size(request.r, ring.replication().r, ring.replication().n, "r")?;
         let span = self.request_span(ClientOp::Get, &ring, &request.key);
         if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
@@ -96,17 +174,18 @@ impl Node {
                 ..request
             };
             let result = self
-                .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
-                    let request = request.clone();
-                    async move { client.get(request).await }
-                })
+                .forward(&ring, &preference, Forward::Get(request))
                 .instrument(span)
-                .await;
-            self.metrics().forwarded(ClientOp::Get, started.elapsed());
+                .await
+                .and_then(|answer| match answer {
+                    Forwarded::Get(response) => Ok(response),
+                    _ => Err(mismatched_answer()),
+                });
+            self.metrics.forwarded(ClientOp::Get, started.elapsed());
             return result;
         }
         let result = self.coordinate_get(ring, request, r).instrument(span).await;
-        let metrics = self.metrics();
+        let metrics = &self.metrics;
         metrics.coordinated(ClientOp::Get, started.elapsed(), quorum_outcome(&result));
         if let Ok(response) = &result {
             metrics.siblings(response.siblings.len());
@@ -125,34 +204,39 @@ impl Node {
         let partition = ring.partition_of(&request.key);
         let me = ring.index_of(self.id());
         let started = Instant::now();
-        let deadline = started + self.config().request_timeout();
+        let deadline = started + self.settings.request_timeout;
         let mut local = Vec::new();
         let mut remote = Vec::new();
         for &member in ring.preference(partition) {
             if Some(member) == me {
                 // While recovering, an empty local copy is no answer.
-                if !self.is_recovering(partition) {
-                    local.push((member, self.storage().read(partition, &request.key)?));
+                match self.replica.read(partition, &request.key) {
+                    Ok(set) => local.push((member, set)),
+                    Err(ReplicaError::Recovering { .. }) => {}
+                    Err(error) => return Err(error.into()),
                 }
             } else {
-                remote.push(member);
+                remote.push((member, self.peers.suspected(ring.member(member))));
             }
         }
-        // Ask only the replicas R needs, healthy ones first and in a random
-        // order so reads spread; the others are asked when one fails or is
-        // slow.
+        // Ask only the replicas R needs, unsuspected ones first and in a
+        // random order so reads spread; the others are asked when one fails
+        // or misses its deadline, or after the hedge delay (at once when a
+        // suspected replica had to be asked).
         remote.shuffle(&mut rand::rng());
-        remote.sort_by_key(|&member| {
-            self.peers().health(&ring.member(member).address) == Health::Down
-        });
-        let mut calls: Vec<Call<SiblingSet>> = remote
+        remote.sort_by_key(|&(_, suspected)| suspected);
+        let first = (r as usize).saturating_sub(local.len()).min(remote.len());
+        let hedge = if remote[..first].iter().any(|&(_, suspected)| suspected) {
+            Duration::ZERO
+        } else {
+            self.settings.read_hedge
+        };
+        let mut calls: Vec<Call<SiblingSet, PeerError>> = remote
             .into_iter()
-            .map(|member| self.replica_read(&ring, member, request.key.clone()))
+            .map(|(member, _)| self.replica_read(&ring, member, request.key.clone(), deadline))
             .collect();
-        let first = (r as usize).saturating_sub(local.len()).min(calls.len());
         let reserve = calls.split_off(first);
-        let mut quorum =
-            Quorum::new(local, calls).with_reserve(reserve, self.config().read_hedge());
+        let mut quorum = Quorum::new(local, calls).with_reserve(reserve, hedge);
         if !quorum.wait(r as usize, deadline).await {
             return Err(unavailable("get", r, &ring, &quorum));
         }
@@ -163,10 +247,11 @@ impl Node {
             context: context::encode(ring.cluster_id(), &merged.context()),
             replies: quorum.replies.len() as u32,
         };
-        let node = Arc::clone(self);
+        let coordinator = Arc::clone(self);
         tokio::spawn(
             async move {
-                node.read_repair(ring, partition, request.key, quorum, deadline)
+                coordinator
+                    .read_repair(ring, partition, request.key, quorum, deadline)
                     .await;
             }
             .instrument(Span::current()),
@@ -183,7 +268,7 @@ impl Node {
         self: &Arc<Self>,
         request: pb::PutRequest,
     ) -> Result<pb::PutResponse, KvError> {
-        let limit = self.config().limits.max_value_bytes;
+        let limit = self.settings.limits.max_value_bytes;
         if request.value.len() > limit {
             return Err(KvError::InvalidArgument(format!(
                 "the value is {} bytes, larger than the limit of {limit} bytes",
@@ -191,7 +276,7 @@ impl Node {
             )));
         }
         let started = Instant::now();
-        let ring = self.ring();
+        let ring = self.topology.ring();
         let span = self.request_span(ClientOp::Put, &ring, &request.key);
         if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
             let request = pb::PutRequest {
@@ -199,13 +284,14 @@ impl Node {
                 ..request
             };
             let result = self
-                .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
-                    let request = request.clone();
-                    async move { client.put(request).await }
-                })
+                .forward(&ring, &preference, Forward::Put(request))
                 .instrument(span)
-                .await;
-            self.metrics().forwarded(ClientOp::Put, started.elapsed());
+                .await
+                .and_then(|answer| match answer {
+                    Forwarded::Put(response) => Ok(response),
+                    _ => Err(mismatched_answer()),
+                });
+            self.metrics.forwarded(ClientOp::Put, started.elapsed());
             return result;
         }
         let durability = request.durability();
@@ -224,7 +310,7 @@ impl Node {
             )
             .instrument(span)
             .await;
-        self.metrics()
+        self.metrics
             .coordinated(ClientOp::Put, started.elapsed(), quorum_outcome(&outcome));
         let outcome = outcome?;
         Ok(pb::PutResponse {
@@ -242,7 +328,7 @@ impl Node {
         request: pb::DeleteRequest,
     ) -> Result<pb::DeleteResponse, KvError> {
         let started = Instant::now();
-        let ring = self.ring();
+        let ring = self.topology.ring();
         let span = self.request_span(ClientOp::Delete, &ring, &request.key);
         if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
             let request = pb::DeleteRequest {
@@ -250,14 +336,14 @@ impl Node {
                 ..request
             };
             let result = self
-                .forward(&ring, &preference, move |mut client: KvClient<Channel>| {
-                    let request = request.clone();
-                    async move { client.delete(request).await }
-                })
+                .forward(&ring, &preference, Forward::Delete(request))
                 .instrument(span)
-                .await;
-            self.metrics()
-                .forwarded(ClientOp::Delete, started.elapsed());
+                .await
+                .and_then(|answer| match answer {
+                    Forwarded::Delete(response) => Ok(response),
+                    _ => Err(mismatched_answer()),
+                });
+            self.metrics.forwarded(ClientOp::Delete, started.elapsed());
             return result;
         }
         let durability = request.durability();
@@ -276,7 +362,7 @@ impl Node {
             )
             .instrument(span)
             .await;
-        self.metrics().coordinated(
+        self.metrics.coordinated(
             ClientOp::Delete,
             started.elapsed(),
             quorum_outcome(&outcome),
@@ -315,7 +401,7 @@ impl Node {
         key: &[u8],
         forwarded: bool,
     ) -> Result<Option<Vec<u32>>, KvError> {
-        let limit = self.config().limits.max_key_bytes;
+        let limit = self.settings.limits.max_key_bytes;
         if key.is_empty() {
             return Err(KvError::InvalidArgument("the key is empty".into()));
         }
@@ -337,34 +423,20 @@ impl Node {
     }
 
     /// Sends a request to the first member of `preference` that answers.
-    async fn forward<T, F, Fut>(
-        &self,
+    async fn forward(
+        self: &Arc<Self>,
         ring: &Ring,
         preference: &[u32],
-        call: F,
-    ) -> Result<T, KvError>
-    where
-        F: Fn(KvClient<Channel>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
+        request: Forward,
+    ) -> Result<Forwarded, KvError> {
         let mut reasons = Vec::new();
         for &member in preference {
             let member = ring.member(member);
-            let client = match self.peers().kv(&member.address) {
-                Ok(client) => client,
-                Err(reason) => {
-                    reasons.push(reason);
-                    continue;
-                }
-            };
-            let outcome = with_deadline(self.config().request_timeout(), call(client)).await;
-            self.peers().record(&member.address, reached(&outcome));
-            match outcome {
-                Ok(response) => return Ok(response.into_inner()),
-                Err(status) if is_unreachable(&status) => {
-                    reasons.push(format!("{}: {}", member.id, status.message()));
-                }
-                Err(status) => return Err(KvError::Forwarded(status)),
+            let deadline = Instant::now() + self.settings.request_timeout;
+            match self.peers.forward(member, request.clone(), deadline).await {
+                Ok(answer) => return Ok(answer),
+                Err(PeerError::Refused { status, .. }) => return Err(KvError::Forwarded(status)),
+                Err(error) => reasons.push(error.to_string()),
             }
         }
         Err(KvError::Unavailable {
@@ -388,30 +460,30 @@ impl Node {
         let n = ring.replication().n;
         let w = quorum_size(spec.w, ring.replication().w, n, "w")?;
         let clock = context::decode(ring.cluster_id(), &spec.context)?;
-        let durability = match spec.durability {
-            pb::Durability::Sync => Durability::Sync,
-            pb::Durability::Buffer => Durability::Buffer,
-            pb::Durability::Default => self.config().durability,
-        };
+        let durability = wire::durability_from_pb(spec.durability, self.settings.durability);
         let partition = ring.partition_of(&spec.key);
-        let deadline = Instant::now() + self.config().request_timeout();
+        let deadline = Instant::now() + self.settings.request_timeout;
         let write = NewWrite {
             value: spec.value,
             tombstone: spec.tombstone,
             context: clock.clone(),
             timestamp_ms: now_ms(),
         };
-        let max_siblings = self.config().limits.max_siblings;
-        let key = spec.key.clone();
+        let max_siblings = self.settings.limits.max_siblings;
         let (set, dot) = self
-            .write_storage(durability, move |storage| {
-                storage.coordinate(partition, &key, write, max_siblings, durability)
-            })
+            .replica
+            .write_new_version(partition, spec.key.clone(), write, max_siblings, durability)
             .await?;
         let mut written = clock;
         written.observe(dot);
         let me = ring.index_of(self.id());
-        let message = wire::set_to_pb(&set);
+        let slot = SlotWrite {
+            key: spec.key,
+            partition,
+            message: wire::set_to_pb(&set),
+            set: Arc::new(set),
+            durability,
+        };
         let fallbacks = Fallbacks::of(ring, partition);
         // During a membership change the write also reaches the new replicas.
         let calls = ring
@@ -419,14 +491,8 @@ impl Node {
             .into_iter()
             .filter(|&member| Some(member) != me)
             .map(|member| {
-                self.slot_write(
-                    ring,
-                    member,
-                    spec.key.clone(),
-                    message.clone(),
-                    durability,
-                    fallbacks.clone(),
-                )
+                self.handoff
+                    .slot_write(ring, member, slot.clone(), fallbacks.clone(), deadline)
             })
             .collect();
         let local = me.map(|me| (me, ())).into_iter().collect();
@@ -445,16 +511,16 @@ impl Node {
             // the write after the answer. Each slot's chain of attempts is
             // bounded by its peer deadlines, so the tail gets enough time for
             // all of them rather than the client's deadline.
-            let attempts = ring.members().len() as u32 + 1;
-            let tail = Instant::now() + self.config().peer_timeout() * attempts;
+            let attempts = ring.members().len() as u32 + 2;
+            let tail = Instant::now() + self.settings.peer_timeout * attempts;
             let span = Span::current();
             tokio::spawn(
                 async move {
                     quorum.wait(usize::MAX, tail).await;
-                    for (member, reason) in &quorum.failures {
+                    for (member, error) in &quorum.failures {
                         warn!(
                             member,
-                            reason,
+                            %error,
                             "a replica slot of a write got neither the replica nor a fallback"
                         );
                     }
@@ -481,99 +547,61 @@ impl Node {
         ring: Arc<Ring>,
         partition: u32,
         key: Bytes,
-        mut quorum: Quorum<SiblingSet>,
+        mut quorum: Quorum<SiblingSet, PeerError>,
         deadline: Instant,
     ) {
         quorum.wait(usize::MAX, deadline).await;
         let merged = merge_replies(&quorum.replies);
         let me = ring.index_of(self.id());
         let message = wire::set_to_pb(&merged);
-        let durability = self.config().durability;
+        let durability = self.settings.durability;
         for (member, set) in &quorum.replies {
             if *set == merged {
                 continue;
             }
             debug!(member, partition, "read repair");
             if Some(*member) == me {
-                if let Err(error) = self.storage().merge(partition, &key, &merged, durability) {
+                let repaired = self
+                    .replica
+                    .merge(partition, key.clone(), merged.clone(), durability)
+                    .await;
+                if let Err(error) = repaired {
                     warn!(%error, partition, "local read repair failed");
                 }
                 continue;
             }
-            let call = self.replica_write(&ring, *member, key.clone(), message.clone(), durability);
-            if let (_, Err(error)) = call.await {
+            let deadline = Instant::now() + self.settings.peer_timeout;
+            let repair = self.peers.replica_write(
+                ring.member(*member),
+                key.clone(),
+                message.clone(),
+                durability,
+                deadline,
+            );
+            if let Err(error) = repair.await {
                 debug!(member, %error, "read repair did not reach a replica");
             }
         }
     }
 
-    /// A `ReplicaRead` call to `member`.
-    fn replica_read(&self, ring: &Ring, member: u32, key: Bytes) -> Call<SiblingSet> {
-        let address = ring.member(member).address.clone();
-        let peers = Arc::clone(self.peers());
-        let timeout = self.config().peer_timeout();
-        let span = replica_call_span(ring, member, "read");
-        Box::pin(
-            async move {
-                let request = pb::ReplicaReadRequest { key };
-                let outcome = peer_call(&peers, &address, timeout, |mut client| async move {
-                    client.replica_read(request).await
-                })
-                .await
-                .and_then(|response| {
-                    wire::set_from_pb(response.siblings).map_err(|error| error.to_string())
-                });
-                traced_outcome(&outcome);
-                (member, outcome)
-            }
-            .instrument(span),
-        )
-    }
-
-    /// A `ReplicaWrite` call to `member`.
-    fn replica_write(
+    /// A `ReplicaRead` call to `member` within `deadline`.
+    fn replica_read(
         &self,
         ring: &Ring,
         member: u32,
         key: Bytes,
-        siblings: pb::SiblingSet,
-        durability: Durability,
-    ) -> Call<()> {
-        let address = ring.member(member).address.clone();
-        let peers = Arc::clone(self.peers());
-        let timeout = self.config().peer_timeout();
-        let span = replica_call_span(ring, member, "write");
-        Box::pin(
-            async move {
-                let request = pb::ReplicaWriteRequest {
-                    key,
-                    siblings: Some(siblings),
-                    sync: durability == Durability::Sync,
-                };
-                let outcome = peer_call(&peers, &address, timeout, |mut client| async move {
-                    client.replica_write(request).await
-                })
-                .await
-                .map(|_| ());
-                traced_outcome(&outcome);
-                (member, outcome)
-            }
-            .instrument(span),
-        )
+        deadline: Instant,
+    ) -> Call<SiblingSet, PeerError> {
+        let call = self.peers.replica_read(ring.member(member), key, deadline);
+        Box::pin(async move { (member, call.await) })
     }
 }
 
-/// The span of one call to a replica, a child of the request's span.
-pub(crate) fn replica_call_span(ring: &Ring, member: u32, call: &'static str) -> Span {
-    debug_span!("replica_call", peer = %ring.member(member).id, call)
-}
-
-/// Logs the end of a replica call inside its span (at `debug`).
-pub(crate) fn traced_outcome<T>(outcome: &Result<T, String>) {
-    match outcome {
-        Ok(_) => debug!("replica answered"),
-        Err(reason) => debug!(reason, "replica failed"),
-    }
+/// The error for an answer of the wrong kind from a forwarded request.
+fn mismatched_answer() -> KvError {
+    KvError::Forwarded(Box::new(tonic::Status::internal(
+        "the node a request was forwarded to answered a different operation",
+    )))
 }
 
 /// The quorum outcome of a coordinated request, or `None` when it was
@@ -610,16 +638,16 @@ fn quorum_size(requested: u32, default: u32, n: u32, name: &str) -> Result<u32, 
 }
 
 /// The error for a quorum that was not met, naming why replicas are missing.
-fn unavailable<T: Send + 'static>(
+fn unavailable<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     operation: &'static str,
     needed: u32,
     ring: &Ring,
-    quorum: &Quorum<T>,
+    quorum: &Quorum<T, E>,
 ) -> KvError {
     let mut reasons: Vec<String> = quorum
         .failures
         .iter()
-        .map(|(member, reason)| format!("{}: {reason}", ring.member(*member).id))
+        .map(|(member, error)| format!("{}: {error}", ring.member(*member).id))
         .collect();
     if quorum.outstanding() > 0 {
         reasons.push(format!("{} did not answer in time", quorum.outstanding()));

@@ -1,8 +1,9 @@
-//! Sloppy quorum and hinted handoff. A write to a replica that is down (by
-//! the failure detector) or does not answer goes to the next fallback node of
-//! the preference walk instead, which keeps it as a hint naming the intended
-//! replica. A background task delivers hints once their replica answers, and
-//! deletes each only after the replica acknowledged it.
+//! Sloppy quorum and hinted handoff. A write to a replica that is suspected
+//! (by the failure detector or a recent failed call) or misses its deadline
+//! goes to the next fallback node of the preference walk instead, which
+//! keeps it as a hint naming the intended replica. A background worker
+//! delivers hints once their replica answers, and deletes each only after
+//! the replica acknowledged it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -10,20 +11,67 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
-use tokio::sync::watch;
-use tracing::{Instrument, debug, info, warn};
+use thiserror::Error;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
 
-use crate::coordinator::{replica_call_span, traced_outcome};
-use crate::membership::Liveness;
-use crate::node::Node;
-use crate::peers::peer_call;
+use crate::metrics::Metrics;
+use crate::peers::{PeerError, Peers};
 use crate::quorum::Call;
-use crate::ring::Ring;
+use crate::replica::{Replica, ReplicaError};
+use crate::ring::{Member, Ring};
 use crate::storage::Durability;
+use crate::topology::Topology;
+use crate::version::SiblingSet;
 use crate::wire;
+use crate::worker::Stop;
 
 /// Hints delivered per batch.
 const DELIVERY_BATCH: usize = 256;
+
+/// One failed attempt of a replica slot.
+#[derive(Debug, Error)]
+pub enum AttemptError {
+    /// The replica is suspected, so it was tried last or not at all.
+    #[error("{member} is suspected")]
+    Suspected {
+        /// Member id of the replica.
+        member: String,
+    },
+    /// The replica did not answer within its latency-based deadline (it
+    /// may still answer later).
+    #[error("{member} did not answer within {waited_ms} ms")]
+    Late {
+        /// Member id of the replica.
+        member: String,
+        /// How long the slot waited before turning to a fallback.
+        waited_ms: u64,
+    },
+    /// The replica or a fallback did not take the write.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// This node, as a fallback, could not keep the hint.
+    #[error("fallback {fallback} (this node) could not keep a hint: {source}")]
+    LocalHint {
+        /// This node's member id.
+        fallback: String,
+        /// Why.
+        source: ReplicaError,
+    },
+}
+
+/// Why a replica slot of a write got neither the replica nor a fallback.
+#[derive(Debug, Error)]
+#[error("{}", describe(.attempts))]
+pub struct SlotError {
+    /// Every attempt, in order.
+    pub attempts: Vec<AttemptError>,
+}
+
+fn describe(attempts: &[AttemptError]) -> String {
+    let reasons: Vec<String> = attempts.iter().map(ToString::to_string).collect();
+    reasons.join(", ")
+}
 
 /// Fallback nodes not yet claimed by a replica slot of one write.
 #[derive(Clone)]
@@ -44,122 +92,235 @@ impl Fallbacks {
     }
 }
 
-impl Node {
-    /// Writes `siblings` to replica `target`, or, when it is down or does not
-    /// answer, as a hint to the next free fallback.
-    pub(crate) fn slot_write(
+/// What one replica slot of a write carries.
+#[derive(Clone)]
+pub struct SlotWrite {
+    /// The key.
+    pub key: Bytes,
+    /// Its partition.
+    pub partition: u32,
+    /// The versions, as sent.
+    pub message: pb::SiblingSet,
+    /// The versions, for a hint this node keeps itself.
+    pub set: Arc<SiblingSet>,
+    /// How hard replicas push it to disk.
+    pub durability: Durability,
+}
+
+/// Sloppy quorum and hint delivery of one node.
+pub struct Handoff {
+    topology: Arc<Topology>,
+    replica: Arc<Replica>,
+    peers: Arc<Peers>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+}
+
+impl Handoff {
+    /// Handoff keeping hints in `replica` and delivering them every
+    /// `interval`.
+    pub fn new(
+        topology: Arc<Topology>,
+        replica: Arc<Replica>,
+        peers: Arc<Peers>,
+        metrics: Arc<Metrics>,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            topology,
+            replica,
+            peers,
+            metrics,
+            interval,
+        }
+    }
+
+    /// Writes to replica `target`, or, when it is suspected or misses its
+    /// latency-based deadline, as a hint to the next free fallback; a late
+    /// replica call keeps running (until `deadline` at most) and wins if it
+    /// answers first. A suspected replica with no fallback left is still
+    /// tried last.
+    pub fn slot_write(
         self: &Arc<Self>,
         ring: &Arc<Ring>,
         target: u32,
-        key: Bytes,
-        siblings: pb::SiblingSet,
-        durability: Durability,
+        write: SlotWrite,
         fallbacks: Fallbacks,
-    ) -> Call<()> {
-        let node = Arc::clone(self);
-        let span = replica_call_span(ring, target, "write");
+        deadline: Instant,
+    ) -> Call<(), SlotError> {
+        let handoff = Arc::clone(self);
         let ring = Arc::clone(ring);
-        let slot = async move {
-            let target_member = ring.member(target).clone();
-            let sync = durability == Durability::Sync;
-            let timeout = node.config().peer_timeout();
-            let mut reasons = Vec::new();
-            if node.liveness(&target_member.id) != Liveness::Down {
-                let request = pb::ReplicaWriteRequest {
-                    key: key.clone(),
-                    siblings: Some(siblings.clone()),
-                    sync,
-                };
-                let outcome = peer_call(
-                    node.peers(),
-                    &target_member.address,
-                    timeout,
-                    |mut c| async move { c.replica_write(request).await },
-                )
+        Box::pin(async move {
+            let outcome = handoff
+                .fill_slot(&ring, target, write, fallbacks, deadline)
                 .await;
-                match outcome {
-                    Ok(_) => return (target, Ok(())),
-                    Err(reason) => reasons.push(reason),
+            (target, outcome)
+        })
+    }
+
+    async fn fill_slot(
+        &self,
+        ring: &Ring,
+        target: u32,
+        write: SlotWrite,
+        fallbacks: Fallbacks,
+        deadline: Instant,
+    ) -> Result<(), SlotError> {
+        let replica = ring.member(target);
+        let mut attempts = Vec::new();
+        let suspected = self.peers.suspected(replica);
+        // A call to the replica that missed its latency deadline but may
+        // still answer.
+        let mut late = None;
+        if suspected {
+            attempts.push(AttemptError::Suspected {
+                member: replica.id.clone(),
+            });
+        } else {
+            let patience = self.peers.replica_deadline(replica);
+            let mut call = self.send_to(replica, &write, deadline);
+            tokio::select! {
+                outcome = &mut call => match outcome {
+                    Ok(()) => return Ok(()),
+                    Err(error) => attempts.push(error.into()),
+                },
+                () = tokio::time::sleep(patience) => {
+                    debug!(replica = replica.id, ?patience, "replica missed its deadline; trying a fallback");
+                    attempts.push(AttemptError::Late {
+                        member: replica.id.clone(),
+                        waited_ms: patience.as_millis() as u64,
+                    });
+                    late = Some(call);
                 }
-            } else {
-                reasons.push("down".to_owned());
             }
-            while let Some(fallback) = fallbacks.claim() {
-                let member = ring.member(fallback);
-                if member.id == node.id() {
-                    let set = match wire::set_from_pb(Some(siblings.clone())) {
-                        Ok(set) => set,
-                        Err(error) => return (target, Err(error.to_string())),
-                    };
-                    let partition = ring.partition_of(&key);
-                    match node.storage().hints().add(
-                        &target_member.id,
-                        partition,
-                        &key,
-                        &set,
-                        durability,
-                    ) {
-                        Ok(()) => {
-                            node.metrics().hint_stored(&target_member.id);
-                            debug!(target = target_member.id, "stored a hint locally");
-                            return (target, Ok(()));
+        }
+        let mut hinting = std::pin::pin!(self.hint_to_fallbacks(ring, replica, &write, &fallbacks));
+        let hinted = match late.take() {
+            None => hinting.await,
+            Some(mut call) => {
+                tokio::select! {
+                    hinted = &mut hinting => match hinted {
+                        Ok(()) => return Ok(()),
+                        Err(errors) => {
+                            attempts.extend(errors);
+                            match call.await {
+                                Ok(()) => return Ok(()),
+                                Err(error) => attempts.push(error.into()),
+                            }
+                            return Err(SlotError { attempts });
                         }
-                        Err(error) => reasons.push(format!("fallback {}: {error}", member.id)),
-                    }
-                    continue;
-                }
-                if node.liveness(&member.id) == Liveness::Down {
-                    continue;
-                }
-                let request = pb::HintWriteRequest {
-                    target: target_member.id.clone(),
-                    key: key.clone(),
-                    siblings: Some(siblings.clone()),
-                    sync,
-                };
-                let outcome =
-                    peer_call(node.peers(), &member.address, timeout, |mut c| async move {
-                        c.hint_write(request).await
-                    })
-                    .await;
-                match outcome {
-                    Ok(_) => {
-                        debug!(
-                            target = target_member.id,
-                            fallback = member.id,
-                            "stored a hint"
-                        );
-                        return (target, Ok(()));
-                    }
-                    Err(reason) => reasons.push(format!("fallback {}: {reason}", member.id)),
+                    },
+                    outcome = &mut call => match outcome {
+                        Ok(()) => return Ok(()),
+                        Err(error) => {
+                            attempts.push(error.into());
+                            hinting.await
+                        }
+                    },
                 }
             }
-            (target, Err(reasons.join(", ")))
         };
-        Box::pin(
-            async move {
-                let (target, outcome) = slot.await;
-                traced_outcome(&outcome);
-                (target, outcome)
+        match hinted {
+            Ok(()) => return Ok(()),
+            Err(errors) => attempts.extend(errors),
+        }
+        if suspected {
+            let last_resort = Instant::now() + self.peers.settings().ceiling;
+            match self.send_to(replica, &write, last_resort).await {
+                Ok(()) => return Ok(()),
+                Err(error) => attempts.push(error.into()),
             }
-            .instrument(span),
+        }
+        Err(SlotError { attempts })
+    }
+
+    /// Offers the write as a hint for `replica` to each free fallback in
+    /// turn, skipping suspected ones, until one keeps it.
+    async fn hint_to_fallbacks(
+        &self,
+        ring: &Ring,
+        replica: &Member,
+        write: &SlotWrite,
+        fallbacks: &Fallbacks,
+    ) -> Result<(), Vec<AttemptError>> {
+        let mut attempts = Vec::new();
+        while let Some(fallback) = fallbacks.claim() {
+            let member = ring.member(fallback);
+            if member.id == self.topology.id() {
+                let kept = self
+                    .replica
+                    .store_hint(
+                        replica.id.clone(),
+                        write.partition,
+                        write.key.clone(),
+                        SiblingSet::clone(&write.set),
+                        write.durability,
+                    )
+                    .await;
+                match kept {
+                    Ok(()) => {
+                        self.metrics.hint_stored(&replica.id);
+                        debug!(target = replica.id, "stored a hint locally");
+                        return Ok(());
+                    }
+                    Err(source) => attempts.push(AttemptError::LocalHint {
+                        fallback: member.id.clone(),
+                        source,
+                    }),
+                }
+                continue;
+            }
+            if self.peers.suspected(member) {
+                continue;
+            }
+            let hint = self.peers.hint_write(
+                member,
+                &replica.id,
+                write.key.clone(),
+                write.message.clone(),
+                write.durability,
+                Instant::now() + self.peers.settings().ceiling,
+            );
+            match hint.await {
+                Ok(()) => {
+                    debug!(target = replica.id, fallback = member.id, "stored a hint");
+                    return Ok(());
+                }
+                Err(error) => attempts.push(error.into()),
+            }
+        }
+        Err(attempts)
+    }
+
+    fn send_to(
+        &self,
+        member: &Member,
+        write: &SlotWrite,
+        deadline: Instant,
+    ) -> crate::peers::PeerFuture<()> {
+        self.peers.replica_write(
+            member,
+            write.key.clone(),
+            write.message.clone(),
+            write.durability,
+            deadline,
         )
     }
 
     /// Delivers queued hints to every target that answers. Returns how many
     /// keys were delivered.
-    pub async fn deliver_hints(&self) -> usize {
-        let ring = self.ring();
-        let timeout = self.config().peer_timeout();
+    pub async fn deliver(&self) -> usize {
+        let ring = self.topology.ring();
+        let hints = self.replica.storage().hints();
         let mut delivered = 0;
-        for (target, _) in self.storage().hints().counts() {
+        for (target, _) in hints.counts() {
             let Some(index) = ring.index_of(&target) else {
                 continue;
             };
-            let address = ring.member(index).address.clone();
+            let member = ring.member(index);
             let mut delivered_here = 0;
             'target: loop {
-                let batch = match self.storage().hints().pending(&target, DELIVERY_BATCH) {
+                let batch = match hints.pending(&target, DELIVERY_BATCH) {
                     Ok(batch) if !batch.is_empty() => batch,
                     Ok(_) => break,
                     Err(error) => {
@@ -169,20 +330,21 @@ impl Node {
                 };
                 let mut progress = false;
                 for hint in batch {
-                    let request = pb::ReplicaWriteRequest {
-                        key: hint.key.clone(),
-                        siblings: Some(wire::set_to_pb(&hint.set)),
-                        sync: true,
-                    };
-                    let outcome = peer_call(self.peers(), &address, timeout, |mut c| async move {
-                        c.replica_write(request).await
-                    })
-                    .await;
-                    if let Err(reason) = outcome {
-                        debug!(target, reason, "hint delivery paused");
+                    let sent = self
+                        .peers
+                        .replica_write(
+                            member,
+                            hint.key.clone(),
+                            wire::set_to_pb(&hint.set),
+                            Durability::Sync,
+                            Instant::now() + self.peers.settings().ceiling,
+                        )
+                        .await;
+                    if let Err(error) = sent {
+                        debug!(target, %error, "hint delivery paused");
                         break 'target;
                     }
-                    match self.storage().hints().delivered(&target, &hint) {
+                    match hints.delivered(&target, &hint) {
                         Ok(true) => {
                             delivered_here += 1;
                             progress = true;
@@ -199,8 +361,7 @@ impl Node {
                 }
             }
             if delivered_here > 0 {
-                self.metrics()
-                    .hints_delivered(&target, delivered_here as u64);
+                self.metrics.hints_delivered(&target, delivered_here as u64);
                 delivered += delivered_here;
             }
         }
@@ -209,17 +370,16 @@ impl Node {
         }
         delivered
     }
-}
 
-/// Delivers hints every interval until `stop` turns true.
-pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let interval = Duration::from_millis(node.config().background.hint_interval_ms.max(1));
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => { node.deliver_hints().await; }
-            _ = stop.changed() => return,
+    /// Delivers hints every interval until stopped.
+    pub async fn run(self: Arc<Self>, mut stop: Stop) {
+        let mut ticker = tokio::time::interval(self.interval.max(Duration::from_millis(1)));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => { self.deliver().await; }
+                () = stop.stopped() => return,
+            }
         }
     }
 }

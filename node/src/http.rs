@@ -267,7 +267,7 @@ impl RingView {
                 .collect()
         };
         let transfer = ring.next_owners().map(|_| {
-            let progress = node.transfers().lock().unwrap_or_else(|e| e.into_inner());
+            let progress = node.transfer_progress();
             TransferView {
                 epoch: progress.epoch,
                 total: progress.total,

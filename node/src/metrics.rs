@@ -18,11 +18,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
-use crate::antientropy::Stats;
-use crate::membership::Liveness;
-use crate::node::Node;
+use crate::antientropy::stats::Stats;
+use crate::storage::Sizes;
 
-/// `Content-Type` of [`Node::render_metrics`]: Prometheus text, version 0.0.4.
+/// `Content-Type` of [`Metrics::render`]: Prometheus text, version 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// Upper bounds of the latency buckets in nanoseconds: 25 us to 10 s, with
@@ -218,6 +217,134 @@ impl QuorumOutcome {
     }
 }
 
+/// A call this node makes to a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerOp {
+    /// `ReplicaRead`.
+    ReplicaRead,
+    /// `ReplicaWrite`.
+    ReplicaWrite,
+    /// `HintWrite`.
+    HintWrite,
+    /// `Gossip`.
+    Gossip,
+    /// `MerkleLevel`.
+    MerkleLevel,
+    /// `SegmentKeys`.
+    SegmentKeys,
+    /// `HoldsHint`.
+    HoldsHint,
+    /// `ForgetTombstone`.
+    ForgetTombstone,
+    /// `StreamPartition` (opening the stream).
+    StreamPartition,
+    /// A client request forwarded to a replica of its key.
+    Forward,
+    /// An `Admin` call (ring and status at start-up).
+    Admin,
+}
+
+impl PeerOp {
+    const ALL: [Self; 11] = [
+        Self::ReplicaRead,
+        Self::ReplicaWrite,
+        Self::HintWrite,
+        Self::Gossip,
+        Self::MerkleLevel,
+        Self::SegmentKeys,
+        Self::HoldsHint,
+        Self::ForgetTombstone,
+        Self::StreamPartition,
+        Self::Forward,
+        Self::Admin,
+    ];
+
+    /// The `operation` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ReplicaRead => "replica_read",
+            Self::ReplicaWrite => "replica_write",
+            Self::HintWrite => "hint_write",
+            Self::Gossip => "gossip",
+            Self::MerkleLevel => "merkle_level",
+            Self::SegmentKeys => "segment_keys",
+            Self::HoldsHint => "holds_hint",
+            Self::ForgetTombstone => "forget_tombstone",
+            Self::StreamPartition => "stream_partition",
+            Self::Forward => "forward",
+            Self::Admin => "admin",
+        }
+    }
+}
+
+/// How a call to a peer ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PeerOutcome {
+    /// It answered.
+    Ok,
+    /// It answered with an error.
+    Refused,
+    /// It could not be reached.
+    Unreachable,
+    /// It did not answer within the call's deadline.
+    Timeout,
+    /// Too many calls to it were in flight; this one was not sent.
+    Overloaded,
+}
+
+impl PeerOutcome {
+    const ALL: [Self; 5] = [
+        Self::Ok,
+        Self::Refused,
+        Self::Unreachable,
+        Self::Timeout,
+        Self::Overloaded,
+    ];
+
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::Unreachable => "unreachable",
+            Self::Timeout => "timeout",
+            Self::Overloaded => "overloaded",
+        }
+    }
+}
+
+/// The state gauges of a node, read when `/metrics` is scraped.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Epoch of the ring in use.
+    pub ring_epoch: u64,
+    /// Partitions this node owns.
+    pub partitions_owned: u32,
+    /// Hinted keys queued per intended replica.
+    pub hints_queued: Vec<(String, u64)>,
+    /// Ring members judged self, up and down.
+    pub members: [u32; 3],
+    /// Incoming partitions of the change in flight: total and done.
+    pub transfer: (u32, u32),
+    /// Partitions being streamed back after an empty-disk start.
+    pub recovering: u32,
+    /// fjall's sizes.
+    pub sizes: Sizes,
+    /// Seconds since the node started.
+    pub uptime_seconds: f64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerCallLabels {
+    operation: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PeerLatencyLabels {
+    operation: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     operation: &'static str,
@@ -260,6 +387,8 @@ pub struct Metrics {
     forwarder: [AtomicHistogram; 3],
     replica: [AtomicHistogram; 3],
     quorum: [[Counter; 3]; 3],
+    peer_calls: [[Counter; 5]; 11],
+    peer_latency: [AtomicHistogram; 11],
     siblings: AtomicHistogram,
     hints_stored: Family<TargetLabels, Counter>,
     hints_delivered: Family<TargetLabels, Counter>,
@@ -329,6 +458,39 @@ impl Metrics {
              replicas succeeded, timeout: replicas still silent at the deadline)",
             quorum_family,
         );
+        let peer_family = Family::<PeerCallLabels, Counter>::default();
+        let peer_calls = PeerOp::ALL.map(|op| {
+            PeerOutcome::ALL.map(|outcome| {
+                peer_family.get_or_create_owned(&PeerCallLabels {
+                    operation: op.as_str(),
+                    outcome: outcome.as_str(),
+                })
+            })
+        });
+        registry.register(
+            "peer_calls",
+            "Calls this node made to peers, by operation and outcome (ok, refused, \
+             unreachable, timeout: no answer within the call's deadline, overloaded: not \
+             sent because the peer had too many calls in flight)",
+            peer_family,
+        );
+        let peer_latency_family: Family<
+            PeerLatencyLabels,
+            AtomicHistogram,
+            fn() -> AtomicHistogram,
+        > = Family::new_with_constructor(AtomicHistogram::latency);
+        let peer_latency = PeerOp::ALL.map(|op| {
+            peer_latency_family
+                .get_or_create_owned(&PeerLatencyLabels {
+                    operation: op.as_str(),
+                })
+                .clone()
+        });
+        registry.register(
+            "peer_call_duration_seconds",
+            "Time calls to peers took, answered or not, by operation",
+            peer_latency_family,
+        );
         let siblings = AtomicHistogram::new(SIBLING_BOUNDS, 1.0);
         registry.register(
             "get_siblings",
@@ -340,6 +502,8 @@ impl Metrics {
             forwarder,
             replica,
             quorum,
+            peer_calls,
+            peer_latency,
             siblings,
             hints_stored: Family::default(),
             hints_delivered: Family::default(),
@@ -514,6 +678,19 @@ impl Metrics {
         self.replica[op as usize].observe_duration(elapsed);
     }
 
+    /// Records a call to a peer and, when it was sent, how long it took.
+    pub fn peer_call(&self, op: PeerOp, outcome: PeerOutcome, elapsed: Option<Duration>) {
+        self.peer_calls[op as usize][outcome as usize].inc();
+        if let Some(elapsed) = elapsed {
+            self.peer_latency[op as usize].observe_duration(elapsed);
+        }
+    }
+
+    /// Number of calls to peers for `op` that ended with `outcome`.
+    pub fn peer_call_count(&self, op: PeerOp, outcome: PeerOutcome) -> u64 {
+        self.peer_calls[op as usize][outcome as usize].get()
+    }
+
     /// Records the number of versions a get returned.
     pub fn siblings(&self, versions: usize) {
         self.siblings.observe(versions as u64);
@@ -579,91 +756,53 @@ impl Metrics {
     }
 }
 
-impl Node {
-    /// Reads the state gauges off the node and encodes every metric in the
-    /// Prometheus text format.
+impl Metrics {
+    /// Sets the state gauges from `snapshot` and encodes every metric in
+    /// the Prometheus text format.
     ///
     /// # Errors
     /// Only if formatting fails, which writing to a `String` does not.
-    pub fn render_metrics(&self) -> Result<String, std::fmt::Error> {
-        let metrics = self.metrics();
-        let ring = self.ring();
+    pub fn render(&self, snapshot: &Snapshot) -> Result<String, std::fmt::Error> {
         let gauge = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
-        metrics.ring_epoch.set(gauge(ring.epoch()));
-        metrics.partitions_owned.set(
-            ring.index_of(self.id())
-                .map_or(0, |me| i64::from(ring.owned_by(me))),
-        );
-        metrics.hints_queued.clear();
-        for (target, keys) in self.storage().hints().counts() {
-            metrics
-                .hints_queued
-                .get_or_create(&TargetLabels { target })
-                .set(gauge(keys));
+        self.ring_epoch.set(gauge(snapshot.ring_epoch));
+        self.partitions_owned
+            .set(i64::from(snapshot.partitions_owned));
+        self.hints_queued.clear();
+        for (target, keys) in &snapshot.hints_queued {
+            self.hints_queued
+                .get_or_create(&TargetLabels {
+                    target: target.clone(),
+                })
+                .set(gauge(*keys));
         }
-        let now = std::time::Instant::now();
-        let mut counts = [0i64; 3];
-        {
-            let membership = self.membership();
-            for member in ring.members() {
-                let slot = match membership.liveness(&member.id, now) {
-                    Liveness::Myself => 0,
-                    Liveness::Up => 1,
-                    Liveness::Down => 2,
-                };
-                counts[slot] += 1;
-            }
-        }
-        for (state, count) in ["self", "up", "down"].into_iter().zip(counts) {
-            metrics
-                .members
+        for (state, count) in ["self", "up", "down"].into_iter().zip(snapshot.members) {
+            self.members
                 .get_or_create(&StateLabels { state })
-                .set(count);
+                .set(i64::from(count));
         }
-        metrics.suspected_members.set(counts[2]);
-        let transfer = self
-            .transfers()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let in_flight = ring.next_owners().is_some();
-        for (state, value) in [
-            ("total", if in_flight { transfer.total } else { 0 }),
-            (
-                "done",
-                if in_flight {
-                    transfer.done.len() as u32
-                } else {
-                    0
-                },
-            ),
-        ] {
-            metrics
-                .transfer_partitions
+        self.suspected_members.set(i64::from(snapshot.members[2]));
+        let (total, done) = snapshot.transfer;
+        for (state, value) in [("total", total), ("done", done)] {
+            self.transfer_partitions
                 .get_or_create(&StateLabels { state })
                 .set(i64::from(value));
         }
-        metrics
-            .recovering_partitions
-            .set(self.recovering().len() as i64);
-        let sizes = self.storage().sizes();
-        for (keyspace, disk, keys) in sizes.keyspaces {
-            metrics
-                .storage_disk
+        self.recovering_partitions
+            .set(i64::from(snapshot.recovering));
+        for &(keyspace, disk, keys) in &snapshot.sizes.keyspaces {
+            self.storage_disk
                 .get_or_create(&KeyspaceLabels { keyspace })
                 .set(gauge(disk));
-            metrics
-                .storage_keys
+            self.storage_keys
                 .get_or_create(&KeyspaceLabels { keyspace })
                 .set(gauge(keys));
         }
-        metrics.journal_bytes.set(gauge(sizes.journal_bytes));
-        metrics
-            .write_buffer_bytes
-            .set(gauge(sizes.write_buffer_bytes));
-        metrics.uptime.set(self.started().elapsed().as_secs_f64());
+        self.journal_bytes.set(gauge(snapshot.sizes.journal_bytes));
+        self.write_buffer_bytes
+            .set(gauge(snapshot.sizes.write_buffer_bytes));
+        self.uptime.set(snapshot.uptime_seconds);
         let mut text = String::new();
-        prometheus_client::encoding::prometheus_text::encode(&mut text, &metrics.registry)?;
+        prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry)?;
         Ok(text)
     }
 }

@@ -1,24 +1,32 @@
-//! The state one node shares between its services and background tasks:
-//! configuration, ring, storage, peer channels, membership and
-//! anti-entropy bookkeeping.
+//! The composition root: one node's parts, built from its configuration and
+//! wired together. Each mechanism is a struct holding only the shared parts
+//! it uses; [`Node`] holds them all and answers the questions the gRPC and
+//! HTTP edges ask about the node as a whole.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::Instant;
+use std::sync::{Arc, MutexGuard};
+use std::time::{Duration, Instant};
 
 use dynamo_proto::v1 as pb;
 use prost::Message;
 use thiserror::Error;
 use tracing::info;
 
+use crate::antientropy::AntiEntropy;
 use crate::config::{Config, ConfigError};
+use crate::coordinator::{Coordinator, CoordinatorSettings};
+use crate::gossip::Gossip;
+use crate::handoff::Handoff;
 use crate::membership::{Liveness, Membership};
-use crate::metrics::Metrics;
-use crate::peers::Peers;
+use crate::metrics::{Metrics, Snapshot};
+use crate::peers::{PeerSettings, Peers, Transport};
+use crate::recovery::Recovery;
+use crate::replica::Replica;
 use crate::ring::{Ring, RingError};
-use crate::stall::StallDetector;
-use crate::storage::{Durability, Storage, StorageError};
+use crate::storage::{Storage, StorageError};
+use crate::topology::Topology;
+use crate::transfer::{Progress, TransferSettings, Transfers};
 
 /// Why a node could not start.
 #[derive(Debug, Error)]
@@ -33,11 +41,17 @@ pub enum StartError {
     #[error("cannot open the data directory: {0}")]
     Storage(#[from] StorageError),
     /// The persisted ring does not decode.
-    #[error("the persisted ring is corrupt: {0}")]
-    PersistedRing(String),
+    #[error("the persisted ring is corrupt: {source}")]
+    PersistedRing {
+        /// The decode failure.
+        source: prost::DecodeError,
+    },
     /// No seed answered with a ring.
-    #[error("no seed answered with a ring: {0}")]
-    Seeds(String),
+    #[error("no seed answered with a ring: {tried}")]
+    Seeds {
+        /// What each seed said.
+        tried: String,
+    },
     /// The listener could not be used.
     #[error("cannot serve: {0}")]
     Listener(std::io::Error),
@@ -51,79 +65,121 @@ pub enum StartError {
     },
 }
 
-/// One node's shared state.
+/// One node's parts.
 pub struct Node {
     config: Config,
-    ring: RwLock<Arc<Ring>>,
-    storage: Storage,
+    storage: Arc<Storage>,
+    topology: Arc<Topology>,
+    metrics: Arc<Metrics>,
     peers: Arc<Peers>,
-    membership: Mutex<Membership>,
-    anti_entropy_runs: Mutex<BTreeMap<u32, u64>>,
-    anti_entropy_pass: tokio::sync::Mutex<()>,
-    transfers: crate::transfer::SharedProgress,
-    recovering: Mutex<std::collections::BTreeSet<u32>>,
+    replica: Arc<Replica>,
+    handoff: Arc<Handoff>,
+    coordinator: Arc<Coordinator>,
+    transfers: Arc<Transfers>,
+    anti_entropy: Arc<AntiEntropy>,
+    gossip: Arc<Gossip>,
+    recovery: Arc<Recovery>,
     started: Instant,
-    metrics: Metrics,
     stopping: AtomicBool,
-    stalls: StallDetector,
 }
 
 impl Node {
     /// Opens storage and takes the persisted ring, else the ring `seeded`
     /// from a running node, else builds the initial ring from the
-    /// configuration.
+    /// configuration; then builds every part, talking to peers over
+    /// `transport`. Nothing runs yet: [`crate::startup`] starts the workers.
     ///
     /// # Errors
     /// [`StartError`] saying what is wrong.
-    pub fn open(config: Config, seeded: Option<pb::Ring>) -> Result<Arc<Self>, StartError> {
+    pub fn open(
+        config: Config,
+        seeded: Option<pb::Ring>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Arc<Self>, StartError> {
         config.validate()?;
-        let storage = Storage::open(&config.data_dir, config.background.max_hints)?;
-        let persisted = match storage.load_ring()? {
-            Some(bytes) => Some(bytes),
-            None => match seeded {
-                Some(ring) => {
-                    let bytes = ring.encode_to_vec();
-                    storage.save_ring(bytes.clone())?;
-                    Some(bytes)
-                }
-                None => None,
-            },
-        };
-        let ring = match persisted {
-            Some(bytes) => {
-                let message = pb::Ring::decode(bytes.as_slice())
-                    .map_err(|error| StartError::PersistedRing(error.to_string()))?;
-                let ring = Ring::from_pb(message)?;
-                info!(epoch = ring.epoch(), "using the persisted ring");
-                ring
-            }
-            None => Ring::initial(
-                &config.cluster,
-                config.initial_members(),
-                config.partitions,
-                config.replication,
-            )?,
-        };
-        let peers = Arc::new(Peers::new(config.peer_timeout()));
+        let storage = Arc::new(Storage::open(
+            &config.data_dir,
+            config.background.max_hints,
+        )?);
+        let ring = initial_ring(&config, &storage, seeded)?;
         let now = Instant::now();
         let incarnation = format!("{:016x}", storage.incarnation());
         let detector = config.background.failure_detector();
-        let mut membership = Membership::new(&config.id, &incarnation, detector, now);
-        membership.track(ring.members().iter().map(|m| m.id.as_str()), now);
+        let membership = Membership::new(&config.id, &incarnation, detector, now);
+        let topology = Arc::new(Topology::new(
+            &config.id,
+            ring,
+            membership,
+            Arc::clone(&storage),
+        ));
+        let metrics = Arc::new(Metrics::new());
+        let peers = Arc::new(Peers::new(
+            transport,
+            PeerSettings::of(&config),
+            Arc::clone(&topology),
+            Arc::clone(&metrics),
+        ));
+        let replica = Arc::new(Replica::new(Arc::clone(&storage), Arc::clone(&topology)));
+        let handoff = Arc::new(Handoff::new(
+            Arc::clone(&topology),
+            Arc::clone(&replica),
+            Arc::clone(&peers),
+            Arc::clone(&metrics),
+            Duration::from_millis(config.background.hint_interval_ms),
+        ));
+        let coordinator = Arc::new(Coordinator::new(
+            Arc::clone(&topology),
+            Arc::clone(&replica),
+            Arc::clone(&handoff),
+            Arc::clone(&peers),
+            Arc::clone(&metrics),
+            CoordinatorSettings::of(&config),
+        ));
+        let transfers = Arc::new(Transfers::new(
+            Arc::clone(&topology),
+            Arc::clone(&replica),
+            Arc::clone(&peers),
+            Arc::clone(&metrics),
+            TransferSettings {
+                idle: config.request_timeout() * 4,
+                drop_delay: config.request_timeout() * 2,
+                bytes_per_second: config.background.transfer_bytes_per_second,
+            },
+        ));
+        let anti_entropy = Arc::new(AntiEntropy::new(
+            Arc::clone(&topology),
+            Arc::clone(&replica),
+            Arc::clone(&peers),
+            Arc::clone(&metrics),
+            config.background,
+        ));
+        let gossip = Arc::new(Gossip::new(
+            Arc::clone(&topology),
+            Arc::clone(&peers),
+            Arc::clone(&metrics),
+            Duration::from_millis(config.background.gossip_interval_ms),
+        ));
+        let recovery = Arc::new(Recovery::new(
+            Arc::clone(&topology),
+            Arc::clone(&replica),
+            Arc::clone(&peers),
+            Arc::clone(&transfers),
+        ));
         Ok(Arc::new(Self {
             config,
-            ring: RwLock::new(Arc::new(ring)),
             storage,
+            topology,
+            metrics,
             peers,
-            membership: Mutex::new(membership),
-            anti_entropy_runs: Mutex::new(BTreeMap::new()),
-            anti_entropy_pass: tokio::sync::Mutex::new(()),
-            transfers: Default::default(),
-            recovering: Mutex::default(),
+            replica,
+            handoff,
+            coordinator,
+            transfers,
+            anti_entropy,
+            gossip,
+            recovery,
             started: now,
-            metrics: Metrics::new(),
             stopping: AtomicBool::new(false),
-            stalls: StallDetector::default(),
         }))
     }
 
@@ -132,83 +188,98 @@ impl Node {
         &self.config
     }
 
-    /// The ring in use.
-    pub fn ring(&self) -> Arc<Ring> {
-        self.ring.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// This node's member name.
+    pub fn id(&self) -> &str {
+        &self.config.id
     }
 
-    /// Puts a new ring in use.
-    pub(crate) fn replace_ring(&self, ring: Arc<Ring>) {
-        *self.ring.write().unwrap_or_else(|e| e.into_inner()) = ring;
+    /// The ring in use.
+    pub fn ring(&self) -> Arc<Ring> {
+        self.topology.ring()
+    }
+
+    /// Puts `candidate` in use when its epoch is higher (see
+    /// [`Topology::adopt`]).
+    ///
+    /// # Errors
+    /// [`RingError`] when the candidate is not a valid ring.
+    pub fn adopt_ring(&self, candidate: pb::Ring) -> Result<bool, RingError> {
+        self.topology.adopt(candidate)
     }
 
     /// Local storage.
-    pub fn storage(&self) -> &Storage {
+    pub fn storage(&self) -> &Arc<Storage> {
         &self.storage
     }
 
-    /// Runs a write on local storage. A buffered write only reaches the
-    /// operating system and takes microseconds, so it runs in place, unless
-    /// storage stalled writers recently; a synced write waits for an fsync
-    /// and runs on the blocking pool.
-    pub(crate) async fn write_storage<T: Send + 'static>(
-        self: &Arc<Self>,
-        durability: Durability,
-        write: impl FnOnce(&Storage) -> T + Send + 'static,
-    ) -> T {
-        let started = Instant::now();
-        if durability == Durability::Buffer && !self.stalls.offloading(started) {
-            let result = write(&self.storage);
-            self.stalls.record(started, Instant::now());
-            return result;
-        }
-        let node = Arc::clone(self);
-        match tokio::task::spawn_blocking(move || write(&node.storage)).await {
-            Ok(result) => result,
-            Err(join) => std::panic::resume_unwind(join.into_panic()),
-        }
-    }
-
-    /// Channels to peers.
-    pub fn peers(&self) -> &Arc<Peers> {
-        &self.peers
+    /// The ring holder and failure detector.
+    pub fn topology(&self) -> &Arc<Topology> {
+        &self.topology
     }
 
     /// Membership state and failure detector.
     pub fn membership(&self) -> MutexGuard<'_, Membership> {
-        self.membership.lock().unwrap_or_else(|e| e.into_inner())
+        self.topology.membership()
     }
 
     /// The failure detector's judgement of member `id`.
     pub fn liveness(&self, id: &str) -> Liveness {
-        self.membership().liveness(id, Instant::now())
+        self.topology.liveness(id)
     }
 
-    /// When anti-entropy last finished per partition (ms since the epoch).
-    pub fn anti_entropy_runs(&self) -> MutexGuard<'_, BTreeMap<u32, u64>> {
-        self.anti_entropy_runs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+    /// The node's metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
-    /// Held while an anti-entropy pass runs, so passes never overlap.
-    pub fn anti_entropy_lock(&self) -> &tokio::sync::Mutex<()> {
-        &self.anti_entropy_pass
+    /// The peer client.
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
     }
 
-    /// Progress of the incoming partition transfers.
-    pub fn transfers(&self) -> &crate::transfer::SharedProgress {
+    /// This node's replicas.
+    pub fn replica(&self) -> &Arc<Replica> {
+        &self.replica
+    }
+
+    /// Sloppy quorum and hint delivery.
+    pub fn handoff(&self) -> &Arc<Handoff> {
+        &self.handoff
+    }
+
+    /// The coordinator of client requests.
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.coordinator
+    }
+
+    /// Partition streaming.
+    pub fn transfers(&self) -> &Arc<Transfers> {
         &self.transfers
     }
 
-    /// Partitions being streamed back after an empty-disk start.
-    pub fn recovering(&self) -> MutexGuard<'_, std::collections::BTreeSet<u32>> {
-        self.recovering.lock().unwrap_or_else(|e| e.into_inner())
+    /// Progress of the incoming partition transfers.
+    pub fn transfer_progress(&self) -> Progress {
+        self.transfers.progress().clone()
     }
 
-    /// This node's member name.
-    pub fn id(&self) -> &str {
-        &self.config.id
+    /// Anti-entropy.
+    pub fn anti_entropy(&self) -> &Arc<AntiEntropy> {
+        &self.anti_entropy
+    }
+
+    /// Gossip.
+    pub fn gossip(&self) -> &Arc<Gossip> {
+        &self.gossip
+    }
+
+    /// Empty-disk recovery.
+    pub fn recovery(&self) -> &Arc<Recovery> {
+        &self.recovery
+    }
+
+    /// Partitions being streamed back after an empty-disk start.
+    pub fn recovering(&self) -> MutexGuard<'_, BTreeSet<u32>> {
+        self.replica.recovering()
     }
 
     /// When the node started.
@@ -216,13 +287,8 @@ impl Node {
         self.started
     }
 
-    /// The node's metrics.
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     /// Marks the node as shutting down: it stops reporting ready.
-    pub(crate) fn set_stopping(&self) {
+    pub fn set_stopping(&self) {
         self.stopping.store(true, Ordering::Relaxed);
     }
 
@@ -240,5 +306,80 @@ impl Node {
             ));
         }
         None
+    }
+
+    /// Reads the state gauges off the node and encodes every metric in the
+    /// Prometheus text format.
+    ///
+    /// # Errors
+    /// Only if formatting fails, which writing to a `String` does not.
+    pub fn render_metrics(&self) -> Result<String, std::fmt::Error> {
+        let ring = self.ring();
+        let mut members = [0u32; 3];
+        {
+            let membership = self.membership();
+            let now = Instant::now();
+            for member in ring.members() {
+                let slot = match membership.liveness(&member.id, now) {
+                    Liveness::Myself => 0,
+                    Liveness::Up => 1,
+                    Liveness::Down => 2,
+                };
+                members[slot] += 1;
+            }
+        }
+        let transfer = if ring.next_owners().is_some() {
+            let progress = self.transfer_progress();
+            (progress.total, progress.done.len() as u32)
+        } else {
+            (0, 0)
+        };
+        let recovering = self.recovering().len() as u32;
+        let snapshot = Snapshot {
+            ring_epoch: ring.epoch(),
+            partitions_owned: ring.index_of(self.id()).map_or(0, |me| ring.owned_by(me)),
+            hints_queued: self.storage.hints().counts(),
+            members,
+            transfer,
+            recovering,
+            sizes: self.storage.sizes(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+        };
+        self.metrics.render(&snapshot)
+    }
+}
+
+/// The persisted ring, else the ring `seeded` from a running node (then
+/// persisted), else the initial ring of the configuration.
+fn initial_ring(
+    config: &Config,
+    storage: &Storage,
+    seeded: Option<pb::Ring>,
+) -> Result<Ring, StartError> {
+    let persisted = match storage.load_ring()? {
+        Some(bytes) => Some(bytes),
+        None => match seeded {
+            Some(ring) => {
+                let bytes = ring.encode_to_vec();
+                storage.save_ring(bytes.clone())?;
+                Some(bytes)
+            }
+            None => None,
+        },
+    };
+    match persisted {
+        Some(bytes) => {
+            let message = pb::Ring::decode(bytes.as_slice())
+                .map_err(|source| StartError::PersistedRing { source })?;
+            let ring = Ring::from_pb(message)?;
+            info!(epoch = ring.epoch(), "using the persisted ring");
+            Ok(ring)
+        }
+        None => Ok(Ring::initial(
+            &config.cluster,
+            config.initial_members(),
+            config.partitions,
+            config.replication,
+        )?),
     }
 }

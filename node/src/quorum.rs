@@ -15,25 +15,25 @@ use futures::stream::FuturesUnordered;
 use tokio::time::Instant;
 
 /// A replica call in flight: resolves to the member index and its outcome.
-pub type Call<T> = Pin<Box<dyn Future<Output = (u32, Result<T, String>)> + Send>>;
+pub type Call<T, E> = Pin<Box<dyn Future<Output = (u32, Result<T, E>)> + Send>>;
 
 /// Replica calls, some answered and some still running.
-pub struct Quorum<T> {
-    pending: FuturesUnordered<Call<T>>,
+pub struct Quorum<T, E> {
+    pending: FuturesUnordered<Call<T, E>>,
     /// Calls not started yet, next one last.
-    reserve: Vec<Call<T>>,
+    reserve: Vec<Call<T, E>>,
     /// When every reserve call starts, if the quorum is not met by then.
     hedge_at: Option<Instant>,
     /// Successful replies by member index.
     pub replies: Vec<(u32, T)>,
-    /// Failures by member index, with a reason.
-    pub failures: Vec<(u32, String)>,
+    /// Failures by member index, with their errors.
+    pub failures: Vec<(u32, E)>,
 }
 
-impl<T: Send + 'static> Quorum<T> {
+impl<T: Send + 'static, E: Send + 'static> Quorum<T, E> {
     /// Starts tracking `calls`, with `ready` already answered (the local
     /// replica).
-    pub fn new(ready: Vec<(u32, T)>, calls: Vec<Call<T>>) -> Self {
+    pub fn new(ready: Vec<(u32, T)>, calls: Vec<Call<T, E>>) -> Self {
         Self {
             pending: calls.into_iter().collect(),
             reserve: Vec::new(),
@@ -46,7 +46,7 @@ impl<T: Send + 'static> Quorum<T> {
     /// Adds calls to start only when a started call fails, or all at once
     /// when the quorum is still short `hedge_after` from now. `reserve` is in
     /// the order to start them.
-    pub fn with_reserve(mut self, mut reserve: Vec<Call<T>>, hedge_after: Duration) -> Self {
+    pub fn with_reserve(mut self, mut reserve: Vec<Call<T, E>>, hedge_after: Duration) -> Self {
         reserve.reverse();
         self.hedge_at = (!reserve.is_empty()).then(|| Instant::now() + hedge_after);
         self.reserve = reserve;
@@ -85,8 +85,8 @@ impl<T: Send + 'static> Quorum<T> {
             let wake = self.hedge_at.map_or(deadline, |hedge| hedge.min(deadline));
             match tokio::time::timeout_at(wake, self.pending.next()).await {
                 Ok(Some((member, Ok(reply)))) => self.replies.push((member, reply)),
-                Ok(Some((member, Err(reason)))) => {
-                    self.failures.push((member, reason));
+                Ok(Some((member, Err(error)))) => {
+                    self.failures.push((member, error));
                     self.start_reserve(1);
                 }
                 Ok(None) => {}
@@ -107,17 +107,14 @@ impl<T: Send + 'static> Quorum<T> {
 mod tests {
     use super::*;
 
-    fn call(member: u32, delay_ms: u64, ok: bool) -> Call<u32> {
+    /// The error of a test call.
+    #[derive(Debug, PartialEq)]
+    struct Refused;
+
+    fn call(member: u32, delay_ms: u64, ok: bool) -> Call<u32, Refused> {
         Box::pin(async move {
             tokio::time::sleep(Duration::from_millis(delay_ms)).await;
-            (
-                member,
-                if ok {
-                    Ok(member)
-                } else {
-                    Err("refused".into())
-                },
-            )
+            (member, if ok { Ok(member) } else { Err(Refused) })
         })
     }
 

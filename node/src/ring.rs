@@ -1,15 +1,16 @@
 //! The partition ring: Q equal partitions of the MD5 space, their owners, and
-//! the preference list of every partition.
+//! the preference list of every partition. The math (partitions, the walk,
+//! zones) lives in `dynamo-ring`; this type holds one ring, checks it and
+//! converts it to and from its protobuf message.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use dynamo_proto::v1 as pb;
 use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-/// Most partitions a ring may have.
-pub const MAX_PARTITIONS: u32 = 1 << 16;
+pub use dynamo_ring::{MAX_PARTITIONS, Position, partition_at, partition_of};
 
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,11 +45,8 @@ impl Default for Replication {
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RingError {
     /// Q is not a power of two in range.
-    #[error("partitions must be a power of two between 1 and {MAX_PARTITIONS}, not {partitions}")]
-    Partitions {
-        /// The partition count given.
-        partitions: u64,
-    },
+    #[error(transparent)]
+    Partitions(#[from] dynamo_ring::PartitionsError),
     /// No members.
     #[error("a ring needs at least one member")]
     NoMembers,
@@ -122,22 +120,9 @@ impl Ring {
         replication: Replication,
     ) -> Result<Self, RingError> {
         members.sort_by(|a, b| a.id.cmp(&b.id));
-        let mut zones: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-        for (index, member) in members.iter().enumerate() {
-            zones.entry(&member.zone).or_default().push(index as u32);
-        }
-        let mut dealt = Vec::with_capacity(members.len());
-        let deepest = zones.values().map(Vec::len).max().unwrap_or(0);
-        for round in 0..deepest {
-            dealt.extend(zones.values().filter_map(|ids| ids.get(round)));
-        }
-        let owners = if dealt.is_empty() {
-            Vec::new()
-        } else {
-            (0..partitions as usize)
-                .map(|p| dealt[p % dealt.len()])
-                .collect()
-        };
+        dynamo_ring::check_partitions(u64::from(partitions))?;
+        let zones: Vec<&str> = members.iter().map(|m| m.zone.as_str()).collect();
+        let owners = dynamo_ring::initial_owners(&zones, partitions);
         Self::new(1, cluster, members, owners, replication)
     }
 
@@ -152,10 +137,7 @@ impl Ring {
         owners: Vec<u32>,
         replication: Replication,
     ) -> Result<Self, RingError> {
-        let partitions = owners.len() as u64;
-        if !partitions.is_power_of_two() || partitions > u64::from(MAX_PARTITIONS) {
-            return Err(RingError::Partitions { partitions });
-        }
+        dynamo_ring::check_partitions(owners.len() as u64)?;
         if members.is_empty() {
             return Err(RingError::NoMembers);
         }
@@ -182,9 +164,7 @@ impl Ring {
             next_owners: None,
             next_walks: Vec::new(),
         };
-        ring.walks = (0..ring.owners.len())
-            .map(|p| ring.walk_from(&ring.owners, p))
-            .collect();
+        ring.walks = ring.walks_over(&ring.owners);
         Ok(ring)
     }
 
@@ -201,49 +181,19 @@ impl Ring {
             });
         }
         check_owners(&next_owners, self.members.len())?;
-        self.next_walks = (0..next_owners.len())
-            .map(|p| self.walk_from(&next_owners, p))
-            .collect();
+        self.next_walks = self.walks_over(&next_owners);
         self.next_owners = Some(next_owners);
         Ok(self)
     }
 
-    /// Walks clockwise from `partition` over `owners`: distinct owners, the
-    /// first N preferring zones not used yet, then the rest in walk order.
-    fn walk_from(&self, owners: &[u32], partition: usize) -> Vec<u32> {
-        let q = owners.len();
-        let mut order: Vec<u32> = Vec::with_capacity(self.members.len());
-        for step in 0..q {
-            let owner = owners[(partition + step) % q];
-            if !order.contains(&owner) {
-                order.push(owner);
-            }
-        }
+    /// The full preference walk of every partition over `owners` (see
+    /// [`dynamo_ring::walk`]).
+    fn walks_over(&self, owners: &[u32]) -> Vec<Vec<u32>> {
+        let zones: Vec<&str> = self.members.iter().map(|m| m.zone.as_str()).collect();
         let n = self.replication.n as usize;
-        let mut chosen: Vec<u32> = Vec::with_capacity(order.len());
-        let mut zones_used: HashSet<&str> = HashSet::new();
-        for &member in &order {
-            if chosen.len() < n && zones_used.insert(self.members[member as usize].zone.as_str()) {
-                chosen.push(member);
-            }
-        }
-        for &member in &order {
-            if chosen.len() < n && !chosen.contains(&member) {
-                chosen.push(member);
-            }
-        }
-        for &member in &order {
-            if !chosen.contains(&member) {
-                chosen.push(member);
-            }
-        }
-        // Members that own no partition still serve as fallbacks.
-        for member in 0..self.members.len() as u32 {
-            if !chosen.contains(&member) {
-                chosen.push(member);
-            }
-        }
-        chosen
+        (0..owners.len() as u32)
+            .map(|p| dynamo_ring::walk(owners, &zones, p, n))
+            .collect()
     }
 
     /// Ring version; the highest epoch wins.
@@ -443,43 +393,6 @@ fn check_owners(owners: &[u32], members: usize) -> Result<(), RingError> {
     }
 }
 
-/// A key's position on the ring: the top 64 bits of its MD5. Shown in logs
-/// and spans as 16 hex digits (`key_hash`), so one key's requests can be
-/// followed across nodes without logging the key.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Position(pub u64);
-
-impl Position {
-    /// The position of `key`.
-    pub fn of(key: &[u8]) -> Self {
-        let digest = Md5::digest(key);
-        Self(u64::from_be_bytes(
-            digest[..8].try_into().expect("md5 is 16 bytes"),
-        ))
-    }
-}
-
-impl std::fmt::Display for Position {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:016x}", self.0)
-    }
-}
-
-/// The partition of `key` among `partitions` (a power of two).
-pub fn partition_of(key: &[u8], partitions: u32) -> u32 {
-    partition_at(Position::of(key), partitions)
-}
-
-/// The partition holding `position` among `partitions` (a power of two).
-pub fn partition_at(position: Position, partitions: u32) -> u32 {
-    let bits = partitions.trailing_zeros();
-    if bits == 0 {
-        0
-    } else {
-        (position.0 >> (64 - bits)) as u32
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -496,20 +409,14 @@ mod tests {
     }
 
     #[test]
-    fn partition_is_the_top_bits_of_md5() {
-        // MD5("") = d41d8cd98f00b204e9800998ecf8427e.
-        assert_eq!(partition_of(b"", 256), 0xd4);
-        assert_eq!(partition_of(b"", 2), 1);
-        assert_eq!(partition_of(b"", 1), 0);
-    }
-
-    #[test]
     fn invalid_rings_are_refused() {
         let three = members(3, 1);
         let ok = Replication::default();
         assert!(matches!(
             Ring::initial("c", three.clone(), 100, ok),
-            Err(RingError::Partitions { partitions: 100 })
+            Err(RingError::Partitions(dynamo_ring::PartitionsError {
+                partitions: 100
+            }))
         ));
         let small = Ring::initial("c", members(2, 1), 64, ok).expect("fewer members than n");
         assert_eq!(small.preference(0).len(), 2);
@@ -517,29 +424,21 @@ mod tests {
         assert!(Ring::initial("c", three, 64, bad_r).is_err());
     }
 
-    proptest! {
-        #[test]
-        fn initial_ring_is_balanced_and_zone_spread(
-            count in 3usize..20, zones in 1usize..5, log_q in 4u32..11,
-        ) {
-            let q = 1u32 << log_q;
-            let ring = Ring::initial("c", members(count, zones), q, Replication::default())
-                .expect("valid ring");
-            let floor = q / count as u32;
-            for member in 0..count as u32 {
-                let owned = ring.owned_by(member);
-                prop_assert!(owned == floor || owned == floor + 1, "{owned} vs {floor}");
-            }
-            for p in 0..q {
-                let pref = ring.preference(p);
-                let distinct: HashSet<_> = pref.iter().collect();
-                prop_assert_eq!(distinct.len(), 3);
-                let zones_used: HashSet<_> = pref.iter().map(|&m| &ring.member(m).zone).collect();
-                prop_assert_eq!(zones_used.len(), zones.min(3));
-                prop_assert_eq!(ring.walk(p).len(), count);
-            }
+    #[test]
+    fn preference_lists_and_write_sets_follow_the_walk() {
+        let ring =
+            Ring::initial("c", members(4, 2), 8, Replication::default()).expect("valid ring");
+        for p in 0..ring.partitions() {
+            assert_eq!(ring.walk(p).len(), 4);
+            assert_eq!(ring.preference(p), &ring.walk(p)[..3]);
+            assert_eq!(ring.write_set(p), ring.preference(p));
         }
+        assert_eq!(ring.partition_of(b""), partition_of(b"", 8));
+        let round_trip = Ring::from_pb(ring.to_pb()).expect("own message is valid");
+        assert_eq!(round_trip, ring);
+    }
 
+    proptest! {
         #[test]
         fn every_member_computes_the_same_ring(count in 3usize..10, seed in any::<u64>()) {
             let mut shuffled = members(count, 2);

@@ -1,7 +1,9 @@
-//! The gRPC edge: `Kv`, `Admin` and `Peer` services over one listener, error
-//! mapping to `tonic::Status`, and a handle that stops the server gracefully.
+//! The gRPC edge: the `Kv`, `Admin` and `Peer` services translate between
+//! protobuf and the engine's parts, and map engine errors to
+//! `tonic::Status`. Nothing else lives here; [`crate::startup`] opens the
+//! node and starts the workers.
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use dynamo_proto::v1 as pb;
@@ -9,20 +11,18 @@ use dynamo_proto::v1::admin_server::{Admin, AdminServer};
 use dynamo_proto::v1::kv_server::{Kv, KvServer};
 use dynamo_proto::v1::peer_server::{Peer, PeerServer};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
-use tracing::{Instrument, Span, debug_span, info, warn};
+use tracing::{Instrument, Span, debug_span};
 
-use crate::antientropy::merkle::KeyHash;
-use crate::config::Config;
 use crate::coordinator::KvError;
-use crate::http::HttpServer;
 use crate::metrics::ReplicaOp;
-use crate::node::{Node, StartError};
+use crate::node::Node;
 use crate::peers::MAX_PEER_MESSAGE;
+use crate::replica::ReplicaError;
 use crate::ring::Position;
 use crate::storage::{Durability, StorageError};
 use crate::wire;
@@ -49,7 +49,7 @@ impl From<KvError> for Status {
                 Status::failed_precondition(message)
             }
             KvError::Storage(_) => Status::internal(message),
-            KvError::Forwarded(status) => status,
+            KvError::Forwarded(status) => *status,
         }
     }
 }
@@ -60,21 +60,27 @@ impl Kv for Services {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        Ok(Response::new(self.node.get(request.into_inner()).await?))
+        Ok(Response::new(
+            self.node.coordinator().get(request.into_inner()).await?,
+        ))
     }
 
     async fn put(
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        Ok(Response::new(self.node.put(request.into_inner()).await?))
+        Ok(Response::new(
+            self.node.coordinator().put(request.into_inner()).await?,
+        ))
     }
 
     async fn delete(
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        Ok(Response::new(self.node.delete(request.into_inner()).await?))
+        Ok(Response::new(
+            self.node.coordinator().delete(request.into_inner()).await?,
+        ))
     }
 }
 
@@ -118,7 +124,8 @@ impl Admin for Services {
             .map(|(target, keys)| pb::HintQueue { target, keys })
             .collect();
         let anti_entropy = node
-            .anti_entropy_runs()
+            .anti_entropy()
+            .runs()
             .iter()
             .map(|(&partition, &finished_ms)| pb::AntiEntropyRun {
                 partition,
@@ -137,12 +144,10 @@ impl Admin for Services {
             hints_full: node.storage().hints().is_full(),
             anti_entropy,
             recovering_partitions: node.recovering().len() as u32,
-            transfer: ring.next_owners().is_some().then(|| {
-                node.transfers()
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .to_pb()
-            }),
+            transfer: ring
+                .next_owners()
+                .is_some()
+                .then(|| node.transfer_progress().to_pb()),
         });
         if let Some(url) = &self.metrics_url {
             response
@@ -170,20 +175,14 @@ impl Admin for Services {
         &self,
         _request: Request<pb::TransferStatusRequest>,
     ) -> Result<Response<pb::TransferStatusResponse>, Status> {
-        let progress = self
-            .node
-            .transfers()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .to_pb();
-        Ok(Response::new(progress))
+        Ok(Response::new(self.node.transfer_progress().to_pb()))
     }
 
     async fn anti_entropy(
         &self,
         _request: Request<pb::AntiEntropyRequest>,
     ) -> Result<Response<pb::AntiEntropyResponse>, Status> {
-        let stats = self.node.anti_entropy_pass().await;
+        let stats = self.node.anti_entropy().pass().await;
         Ok(Response::new(pb::AntiEntropyResponse {
             exchanges: stats.exchanges,
             differing: stats.differing,
@@ -213,42 +212,17 @@ impl Services {
         request: pb::HintWriteRequest,
         partition: u32,
     ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
+        let durability = replica_durability(request.durability());
         let incoming = wire::set_from_pb(request.siblings)
             .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        if self.node.ring().index_of(&request.target).is_none() {
-            return Err(Status::invalid_argument(format!(
-                "hint target {:?} is not a member of the ring",
-                request.target
-            )));
-        }
-        let durability = if request.sync {
-            Durability::Sync
-        } else {
-            Durability::Buffer
-        };
-        let node = Arc::clone(&self.node);
-        let target = request.target.clone();
-        let stored = tokio::task::spawn_blocking(move || {
-            node.storage().hints().add(
-                &request.target,
-                partition,
-                &request.key,
-                &incoming,
-                durability,
-            )
-        })
-        .await
-        .map_err(|error| Status::internal(error.to_string()))?;
-        match stored {
-            Ok(()) => {
-                self.node.metrics().hint_stored(&target);
-                Ok(Response::new(pb::ReplicaWriteResponse {}))
-            }
-            Err(error @ StorageError::HintsFull { .. }) => {
-                Err(Status::resource_exhausted(error.to_string()))
-            }
-            Err(error) => Err(Status::internal(error.to_string())),
-        }
+        let target = request.target;
+        self.node
+            .replica()
+            .store_hint(target.clone(), partition, request.key, incoming, durability)
+            .await
+            .map_err(|error| error.to_status())?;
+        self.node.metrics().hint_stored(&target);
+        Ok(Response::new(pb::ReplicaWriteResponse {}))
     }
 
     /// The span of a call served as a replica, with the key's ids; the key
@@ -328,7 +302,7 @@ impl Peer for Services {
             )));
         }
         Ok(Response::new(crate::transfer::stream_partition(
-            Arc::clone(&self.node),
+            Arc::clone(self.node.storage()),
             request.partition,
             request.after,
         )))
@@ -342,21 +316,16 @@ impl Peer for Services {
         let request = request.into_inner();
         let (partition, span) = self.replica_span(ReplicaOp::Read, &request.key);
         let _entered = span.enter();
-        let result = if self.node.is_recovering(partition) {
-            Err(Status::unavailable(format!(
-                "partition {partition} is being streamed back after an empty-disk restart"
-            )))
-        } else {
-            self.node
-                .storage()
-                .read(partition, &request.key)
-                .map(|set| {
-                    Response::new(pb::ReplicaReadResponse {
-                        siblings: Some(wire::set_to_pb(&set)),
-                    })
+        let result = self
+            .node
+            .replica()
+            .read(partition, &request.key)
+            .map(|set| {
+                Response::new(pb::ReplicaReadResponse {
+                    siblings: Some(wire::set_to_pb(&set)),
                 })
-                .map_err(|error| Status::internal(error.to_string()))
-        };
+            })
+            .map_err(|error| error.to_status());
         self.node
             .metrics()
             .replica(ReplicaOp::Read, started.elapsed());
@@ -371,20 +340,14 @@ impl Peer for Services {
         let request = request.into_inner();
         let (partition, span) = self.replica_span(ReplicaOp::Write, &request.key);
         let result = async {
+            let durability = replica_durability(request.durability());
             let incoming = wire::set_from_pb(request.siblings)
                 .map_err(|error| Status::invalid_argument(error.to_string()))?;
-            let durability = if request.sync {
-                Durability::Sync
-            } else {
-                Durability::Buffer
-            };
-            let key = request.key;
             self.node
-                .write_storage(durability, move |storage| {
-                    storage.merge(partition, &key, &incoming, durability)
-                })
+                .replica()
+                .merge(partition, request.key, incoming, durability)
                 .await
-                .map_err(|error| Status::internal(error.to_string()))?;
+                .map_err(|error| error.to_status())?;
             Ok(Response::new(pb::ReplicaWriteResponse {}))
         }
         .instrument(span)
@@ -415,11 +378,10 @@ impl Peer for Services {
     ) -> Result<Response<pb::GossipMessage>, Status> {
         let message = request.into_inner();
         let from = message.from.clone();
-        self.node.receive_gossip(message);
-        self.node
-            .membership()
-            .heard_from(&from, std::time::Instant::now());
-        Ok(Response::new(self.node.gossip_message()))
+        let gossip = self.node.gossip();
+        gossip.receive(message);
+        self.node.topology().heard_from(&from);
+        Ok(Response::new(gossip.message()))
     }
 
     async fn merkle_level(
@@ -429,7 +391,7 @@ impl Peer for Services {
         let request = request.into_inner();
         let hashes =
             self.node
-                .storage()
+                .replica()
                 .tree_level(request.partition, request.level, &request.parents);
         Ok(Response::new(pb::MerkleLevelResponse { hashes }))
     }
@@ -439,16 +401,13 @@ impl Peer for Services {
         request: Request<pb::SegmentKeysRequest>,
     ) -> Result<Response<pb::SegmentKeysResponse>, Status> {
         let request = request.into_inner();
-        let segments: std::collections::HashSet<u32> = request.segments.into_iter().collect();
-        let node = Arc::clone(&self.node);
-        let keys = tokio::task::spawn_blocking(move || {
-            node.storage().scan_partition(request.partition, |key, _| {
-                segments.contains(&KeyHash::of(key).segment)
-            })
-        })
-        .await
-        .map_err(|error| Status::internal(error.to_string()))?
-        .map_err(|error| Status::internal(error.to_string()))?;
+        let segments: HashSet<u32> = request.segments.into_iter().collect();
+        let keys = self
+            .node
+            .replica()
+            .segment_keys(request.partition, segments)
+            .await
+            .map_err(|error| error.to_status())?;
         Ok(Response::new(pb::SegmentKeysResponse {
             keys: keys
                 .into_iter()
@@ -465,10 +424,9 @@ impl Peer for Services {
         let partition = self.node.ring().partition_of(&key);
         let held = self
             .node
-            .storage()
-            .hints()
-            .holds(partition, &key)
-            .map_err(|error| Status::internal(error.to_string()))?;
+            .replica()
+            .holds_hint(partition, &key)
+            .map_err(|error| error.to_status())?;
         Ok(Response::new(pb::HoldsHintResponse { held }))
     }
 
@@ -480,205 +438,98 @@ impl Peer for Services {
         let partition = self.node.ring().partition_of(&request.key);
         let forgotten = self
             .node
-            .storage()
+            .replica()
             .forget_tombstone(partition, &request.key, request.digest)
-            .map_err(|error| Status::internal(error.to_string()))?;
+            .map_err(|error: ReplicaError| error.to_status())?;
         Ok(Response::new(pb::ForgetTombstoneResponse { forgotten }))
     }
 }
 
-/// A running node: its address, its shared state, and the means to stop it.
-pub struct RunningNode {
-    node: Arc<Node>,
-    address: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), tonic::transport::Error>>,
-    background: watch::Sender<bool>,
-    workers: Vec<JoinHandle<()>>,
-    http: Option<HttpServer>,
+/// The durability a replica applies: what the message asks for, `DEFAULT`
+/// meaning buffered (the coordinator resolved its own default).
+fn replica_durability(asked: pb::Durability) -> Durability {
+    wire::durability_from_pb(asked, Durability::Buffer)
 }
 
-impl RunningNode {
-    /// The address the server listens on.
-    pub fn address(&self) -> SocketAddr {
-        self.address
+/// The gRPC server of a node.
+pub struct Server {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl Server {
+    /// Serves `node`'s services on `listener`; `Admin.Status` names
+    /// `metrics_url` when set.
+    pub fn serve(
+        node: Arc<Node>,
+        listener: TcpListener,
+        metrics_url: Option<AsciiMetadataValue>,
+    ) -> Self {
+        let limits = node.config().limits;
+        let services = Services { node, metrics_url };
+        // Large enough that an oversized value reaches the coordinator and
+        // gets a clear INVALID_ARGUMENT instead of a transport error.
+        let client_message = limits
+            .max_value_bytes
+            .saturating_mul(2)
+            .saturating_add(limits.max_key_bytes)
+            .saturating_add(1 << 20);
+        let kv = KvServer::new(services.clone())
+            .max_decoding_message_size(client_message)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        let peer = PeerServer::new(services.clone())
+            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_encoding_message_size(MAX_PEER_MESSAGE);
+        let admin = AdminServer::new(services);
+        let (stop, stopped) = oneshot::channel::<()>();
+        // Replies are small and latency-bound: never wait on Nagle's algorithm.
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let task = tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(kv)
+                .add_service(admin)
+                .add_service(peer)
+                .serve_with_incoming_shutdown(incoming, async {
+                    let _ = stopped.await;
+                }),
+        );
+        Self {
+            stop: Some(stop),
+            task,
+        }
     }
 
-    /// The address of the HTTP server, when it is on.
-    pub fn http_address(&self) -> Option<SocketAddr> {
-        self.http.as_ref().map(HttpServer::address)
-    }
-
-    /// The node's shared state.
-    pub fn node(&self) -> &Arc<Node> {
-        &self.node
-    }
-
-    /// Stops accepting requests, finishes the ones in flight, and fsyncs.
-    ///
-    /// # Errors
-    /// The server's or the final fsync's failure.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        // `/readyz` says so while requests in flight finish.
-        self.node.set_stopping();
-        let _ = self.background.send(true);
-        for worker in self.workers.drain(..) {
-            let _ = worker.await;
-        }
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        (&mut self.task).await??;
-        if let Some(http) = self.http.take() {
-            http.stop().await;
-        }
-        // Replication tails, read repairs and peer connections that are
-        // still closing hold the node; wait for them (bounded) so the
-        // database is closed when `stop` returns and can be opened again.
-        let deadline = tokio::time::Instant::now() + self.node.config().request_timeout() * 5;
-        while Arc::strong_count(&self.node) > 1 && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        if Arc::strong_count(&self.node) > 1 {
-            warn!(
-                id = self.node.id(),
-                "background work still holds the node after stopping"
-            );
-        }
-        self.node.storage().sync()?;
-        info!(id = self.node.id(), "stopped");
-        Ok(())
-    }
-
-    /// Waits until the server ends by itself (it only does on error).
+    /// Stops accepting requests and waits for the ones in flight.
     ///
     /// # Errors
     /// The server's failure.
-    pub async fn wait(&mut self) -> anyhow::Result<()> {
-        (&mut self.task).await??;
-        Ok(())
+    pub async fn stop(mut self) -> Result<(), ServeError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.wait().await
+    }
+
+    /// Waits until the server ends (by itself it only does on error).
+    ///
+    /// # Errors
+    /// The server's failure.
+    pub async fn wait(&mut self) -> Result<(), ServeError> {
+        match (&mut self.task).await {
+            Ok(result) => Ok(result?),
+            Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => Err(ServeError::Cancelled),
+        }
     }
 }
 
-/// Opens the node described by `config` and serves it on `listener`.
-///
-/// # Errors
-/// [`StartError`] when the configuration, ring or storage is unusable.
-pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode, StartError> {
-    let limits = config.limits;
-    // HTTP comes first, so a slow start shows as alive but not ready.
-    let http = match config.http_listen {
-        Some(address) => Some(
-            HttpServer::bind(address)
-                .await
-                .map_err(|source| StartError::Http { address, source })?,
-        ),
-        None => None,
-    };
-    let metrics_url = http
-        .as_ref()
-        .and_then(|http| AsciiMetadataValue::try_from(config.metrics_url(http.address())).ok());
-    let seeded = if config.seeds.is_empty() {
-        None
-    } else {
-        Some(ring_from_seeds(&config).await?)
-    };
-    let node = Node::open(config, seeded)?;
-    // Resume transfers of a change in flight, or finish dropping partitions
-    // a committed change took away.
-    node.on_new_ring(node.ring());
-    crate::recovery::prepare(&node).await;
-    node.membership().grace(std::time::Instant::now());
-    let address = listener.local_addr().map_err(StartError::Listener)?;
-    let services = Services {
-        node: Arc::clone(&node),
-        metrics_url,
-    };
-    // Large enough that an oversized value reaches the coordinator and gets a
-    // clear INVALID_ARGUMENT instead of a transport error.
-    let client_message = limits
-        .max_value_bytes
-        .saturating_mul(2)
-        .saturating_add(limits.max_key_bytes)
-        .saturating_add(1 << 20);
-    let kv = KvServer::new(services.clone())
-        .max_decoding_message_size(client_message)
-        .max_encoding_message_size(MAX_PEER_MESSAGE);
-    let peer = PeerServer::new(services.clone())
-        .max_decoding_message_size(MAX_PEER_MESSAGE)
-        .max_encoding_message_size(MAX_PEER_MESSAGE);
-    let admin = AdminServer::new(services);
-    let (stop, stopped) = oneshot::channel::<()>();
-    // Replies are small and latency-bound: never wait on Nagle's algorithm.
-    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let task = tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(kv)
-            .add_service(admin)
-            .add_service(peer)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            }),
-    );
-    let (background, stopped) = watch::channel(false);
-    let workers = vec![
-        tokio::spawn(crate::gossip::run(Arc::clone(&node), stopped.clone())),
-        tokio::spawn(crate::handoff::run(Arc::clone(&node), stopped.clone())),
-        tokio::spawn(crate::antientropy::run(Arc::clone(&node), stopped.clone())),
-        tokio::spawn(crate::recovery::run(Arc::clone(&node), stopped)),
-    ];
-    if let Some(http) = &http {
-        http.attach(Arc::clone(&node));
-        info!(id = node.id(), address = %http.address(), "serving HTTP");
-    }
-    info!(id = node.id(), %address, epoch = node.ring().epoch(), "serving");
-    if node.ring().index_of(node.id()).is_none() {
-        warn!(
-            id = node.id(),
-            "this node is not a member of its ring; it only forwards"
-        );
-    }
-    Ok(RunningNode {
-        node,
-        address,
-        stop: Some(stop),
-        task,
-        background,
-        workers,
-        http,
-    })
-}
-
-/// Fetches the ring from the first seed that answers, retrying for a while.
-async fn ring_from_seeds(config: &Config) -> Result<pb::Ring, StartError> {
-    let deadline = tokio::time::Instant::now() + config.request_timeout() * 10;
-    let mut errors = Vec::new();
-    loop {
-        for seed in &config.seeds {
-            let fetched = async {
-                let mut admin =
-                    dynamo_proto::v1::admin_client::AdminClient::connect(format!("http://{seed}"))
-                        .await
-                        .map_err(|error| error.to_string())?;
-                let response = admin
-                    .get_ring(pb::GetRingRequest {})
-                    .await
-                    .map_err(|status| status.message().to_owned())?;
-                response
-                    .into_inner()
-                    .ring
-                    .ok_or_else(|| "the seed sent no ring".to_owned())
-            };
-            match tokio::time::timeout(config.peer_timeout(), fetched).await {
-                Ok(Ok(ring)) => return Ok(ring),
-                Ok(Err(error)) => errors.push(format!("{seed}: {error}")),
-                Err(_) => errors.push(format!("{seed}: no answer")),
-            }
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return Err(StartError::Seeds(errors.join("; ")));
-        }
-        tokio::time::sleep(config.peer_timeout()).await;
-        errors.clear();
-    }
+/// Why the gRPC server ended.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The transport failed.
+    #[error("the gRPC server failed: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The server task was cancelled (the runtime is shutting down).
+    #[error("the gRPC server was cancelled")]
+    Cancelled,
 }

@@ -1,23 +1,29 @@
 //! Partition transfers for explicit join and leave. A proposed ring names
 //! the owners after the change; each node streams in, from a current
 //! replica, every partition it gains, and reports progress. When the ring is
-//! committed, nodes drop the partitions they no longer replicate.
+//! committed, nodes drop the partitions they no longer replicate. The
+//! [`Transfers`] worker reacts to every ring [`Topology`] puts in use.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
 use futures::StreamExt;
+use thiserror::Error;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
-use crate::node::Node;
+use crate::metrics::Metrics;
+use crate::peers::{PeerError, Peers};
+use crate::replica::{Replica, ReplicaError};
 use crate::ring::Ring;
-use crate::storage::Durability;
-use crate::wire;
+use crate::storage::{Durability, Storage, StorageError};
+use crate::topology::Topology;
+use crate::wire::{self, WireError};
+use crate::worker::Stop;
 
 /// Bytes per streamed chunk.
 const CHUNK_BYTES: usize = 1 << 20;
@@ -67,188 +73,273 @@ impl Progress {
     }
 }
 
-/// Shared progress of the transfers in flight.
-pub type SharedProgress = Arc<Mutex<Progress>>;
+/// Why a stream of a partition stopped before its end.
+#[derive(Debug, Error)]
+pub enum StreamError {
+    /// The source did not answer, refused, or broke off.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// No chunk arrived for too long.
+    #[error("no chunk from {source_id} within {idle:?}")]
+    Idle {
+        /// Member id of the source.
+        source_id: String,
+        /// How long this node waited.
+        idle: Duration,
+    },
+    /// The source sent versions this node cannot accept.
+    #[error("{source_id} sent an invalid entry: {error}")]
+    Invalid {
+        /// Member id of the source.
+        source_id: String,
+        /// What is wrong with it.
+        error: WireError,
+    },
+    /// Storing the chunk failed.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+}
 
-impl Node {
+/// Settings of [`Transfers`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransferSettings {
+    /// How long a stream may go without a chunk.
+    pub idle: Duration,
+    /// How long a committed ring's dropped partitions are kept.
+    pub drop_delay: Duration,
+    /// Incoming rate limit in bytes per second; 0 is unlimited.
+    pub bytes_per_second: u64,
+}
+
+/// Partition streaming of one node.
+pub struct Transfers {
+    topology: Arc<Topology>,
+    replica: Arc<Replica>,
+    peers: Arc<Peers>,
+    metrics: Arc<Metrics>,
+    settings: TransferSettings,
+    progress: Mutex<Progress>,
+}
+
+impl Transfers {
+    /// Transfers storing into `replica`.
+    pub fn new(
+        topology: Arc<Topology>,
+        replica: Arc<Replica>,
+        peers: Arc<Peers>,
+        metrics: Arc<Metrics>,
+        settings: TransferSettings,
+    ) -> Self {
+        Self {
+            topology,
+            replica,
+            peers,
+            metrics,
+            settings,
+            progress: Mutex::default(),
+        }
+    }
+
+    /// Progress of the incoming transfers.
+    pub fn progress(&self) -> MutexGuard<'_, Progress> {
+        self.progress.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reacts to every ring put in use, starting with the current one,
+    /// until stopped.
+    pub async fn run(self: Arc<Self>, mut stop: Stop) {
+        let mut rings = self.topology.changes();
+        loop {
+            let ring = Arc::clone(&rings.borrow_and_update());
+            self.on_new_ring(ring);
+            tokio::select! {
+                changed = rings.changed() => if changed.is_err() { return },
+                () = stop.stopped() => return,
+            }
+        }
+    }
+
     /// Reacts to a newly installed ring: start streaming what this node gains
     /// from a change in flight, or drop what a committed change took away.
-    pub(crate) fn on_new_ring(self: &Arc<Self>, ring: Arc<Ring>) {
-        let Some(me) = ring.index_of(self.id()) else {
+    fn on_new_ring(self: &Arc<Self>, ring: Arc<Ring>) {
+        let Some(me) = ring.index_of(self.topology.id()) else {
             return;
         };
         if ring.next_owners().is_some() {
             let gaining = ring.gaining(me);
-            {
-                let mut progress = self.transfers().lock().unwrap_or_else(|e| e.into_inner());
-                *progress = Progress {
-                    epoch: ring.epoch(),
-                    total: gaining.len() as u32,
-                    ..Progress::default()
-                };
-            }
+            *self.progress() = Progress {
+                epoch: ring.epoch(),
+                total: gaining.len() as u32,
+                ..Progress::default()
+            };
             info!(
                 epoch = ring.epoch(),
                 partitions = gaining.len(),
                 "streaming in partitions"
             );
-            tokio::spawn(receive_all(Arc::clone(self), ring, gaining));
+            tokio::spawn(Arc::clone(self).receive_all(ring, gaining));
         } else {
             // Nodes adopt a committed ring one after another; until all have,
             // reads may still come here, so the data stays a little longer.
             // A weak handle, so a node that stops meanwhile is not kept open.
-            let node = Arc::downgrade(self);
-            let delay = self.config().request_timeout() * 2;
+            let transfers = Arc::downgrade(self);
+            let delay = self.settings.drop_delay;
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                if let Some(node) = node.upgrade() {
-                    let _ =
-                        tokio::task::spawn_blocking(move || drop_unreplicated(&node, &ring, me))
-                            .await;
+                if let Some(transfers) = transfers.upgrade() {
+                    let storage = Arc::clone(transfers.replica.storage());
+                    let topology = Arc::clone(&transfers.topology);
+                    drop(transfers);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        drop_unreplicated(&storage, &topology, &ring, me);
+                    })
+                    .await;
                 }
             });
         }
     }
-}
 
-/// Streams in every partition of `gaining`, retrying until done or until a
-/// newer ring replaces `ring`.
-async fn receive_all(node: Arc<Node>, ring: Arc<Ring>, gaining: Vec<u32>) {
-    for partition in gaining {
-        let current = || node.ring().epoch() == ring.epoch();
-        let outcome = receive_with_retry(&node, &ring, partition, current, |error| {
-            node.transfers()
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .error = error;
-        })
-        .await;
-        if !outcome {
-            debug!(epoch = ring.epoch(), "transfer superseded by a newer ring");
-            return;
-        }
-        let mut progress = node.transfers().lock().unwrap_or_else(|e| e.into_inner());
-        if progress.epoch == ring.epoch() {
-            progress.done.insert(partition);
-            progress.error.clear();
-        }
-    }
-    info!(epoch = ring.epoch(), "all incoming partitions received");
-}
-
-/// Streams one partition from the other replicas in turn until a stream
-/// completes, backing off between attempts and resuming after the last key
-/// received. Gives up (returning false) once `keep_going` turns false;
-/// `on_error` hears every failure.
-pub(crate) async fn receive_with_retry(
-    node: &Arc<Node>,
-    ring: &Ring,
-    partition: u32,
-    keep_going: impl Fn() -> bool,
-    mut on_error: impl FnMut(String),
-) -> bool {
-    let me = ring.index_of(node.id());
-    let sources: Vec<u32> = ring
-        .preference(partition)
-        .iter()
-        .copied()
-        .filter(|&m| Some(m) != me)
-        .collect();
-    if sources.is_empty() {
-        return true;
-    }
-    let mut after = Bytes::new();
-    for attempt in 0u64.. {
-        if !keep_going() {
-            return false;
-        }
-        let source = sources[attempt as usize % sources.len()];
-        match receive(node, ring, partition, source, &mut after).await {
-            Ok(()) => {
-                node.metrics().stream_completed();
-                return true;
+    /// Streams in every partition of `gaining`, retrying until done or until
+    /// a newer ring replaces `ring`.
+    async fn receive_all(self: Arc<Self>, ring: Arc<Ring>, gaining: Vec<u32>) {
+        for partition in gaining {
+            let current = || self.topology.ring().epoch() == ring.epoch();
+            let outcome = self
+                .receive_with_retry(&ring, partition, current, |error| {
+                    self.progress().error = error.to_string();
+                })
+                .await;
+            if !outcome {
+                debug!(epoch = ring.epoch(), "transfer superseded by a newer ring");
+                return;
             }
-            Err(error) => {
-                warn!(partition, source = ring.member(source).id, %error, "stream failed; retrying");
-                on_error(error);
-                let backoff = Duration::from_millis(200 * (attempt + 1).min(10));
-                tokio::time::sleep(backoff).await;
+            let mut progress = self.progress();
+            if progress.epoch == ring.epoch() {
+                progress.done.insert(partition);
+                progress.error.clear();
             }
         }
+        info!(epoch = ring.epoch(), "all incoming partitions received");
     }
-    false
-}
 
-/// Streams one partition from `source`, starting after key `after`, and
-/// merges every key locally; `after` follows the last key stored.
-async fn receive(
-    node: &Arc<Node>,
-    ring: &Ring,
-    partition: u32,
-    source: u32,
-    after: &mut Bytes,
-) -> Result<(), String> {
-    let address = &ring.member(source).address;
-    let mut client = node.peers().peer(address)?;
-    let request = pb::StreamPartitionRequest {
-        partition,
-        after: after.clone(),
-    };
-    let mut stream = client
-        .stream_partition(request)
-        .await
-        .map_err(|status| status.message().to_owned())?
-        .into_inner();
-    let idle = node.config().request_timeout() * 4;
-    loop {
-        let chunk = match tokio::time::timeout(idle, stream.next()).await {
-            Ok(Some(Ok(chunk))) => chunk,
-            Ok(Some(Err(status))) => return Err(status.message().to_owned()),
-            Ok(None) => return Ok(()),
-            Err(_) => return Err(format!("no chunk from {address} within {idle:?}")),
-        };
-        let mut bytes = 0u64;
-        let keys = chunk.entries.len() as u64;
-        let mut entries = Vec::with_capacity(chunk.entries.len());
-        for entry in chunk.entries {
-            bytes += (entry.key.len()
-                + entry
-                    .siblings
-                    .as_ref()
-                    .map_or(0, prost::Message::encoded_len)) as u64;
-            let set = wire::set_from_pb(entry.siblings).map_err(|e| e.to_string())?;
-            entries.push((entry.key, set));
+    /// Streams one partition from the other replicas in turn until a
+    /// stream completes, backing off between attempts and resuming after
+    /// the last key received. Gives up (returning false) once `keep_going`
+    /// turns false; `on_error` hears every failure.
+    pub async fn receive_with_retry(
+        &self,
+        ring: &Ring,
+        partition: u32,
+        keep_going: impl Fn() -> bool,
+        mut on_error: impl FnMut(&StreamError),
+    ) -> bool {
+        let me = ring.index_of(self.topology.id());
+        let sources: Vec<u32> = ring
+            .preference(partition)
+            .iter()
+            .copied()
+            .filter(|&m| Some(m) != me)
+            .collect();
+        if sources.is_empty() {
+            return true;
         }
-        let last = entries.last().map(|(key, _)| key.clone());
-        let storing = Arc::clone(node);
-        tokio::task::spawn_blocking(move || {
-            for (key, set) in entries {
-                storing
-                    .storage()
-                    .merge(partition, &key, &set, Durability::Buffer)?;
+        let mut after = Bytes::new();
+        for attempt in 0u64.. {
+            if !keep_going() {
+                return false;
             }
-            Ok::<_, crate::storage::StorageError>(())
-        })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-        if let Some(last) = last {
-            *after = last;
+            let source = sources[attempt as usize % sources.len()];
+            match self.receive(ring, partition, source, &mut after).await {
+                Ok(()) => {
+                    self.metrics.stream_completed();
+                    return true;
+                }
+                Err(error) => {
+                    warn!(partition, source = ring.member(source).id, %error, "stream failed; retrying");
+                    on_error(&error);
+                    let backoff = Duration::from_millis(200 * (attempt + 1).min(10));
+                    tokio::time::sleep(backoff).await;
+                }
+            }
         }
-        let rate = node.config().background.transfer_bytes_per_second;
-        if rate > 0 {
-            tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
+        false
+    }
+
+    /// Streams one partition from `source`, starting after key `after`, and
+    /// merges every key locally; `after` follows the last key stored.
+    async fn receive(
+        &self,
+        ring: &Ring,
+        partition: u32,
+        source: u32,
+        after: &mut Bytes,
+    ) -> Result<(), StreamError> {
+        let member = ring.member(source);
+        let mut stream = self
+            .peers
+            .stream_partition(member, partition, after.clone())
+            .await?;
+        let idle = self.settings.idle;
+        loop {
+            let chunk = match tokio::time::timeout(idle, stream.next()).await {
+                Ok(Some(Ok(chunk))) => chunk,
+                Ok(Some(Err(error))) => return Err(error.into()),
+                Ok(None) => return Ok(()),
+                Err(_) => {
+                    return Err(StreamError::Idle {
+                        source_id: member.id.clone(),
+                        idle,
+                    });
+                }
+            };
+            let mut bytes = 0u64;
+            let keys = chunk.entries.len() as u64;
+            let mut entries = Vec::with_capacity(chunk.entries.len());
+            for entry in chunk.entries {
+                bytes += (entry.key.len()
+                    + entry
+                        .siblings
+                        .as_ref()
+                        .map_or(0, prost::Message::encoded_len)) as u64;
+                let set =
+                    wire::set_from_pb(entry.siblings).map_err(|error| StreamError::Invalid {
+                        source_id: member.id.clone(),
+                        error,
+                    })?;
+                entries.push((entry.key, set));
+            }
+            let last = entries.last().map(|(key, _)| key.clone());
+            let storage = Arc::clone(self.replica.storage());
+            let stored = tokio::task::spawn_blocking(move || {
+                for (key, set) in entries {
+                    storage.merge(partition, &key, &set, Durability::Buffer)?;
+                }
+                Ok::<_, StorageError>(())
+            })
+            .await;
+            match stored {
+                Ok(result) => result.map_err(ReplicaError::from)?,
+                Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+                Err(_) => return Err(ReplicaError::ShuttingDown.into()),
+            }
+            if let Some(last) = last {
+                *after = last;
+            }
+            let rate = self.settings.bytes_per_second;
+            if rate > 0 {
+                tokio::time::sleep(Duration::from_secs_f64(bytes as f64 / rate as f64)).await;
+            }
+            self.metrics.streamed(keys, bytes);
+            let mut progress = self.progress();
+            progress.keys += keys;
+            progress.bytes += bytes;
         }
-        node.metrics().streamed(keys, bytes);
-        let mut progress = node.transfers().lock().unwrap_or_else(|e| e.into_inner());
-        progress.keys += keys;
-        progress.bytes += bytes;
     }
 }
 
 /// Serves a partition as a stream of chunks, read off the async workers.
 pub fn stream_partition(
-    node: Arc<Node>,
+    storage: Arc<Storage>,
     partition: u32,
     after: Bytes,
 ) -> ReceiverStream<Result<pb::PartitionChunk, tonic::Status>> {
@@ -256,7 +347,7 @@ pub fn stream_partition(
     tokio::task::spawn_blocking(move || {
         let mut after = after;
         loop {
-            let chunk = match node.storage().chunk(partition, &after, CHUNK_BYTES) {
+            let chunk = match storage.chunk(partition, &after, CHUNK_BYTES) {
                 Ok(chunk) => chunk,
                 Err(error) => {
                     let _ = sender.blocking_send(Err(tonic::Status::internal(error.to_string())));
@@ -285,16 +376,17 @@ pub fn stream_partition(
     ReceiverStream::new(receiver)
 }
 
-/// Deletes the data of partitions this node does not replicate in `ring`.
-fn drop_unreplicated(node: &Node, ring: &Ring, me: u32) {
-    for partition in node.storage().partitions_with_data() {
+/// Deletes the data of partitions this node does not replicate in `ring`,
+/// unless a newer ring is in use by then.
+fn drop_unreplicated(storage: &Storage, topology: &Topology, ring: &Ring, me: u32) {
+    for partition in storage.partitions_with_data() {
         if partition >= ring.partitions() || ring.replicates(me, partition) {
             continue;
         }
-        if node.ring().epoch() != ring.epoch() {
+        if topology.ring().epoch() != ring.epoch() {
             return;
         }
-        match node.storage().drop_partition(partition) {
+        match storage.drop_partition(partition) {
             Ok(keys) => info!(
                 partition,
                 keys, "dropped a partition this node no longer replicates"

@@ -3,6 +3,7 @@
 
 use dynamo_proto::v1 as pb;
 
+use crate::storage::Durability;
 use crate::version::{Clock, Dot, SiblingSet, Version};
 
 /// Most versions a sibling set from a peer may carry.
@@ -11,7 +12,7 @@ pub const MAX_WIRE_VERSIONS: usize = 4096;
 pub const MAX_WIRE_PAST: usize = 4096;
 
 /// A peer sent something the engine cannot accept.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
 pub enum WireError {
     /// Too many versions in one set.
     #[error("a sibling set carries {count} versions; at most {MAX_WIRE_VERSIONS} are accepted")]
@@ -106,5 +107,23 @@ pub fn sibling_to_pb(version: &Version) -> pb::Sibling {
         value: version.value.clone(),
         tombstone: version.tombstone,
         timestamp_ms: version.timestamp_ms,
+    }
+}
+
+/// The wire form of a durability.
+pub fn durability_to_pb(durability: Durability) -> pb::Durability {
+    match durability {
+        Durability::Buffer => pb::Durability::Buffer,
+        Durability::Sync => pb::Durability::Sync,
+    }
+}
+
+/// The durability a message asks for, `default` when it leaves it to the
+/// node.
+pub fn durability_from_pb(durability: pb::Durability, default: Durability) -> Durability {
+    match durability {
+        pb::Durability::Sync => Durability::Sync,
+        pb::Durability::Buffer => Durability::Buffer,
+        pb::Durability::Default => default,
     }
 }

@@ -1,121 +1,190 @@
-//! Calls from the operator to the nodes' `Admin` service, with one
-//! long-lived channel per address and a deadline on every call.
+//! The operator's calls to the nodes' `Admin` service: the [`Admin`] trait
+//! the driver and the platforms use, and [`GrpcAdmin`], its gRPC
+//! implementation on the client library's channel cache, with one deadline
+//! for every call.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
+use std::future::Future;
 use std::time::Duration;
 
+use dynamo_client::Rpc;
 use dynamo_proto::v1 as pb;
-use dynamo_proto::v1::admin_client::AdminClient;
-use tonic::transport::{Channel, Endpoint};
+use thiserror::Error;
 
-/// Admin calls to any node.
-pub struct Admin {
-    channels: Mutex<HashMap<String, Channel>>,
-    timeout: Duration,
+/// The deadline of every Admin call unless the operator is told otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why an Admin call gave no usable answer.
+#[derive(Debug, Error)]
+pub enum AdminError {
+    /// The node could not be reached, timed out or refused the call.
+    #[error(transparent)]
+    Call {
+        /// The client library's error, naming the address.
+        #[from]
+        source: dynamo_client::Error,
+    },
+    /// The node answered `GetRing` without a ring.
+    #[error("{address}: the node sent no ring")]
+    NoRing {
+        /// The node asked.
+        address: String,
+    },
 }
 
-impl Admin {
-    /// A caller whose calls give up after `timeout`.
+/// What the operator asks of a node's Admin service. Implemented over gRPC
+/// by [`GrpcAdmin`], and in memory by the driver's tests.
+pub trait Admin: Send + Sync {
+    /// The ring the node at `address` uses.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the node did not answer or sent no ring.
+    fn ring(&self, address: &str) -> impl Future<Output = Result<pb::Ring, AdminError>> + Send;
+
+    /// The node's status.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the node did not answer.
+    fn status(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<pb::StatusResponse, AdminError>> + Send;
+
+    /// Installs `ring`, which carries a change in flight; returns the epoch
+    /// the node has afterwards.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the node did not answer or refused.
+    fn propose(
+        &self,
+        address: &str,
+        ring: &pb::Ring,
+    ) -> impl Future<Output = Result<u64, AdminError>> + Send;
+
+    /// Installs `ring`, which completes a change; returns the epoch the node
+    /// has afterwards.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the node did not answer or refused.
+    fn commit(
+        &self,
+        address: &str,
+        ring: &pb::Ring,
+    ) -> impl Future<Output = Result<u64, AdminError>> + Send;
+
+    /// The node's incoming transfer progress.
+    ///
+    /// # Errors
+    /// [`AdminError`] when the node did not answer.
+    fn transfers(
+        &self,
+        address: &str,
+    ) -> impl Future<Output = Result<pb::TransferStatusResponse, AdminError>> + Send;
+}
+
+/// Admin calls over gRPC: one lazily connected channel per address, shared
+/// by every caller of the same `GrpcAdmin`, and one deadline per call.
+#[derive(Debug)]
+pub struct GrpcAdmin {
+    rpc: Rpc,
+}
+
+impl GrpcAdmin {
+    /// A caller whose calls (and connection attempts) give up after
+    /// `timeout`.
     pub fn new(timeout: Duration) -> Self {
         Self {
-            channels: Mutex::new(HashMap::new()),
-            timeout,
+            rpc: Rpc::new(timeout),
         }
     }
+}
 
-    fn client(&self, address: &str) -> Result<AdminClient<Channel>, String> {
-        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(channel) = channels.get(address) {
-            return Ok(AdminClient::new(channel.clone()));
-        }
-        let channel = Endpoint::from_shared(format!("http://{address}"))
-            .map_err(|error| format!("address {address:?} is invalid: {error}"))?
-            .connect_timeout(self.timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        channels.insert(address.to_owned(), channel.clone());
-        Ok(AdminClient::new(channel))
+impl Default for GrpcAdmin {
+    fn default() -> Self {
+        Self::new(DEFAULT_TIMEOUT)
     }
+}
 
-    async fn call<T, F, Fut>(&self, address: &str, call: F) -> Result<T, String>
-    where
-        F: FnOnce(AdminClient<Channel>) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        let client = self.client(address)?;
-        match tokio::time::timeout(self.timeout, call(client)).await {
-            Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(format!("{address}: {}", status.message())),
-            Err(_) => Err(format!("{address}: no answer within {:?}", self.timeout)),
-        }
-    }
-
-    /// The ring a node uses.
-    ///
-    /// # Errors
-    /// A sentence when the node did not answer or sent no ring.
-    pub async fn ring(&self, address: &str) -> Result<pb::Ring, String> {
+impl Admin for GrpcAdmin {
+    async fn ring(&self, address: &str) -> Result<pb::Ring, AdminError> {
         let response = self
-            .call(address, |mut c| async move {
-                c.get_ring(pb::GetRingRequest {}).await
+            .rpc
+            .call(address, pb::GetRingRequest {}, |channel, request| async {
+                dynamo_client::admin_client(channel).get_ring(request).await
             })
             .await?;
-        response
-            .ring
-            .ok_or_else(|| format!("{address}: the node sent no ring"))
-    }
-
-    /// A node's status.
-    ///
-    /// # Errors
-    /// A sentence when the node did not answer.
-    pub async fn status(&self, address: &str) -> Result<pb::StatusResponse, String> {
-        self.call(address, |mut c| async move {
-            c.status(pb::StatusRequest {}).await
+        response.ring.ok_or_else(|| AdminError::NoRing {
+            address: address.to_owned(),
         })
-        .await
     }
 
-    /// Installs a ring with a change in flight.
-    ///
-    /// # Errors
-    /// A sentence when the node did not answer or refused.
-    pub async fn propose(&self, address: &str, ring: &pb::Ring) -> Result<u64, String> {
-        let request = pb::RingChange {
+    async fn status(&self, address: &str) -> Result<pb::StatusResponse, AdminError> {
+        Ok(self
+            .rpc
+            .call(address, pb::StatusRequest {}, |channel, request| async {
+                dynamo_client::admin_client(channel).status(request).await
+            })
+            .await?)
+    }
+
+    async fn propose(&self, address: &str, ring: &pb::Ring) -> Result<u64, AdminError> {
+        let change = pb::RingChange {
             ring: Some(ring.clone()),
         };
         let response = self
+            .rpc
+            .call(address, change, |channel, request| async {
+                dynamo_client::admin_client(channel)
+                    .propose_ring(request)
+                    .await
+            })
+            .await?;
+        Ok(response.epoch)
+    }
+
+    async fn commit(&self, address: &str, ring: &pb::Ring) -> Result<u64, AdminError> {
+        let change = pb::RingChange {
+            ring: Some(ring.clone()),
+        };
+        let response = self
+            .rpc
+            .call(address, change, |channel, request| async {
+                dynamo_client::admin_client(channel)
+                    .commit_ring(request)
+                    .await
+            })
+            .await?;
+        Ok(response.epoch)
+    }
+
+    async fn transfers(&self, address: &str) -> Result<pb::TransferStatusResponse, AdminError> {
+        Ok(self
+            .rpc
             .call(
                 address,
-                |mut c| async move { c.propose_ring(request).await },
+                pb::TransferStatusRequest {},
+                |channel, request| async {
+                    dynamo_client::admin_client(channel)
+                        .transfer_status(request)
+                        .await
+                },
             )
-            .await?;
-        Ok(response.epoch)
+            .await?)
     }
+}
 
-    /// Installs a ring that completes a change.
-    ///
-    /// # Errors
-    /// A sentence when the node did not answer or refused.
-    pub async fn commit(&self, address: &str, ring: &pb::Ring) -> Result<u64, String> {
-        let request = pb::RingChange {
-            ring: Some(ring.clone()),
-        };
-        let response = self
-            .call(address, |mut c| async move { c.commit_ring(request).await })
-            .await?;
-        Ok(response.epoch)
-    }
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// A node's incoming transfer progress.
-    ///
-    /// # Errors
-    /// A sentence when the node did not answer.
-    pub async fn transfers(&self, address: &str) -> Result<pb::TransferStatusResponse, String> {
-        self.call(address, |mut c| async move {
-            c.transfer_status(pb::TransferStatusRequest {}).await
-        })
-        .await
+    #[tokio::test]
+    async fn an_unreachable_node_is_a_call_error_naming_it() {
+        // Bind and drop a listener to find a port nobody listens on.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let address = listener.local_addr().expect("bound").to_string();
+        drop(listener);
+        let admin = GrpcAdmin::new(Duration::from_secs(2));
+        let error = admin.ring(&address).await.expect_err("nobody listens");
+        assert!(matches!(error, AdminError::Call { .. }), "{error:?}");
+        assert!(error.to_string().contains(&address), "{error}");
     }
 }

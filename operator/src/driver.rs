@@ -11,16 +11,85 @@
 //! restart. It runs against a [`Platform`], so the same code drives local
 //! processes and Kubernetes pods.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
 
 use dynamo_proto::v1 as pb;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 use tracing::{info, warn};
 
-use crate::admin::Admin;
-use crate::plan::{self, Layout, PlanMember};
+use crate::admin::{Admin, GrpcAdmin};
+use crate::plan::{self, Layout, PlanError, PlanMember};
+
+#[cfg(test)]
+mod tests;
+
+/// Why a platform could not start or stop a member.
+#[derive(Debug, Error)]
+pub enum PlatformError {
+    /// A file, directory or process operation failed.
+    #[error("{action}: {source}")]
+    Io {
+        /// What the platform was doing, for example `create /data/demo-1`.
+        action: String,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Why a driver step failed. Unreachable nodes are not errors: the driver
+/// waits for them.
+#[derive(Debug, Error)]
+pub enum DriverError {
+    /// The platform failed to start or stop a member.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    /// The planner refused the ring it was asked for.
+    #[error("cannot plan the next ring: {source}")]
+    Plan {
+        /// The planner's error.
+        #[from]
+        source: PlanError,
+    },
+    /// The planner named an owner that is not a member (a planner bug).
+    #[error("planned owner {id} is not a member")]
+    PlannedOwner {
+        /// The owner's id.
+        id: String,
+    },
+    /// Every platform index is taken.
+    #[error("no free member index")]
+    NoFreeIndex,
+}
+
+/// The kind of membership change in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Change {
+    /// A member is joining: it gains partitions.
+    Join,
+    /// A member is leaving: its partitions stream away.
+    Leave,
+}
+
+impl Change {
+    /// `join` or `leave`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Join => "join",
+            Self::Leave => "leave",
+        }
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// How a member process is started.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,11 +116,11 @@ pub trait Platform: Send + Sync {
         &self,
         index: usize,
         launch: Launch,
-    ) -> impl Future<Output = anyhow::Result<()>> + Send;
+    ) -> impl Future<Output = Result<(), PlatformError>> + Send;
     /// True when member `index` runs and answers.
     fn is_ready(&self, index: usize) -> impl Future<Output = bool> + Send;
     /// Stops member `index` for good (it has left the ring).
-    fn stop(&self, index: usize) -> impl Future<Output = anyhow::Result<()>> + Send;
+    fn stop(&self, index: usize) -> impl Future<Output = Result<(), PlatformError>> + Send;
 }
 
 /// The cluster the spec asks for.
@@ -89,8 +158,8 @@ pub enum Step {
     Stream {
         /// Epoch of the proposed ring.
         epoch: u64,
-        /// `join` or `leave`.
-        change: String,
+        /// A join or a leave.
+        change: Change,
         /// The member joining or leaving.
         member: String,
     },
@@ -123,10 +192,11 @@ pub struct DriverState {
     pub message: String,
 }
 
-/// The membership driver.
-pub struct Driver<P> {
+/// The membership driver, over a platform `P` and the nodes' Admin service
+/// `A` (gRPC unless a test supplies another).
+pub struct Driver<P, A = GrpcAdmin> {
     platform: P,
-    admin: Admin,
+    admin: Arc<A>,
     shape: Shape,
     state: DriverState,
     ring: Option<pb::Ring>,
@@ -139,12 +209,13 @@ struct Observed {
     epochs: BTreeMap<String, u64>,
 }
 
-impl<P: Platform> Driver<P> {
-    /// A driver resuming from `state`.
-    pub fn new(platform: P, shape: Shape, state: DriverState) -> Self {
+impl<P: Platform, A: Admin> Driver<P, A> {
+    /// A driver resuming from `state`, calling the nodes through `admin`
+    /// (the same caller the platform uses, so one timeout applies).
+    pub fn new(platform: P, admin: Arc<A>, shape: Shape, state: DriverState) -> Self {
         Self {
             platform,
-            admin: Admin::new(Duration::from_secs(5)),
+            admin,
             shape,
             state,
             ring: None,
@@ -184,7 +255,7 @@ impl<P: Platform> Driver<P> {
     /// # Errors
     /// When the platform fails to start or stop a member, or a planned ring
     /// is invalid. Unreachable nodes are not errors: the driver waits.
-    pub async fn step(&mut self) -> anyhow::Result<bool> {
+    pub async fn step(&mut self) -> Result<bool, DriverError> {
         self.refusal = None;
         let Some(observed) = self.observe().await else {
             self.ring = None;
@@ -210,7 +281,7 @@ impl<P: Platform> Driver<P> {
             .collect();
         let mut newest: Option<pb::Ring> = None;
         let mut epochs = BTreeMap::new();
-        let mut asked = std::collections::BTreeSet::new();
+        let mut asked = BTreeSet::new();
         while let Some(address) = candidates.pop() {
             if !asked.insert(address.clone()) {
                 continue;
@@ -234,7 +305,7 @@ impl<P: Platform> Driver<P> {
     }
 
     /// No member answers: start the first ones, or wait for them.
-    async fn bootstrap(&mut self) -> anyhow::Result<bool> {
+    async fn bootstrap(&mut self) -> Result<bool, DriverError> {
         if self.state.bootstrapped {
             self.report("no member answers; waiting for the members to come back");
             return Ok(false);
@@ -269,14 +340,14 @@ impl<P: Platform> Driver<P> {
                 self.admin.propose(&member.address, ring).await
             };
             if let Err(error) = installed {
-                warn!(member = member.id, error, "cannot install the ring");
+                warn!(member = member.id, %error, "cannot install the ring");
             }
         }
     }
 
     /// No change in flight: remove a member that left, or start the next
     /// join or leave, or report convergence.
-    async fn stable(&mut self, ring: pb::Ring) -> anyhow::Result<bool> {
+    async fn stable(&mut self, ring: pb::Ring) -> Result<bool, DriverError> {
         let owned = owned(&ring.owners, ring.members.len());
         if let Some(leaver) = (0..ring.members.len()).find(|&i| owned[i] == 0) {
             let member = ring.members[leaver].clone();
@@ -334,12 +405,12 @@ impl<P: Platform> Driver<P> {
     }
 
     /// Starts the next member and, once it is ready, proposes its join.
-    async fn join(&mut self, ring: pb::Ring) -> anyhow::Result<bool> {
+    async fn join(&mut self, ring: pb::Ring) -> Result<bool, DriverError> {
         let Some(index) = (0..).find(|&i| {
             let id = self.platform.member(i).id;
             !ring.members.iter().any(|m| m.id == id)
         }) else {
-            anyhow::bail!("no free member index");
+            return Err(DriverError::NoFreeIndex);
         };
         let joiner = self.platform.member(index);
         if !self.platform.is_ready(index).await {
@@ -372,7 +443,7 @@ impl<P: Platform> Driver<P> {
         );
         self.state.step = Step::Stream {
             epoch: proposed.epoch,
-            change: "join".into(),
+            change: Change::Join,
             member: joiner.id.clone(),
         };
         self.report(&format!("{} joins: streaming partitions", joiner.id));
@@ -380,7 +451,7 @@ impl<P: Platform> Driver<P> {
     }
 
     /// Proposes the leave of the member with the highest index.
-    async fn leave(&mut self, ring: pb::Ring) -> anyhow::Result<bool> {
+    async fn leave(&mut self, ring: pb::Ring) -> Result<bool, DriverError> {
         let leaver = ring
             .members
             .iter()
@@ -409,7 +480,7 @@ impl<P: Platform> Driver<P> {
         );
         self.state.step = Step::Stream {
             epoch: proposed.epoch,
-            change: "leave".into(),
+            change: Change::Leave,
             member: leaver.1.id.clone(),
         };
         self.report(&format!(
@@ -421,23 +492,23 @@ impl<P: Platform> Driver<P> {
 
     /// A change is in flight: commit it once every member has streamed
     /// what it gains.
-    async fn in_flight(&mut self, observed: &Observed) -> anyhow::Result<()> {
+    async fn in_flight(&mut self, observed: &Observed) -> Result<(), DriverError> {
         let ring = &observed.ring;
         let now = owned(&ring.owners, ring.members.len());
         let next = owned(&ring.next_owners, ring.members.len());
         let change = if now.iter().zip(&next).any(|(a, b)| *a > 0 && *b == 0) {
-            "leave"
+            Change::Leave
         } else {
-            "join"
+            Change::Join
         };
         let members_after = next.iter().filter(|&&c| c > 0).count();
         let mut refusal = String::new();
-        if change == "leave" && self.shape.replicas > members_after {
+        if change == Change::Leave && self.shape.replicas > members_after {
             refusal = format!(
                 "refusing to grow to {} while a leave is unfinished: it completes first",
                 self.shape.replicas
             );
-        } else if change == "join" && self.shape.replicas < members_after {
+        } else if change == Change::Join && self.shape.replicas < members_after {
             refusal = format!(
                 "refusing to shrink to {} while a join is unfinished: it completes first",
                 self.shape.replicas
@@ -486,7 +557,7 @@ impl<P: Platform> Driver<P> {
         };
         self.install_everywhere(&committed, false).await;
         self.installed(&committed);
-        info!(epoch = committed.epoch, change, "committed");
+        info!(epoch = committed.epoch, %change, "committed");
         self.report(&format!(
             "{change} committed at epoch {}{refusal}",
             committed.epoch
@@ -496,7 +567,7 @@ impl<P: Platform> Driver<P> {
 
     /// Plans next owners for `members`, as indexes into `members`' order
     /// within `ring.members` extended by new members.
-    fn plan(&self, ring: &pb::Ring, desired: &[pb::Member]) -> anyhow::Result<Vec<u32>> {
+    fn plan(&self, ring: &pb::Ring, desired: &[pb::Member]) -> Result<Vec<u32>, DriverError> {
         let current = Layout {
             members: ring.members.iter().map(plan_member).collect(),
             owners: ring.owners.clone(),
@@ -516,7 +587,7 @@ impl<P: Platform> Driver<P> {
                 all.iter()
                     .position(|m| &m.id == id)
                     .map(|index| index as u32)
-                    .ok_or_else(|| anyhow::anyhow!("planned owner {id} is not a member"))
+                    .ok_or_else(|| DriverError::PlannedOwner { id: id.clone() })
             })
             .collect()
     }
@@ -532,7 +603,7 @@ impl<P: Platform> Driver<P> {
             if let Err(error) = installed {
                 warn!(
                     member = member.id,
-                    error, "cannot install the ring; gossip or the next step will"
+                    %error, "cannot install the ring; gossip or the next step will"
                 );
             }
         }

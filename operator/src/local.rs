@@ -9,19 +9,20 @@ mod restart;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use anyhow::Context;
-use dynamo_crd::DynamoCluster;
+use dynamo_crd::{DynamoCluster, SpecError};
 use dynamo_proto::v1 as pb;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::process::{Child, Command};
 use tracing::{info, warn};
 
-use crate::admin::Admin;
-use crate::driver::{Driver, DriverState, Launch, Platform, Shape};
+use thiserror::Error;
+
+use crate::admin::{Admin, GrpcAdmin};
+use crate::driver::{Driver, DriverState, Launch, Platform, PlatformError, Shape};
 use restart::Restarts;
 
 /// Member i serves HTTP (`/metrics`, `/readyz`, the ring page) on
@@ -44,7 +45,58 @@ pub struct LocalPlatform {
     supervised: Mutex<BTreeMap<usize, Supervised>>,
     /// How exited children ended, until the supervisor reports it.
     exits: Mutex<BTreeMap<usize, std::process::ExitStatus>>,
-    admin: Admin,
+    admin: Arc<GrpcAdmin>,
+}
+
+/// Why the local platform cannot run.
+#[derive(Debug, Error)]
+pub enum LocalError {
+    /// The manifest cannot be read.
+    #[error("read {path}: {source}", path = path.display())]
+    ReadManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The manifest is not a DynamoCluster.
+    #[error("parse {path}: {source}", path = path.display())]
+    ParseManifest {
+        /// The manifest.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: dynamo_crd::ManifestError,
+    },
+    /// The manifest's spec breaks a rule.
+    #[error("invalid spec in {path}: {source}", path = path.display())]
+    InvalidSpec {
+        /// The manifest.
+        path: PathBuf,
+        /// The rule broken.
+        #[source]
+        source: SpecError,
+    },
+    /// The driver state file cannot be parsed.
+    #[error("driver state file {path} is corrupt: {source}", path = path.display())]
+    CorruptState {
+        /// The state file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file, directory, signal or process operation failed.
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+}
+
+/// The [`PlatformError`] of a failed `action` (a phrase such as
+/// `create /data/demo-1`).
+fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> PlatformError {
+    let action = action.into();
+    move |source| PlatformError::Io { action, source }
 }
 
 /// A member the platform keeps running.
@@ -55,13 +107,15 @@ struct Supervised {
 
 impl LocalPlatform {
     /// A platform for cluster `name` whose members keep their data under
-    /// `root` and run `node_binary` with `node_args` besides their identity.
+    /// `root` and run `node_binary` with `node_args` besides their identity;
+    /// readiness is asked through `admin` (the caller the driver shares).
     pub fn new(
         name: &str,
         base_port: u16,
         root: &Path,
         node_binary: &Path,
         node_args: Vec<String>,
+        admin: Arc<GrpcAdmin>,
     ) -> Self {
         Self {
             name: name.to_owned(),
@@ -72,7 +126,7 @@ impl LocalPlatform {
             children: Mutex::new(BTreeMap::new()),
             supervised: Mutex::new(BTreeMap::new()),
             exits: Mutex::new(BTreeMap::new()),
-            admin: Admin::new(Duration::from_secs(1)),
+            admin,
         }
     }
 
@@ -212,7 +266,7 @@ impl Platform for LocalPlatform {
         }
     }
 
-    async fn start(&self, index: usize, launch: Launch) -> anyhow::Result<()> {
+    async fn start(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
         self.supervised()
             .entry(index)
             .or_insert_with(|| Supervised {
@@ -227,13 +281,13 @@ impl Platform for LocalPlatform {
             && self.admin.status(&self.member(index).address).await.is_ok()
     }
 
-    async fn stop(&self, index: usize) -> anyhow::Result<()> {
+    async fn stop(&self, index: usize) -> Result<(), PlatformError> {
         self.terminate(index).await;
         // The member left the ring and its data lives elsewhere; a later
         // member with the same index starts clean.
         let dir = self.dir(index);
         if dir.exists() {
-            std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+            std::fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
         }
         Ok(())
     }
@@ -241,17 +295,22 @@ impl Platform for LocalPlatform {
 
 impl LocalPlatform {
     /// Starts the process of member `index` unless it runs already.
-    async fn spawn(&self, index: usize, launch: Launch) -> anyhow::Result<()> {
+    async fn spawn(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
         if self.running_pid(index).is_some() {
             return Ok(());
         }
         let member = self.member(index);
         let dir = self.dir(index);
-        std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let log_path = dir.join("node.log");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(dir.join("node.log"))?;
+            .open(&log_path)
+            .map_err(io(format!("open {}", log_path.display())))?;
+        let log_copy = log
+            .try_clone()
+            .map_err(io(format!("open {}", log_path.display())))?;
         let mut command = Command::new(&self.node_binary);
         command
             .arg("--id")
@@ -269,7 +328,7 @@ impl LocalPlatform {
             .arg(&self.name)
             .args(&self.node_args)
             .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
+            .stdout(log_copy)
             .stderr(log);
         match launch {
             Launch::Bootstrap { members } => {
@@ -287,9 +346,11 @@ impl LocalPlatform {
         }
         let child = command
             .spawn()
-            .with_context(|| format!("start {}", self.node_binary.display()))?;
+            .map_err(io(format!("start {}", self.node_binary.display())))?;
         if let Some(pid) = child.id() {
-            std::fs::write(self.pid_file(index), pid.to_string())?;
+            let pid_file = self.pid_file(index);
+            std::fs::write(&pid_file, pid.to_string())
+                .map_err(io(format!("write {}", pid_file.display())))?;
         }
         info!(member = member.id, address = member.address, "started");
         self.children
@@ -311,6 +372,8 @@ pub struct LocalOptions {
     pub base_port: u16,
     /// The `dynamo-node` binary.
     pub node_binary: PathBuf,
+    /// Deadline of each Admin call to the members.
+    pub admin_timeout: Duration,
 }
 
 /// Reads the manifest and turns it into the shape the driver works towards
@@ -318,14 +381,22 @@ pub struct LocalOptions {
 ///
 /// # Errors
 /// When the file cannot be read or the spec is invalid.
-pub fn read_manifest(path: &Path) -> anyhow::Result<(Shape, Vec<String>)> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let cluster =
-        DynamoCluster::from_yaml(&text).with_context(|| format!("parse {}", path.display()))?;
+pub fn read_manifest(path: &Path) -> Result<(Shape, Vec<String>), LocalError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LocalError::ReadManifest {
+        path: path.to_owned(),
+        source,
+    })?;
+    let cluster = DynamoCluster::from_yaml(&text).map_err(|source| LocalError::ParseManifest {
+        path: path.to_owned(),
+        source,
+    })?;
     cluster
         .spec
         .validate()
-        .with_context(|| format!("invalid spec in {}", path.display()))?;
+        .map_err(|source| LocalError::InvalidSpec {
+            path: path.to_owned(),
+            source,
+        })?;
     let spec = &cluster.spec;
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let shape = Shape {
@@ -350,23 +421,29 @@ pub fn read_manifest(path: &Path) -> anyhow::Result<(Shape, Vec<String>)> {
 ///
 /// # Errors
 /// When the manifest is invalid at start or a member cannot be started.
-pub async fn run(options: LocalOptions) -> anyhow::Result<()> {
+pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
     // Listen for signals before any member starts, so none is orphaned.
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let (shape, node_args) = read_manifest(&options.manifest)?;
-    std::fs::create_dir_all(&options.data_dir)?;
+    std::fs::create_dir_all(&options.data_dir)
+        .map_err(io(format!("create {}", options.data_dir.display())))?;
     let state_file = options.data_dir.join(format!("{}-driver.json", shape.name));
     let state: DriverState = match std::fs::read(&state_file) {
-        Ok(bytes) => serde_json::from_slice(&bytes).context("driver state file is corrupt")?,
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| LocalError::CorruptState {
+            path: state_file.clone(),
+            source,
+        })?,
         Err(_) => DriverState::default(),
     };
+    let admin = Arc::new(GrpcAdmin::new(options.admin_timeout));
     let platform = LocalPlatform::new(
         &shape.name,
         options.base_port,
         &options.data_dir,
         &options.node_binary,
         node_args,
+        Arc::clone(&admin),
     );
     // Members that ran before (an earlier operator stopped them) come back
     // with their data and persisted ring.
@@ -378,7 +455,7 @@ pub async fn run(options: LocalOptions) -> anyhow::Result<()> {
         };
         platform.start(index, launch).await?;
     }
-    let mut driver = Driver::new(platform, shape.clone(), state);
+    let mut driver = Driver::new(platform, admin, shape.clone(), state);
     let mut modified = modified_at(&options.manifest);
     let mut announced = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(300));
@@ -396,19 +473,21 @@ pub async fn run(options: LocalOptions) -> anyhow::Result<()> {
                     info!(replicas = new_shape.replicas, "manifest changed");
                     driver.set_shape(new_shape);
                 }
-                Err(error) => warn!("ignoring the edited manifest: {error:#}"),
+                Err(error) => warn!("ignoring the edited manifest: {error}"),
             }
         }
         let converged = match driver.step().await {
             Ok(converged) => converged,
             Err(error) => {
-                warn!("driver step failed: {error:#}");
+                warn!("driver step failed: {error}");
                 false
             }
         };
         driver.platform().supervise().await;
-        let serialized = serde_json::to_vec_pretty(driver.state())?;
-        std::fs::write(&state_file, serialized)?;
+        let serialized =
+            serde_json::to_vec_pretty(driver.state()).expect("the driver state serializes");
+        std::fs::write(&state_file, serialized)
+            .map_err(io(format!("write {}", state_file.display())))?;
         if converged && announced != Some(driver.state().members) {
             announced = Some(driver.state().members);
             announce(&driver);
@@ -419,8 +498,10 @@ pub async fn run(options: LocalOptions) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn signal(kind: tokio::signal::unix::SignalKind) -> anyhow::Result<tokio::signal::unix::Signal> {
-    Ok(tokio::signal::unix::signal(kind)?)
+fn signal(
+    kind: tokio::signal::unix::SignalKind,
+) -> Result<tokio::signal::unix::Signal, PlatformError> {
+    tokio::signal::unix::signal(kind).map_err(io("listen for signals"))
 }
 
 fn announce(driver: &Driver<LocalPlatform>) {

@@ -7,15 +7,15 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
+use dynamo_operator::admin::{self, GrpcAdmin};
 use dynamo_operator::k8s::leader::{Elector, LeaseConfig};
 use dynamo_operator::k8s::metrics::{self, Endpoint, Metrics};
 use dynamo_operator::k8s::{controller, names, platform, render};
 use dynamo_operator::local::{self, LocalOptions};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use tracing_subscriber::EnvFilter;
@@ -202,17 +202,14 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         }
     };
     let context = Arc::new(controller::Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: names::MANAGER.into(),
-                instance: Some(identity.clone()),
-            },
-        ),
+        reporter: Reporter {
+            controller: names::MANAGER.into(),
+            instance: Some(identity.clone()),
+        },
         client,
         metrics: Arc::clone(&metrics),
         address: platform::cluster_dns(),
-        admin_timeout: Duration::from_secs(5),
+        admin: Arc::new(GrpcAdmin::new(admin::DEFAULT_TIMEOUT)),
         clock: k8s_openapi::jiff::Timestamp::now,
     });
     let controller = controller::run(context, options.namespace.as_deref(), shutdown);
@@ -317,8 +314,10 @@ async fn main() -> anyhow::Result<()> {
                 data_dir,
                 base_port,
                 node_binary,
+                admin_timeout: admin::DEFAULT_TIMEOUT,
             })
             .await
+            .map_err(anyhow::Error::from)
         }
     }
 }

@@ -51,12 +51,11 @@
 
 mod place;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
-/// Largest partition count Q a ring may have.
-pub const MAX_PARTITIONS: u32 = 65_536;
+pub use dynamo_ring::MAX_PARTITIONS;
 
 /// A member as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -82,7 +81,7 @@ impl Layout {
     /// # Panics
     /// When the owner list is longer than `u32::MAX` (never for a valid layout).
     pub fn partitions(&self) -> u32 {
-        u32::try_from(self.owners.len()).expect("a layout has at most 65536 partitions")
+        u32::try_from(self.owners.len()).expect("a layout has at most MAX_PARTITIONS partitions")
     }
 
     /// Partitions owned by each member, by member index.
@@ -123,12 +122,9 @@ impl Layout {
 /// Why a layout cannot be planned.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum PlanError {
-    /// Q is not a power of two in `1..=65536`.
-    #[error("partition count {partitions} must be a power of two between 1 and {MAX_PARTITIONS}")]
-    Partitions {
-        /// The partition count given.
-        partitions: u64,
-    },
+    /// Q is not a power of two in `1..=MAX_PARTITIONS`.
+    #[error(transparent)]
+    Partitions(#[from] dynamo_ring::PartitionsError),
     /// The member set is empty.
     #[error("a ring needs at least one member")]
     NoMembers,
@@ -162,7 +158,7 @@ pub enum PlanError {
 /// partitions dealt round-robin (the ring a node builds from its config).
 ///
 /// # Errors
-/// [`PlanError`] when Q is not a power of two up to 65536, `n` is zero, or the
+/// [`PlanError`] when Q is not a power of two up to [`MAX_PARTITIONS`], `n` is zero, or the
 /// members are empty or repeat an id.
 ///
 /// # Examples
@@ -182,21 +178,7 @@ pub fn initial(members: &[PlanMember], partitions: u32, n: usize) -> Result<Layo
     check_members(members)?;
     let mut members = members.to_vec();
     members.sort_by(|a, b| a.id.cmp(&b.id));
-    let mut zones: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
-    for (index, member) in members.iter().enumerate() {
-        zones.entry(&member.zone).or_default().push(index as u32);
-    }
-    let deepest = zones.values().map(Vec::len).max().unwrap_or(0);
-    let dealt: Vec<u32> = (0..deepest)
-        .flat_map(|round| {
-            zones
-                .values()
-                .filter_map(move |ids| ids.get(round).copied())
-        })
-        .collect();
-    let owners = (0..partitions as usize)
-        .map(|p| dealt[p % dealt.len()])
-        .collect();
+    let owners = dynamo_ring::initial_owners(&zones(&members), partitions);
     Ok(Layout { members, owners })
 }
 
@@ -260,44 +242,21 @@ pub fn moves(from: &Layout, to: &Layout) -> Vec<u32> {
         .collect()
 }
 
-/// The member indexes that replicate `partition`, mirroring the node's ring
-/// walk: distinct owners clockwise from `partition`, first those in zones not
-/// used yet, then the rest in walk order, then members owning nothing (by
-/// index), until `n` are chosen. With fewer than `n` members it holds them all.
+/// The member indexes that replicate `partition`: the first `n` of the
+/// ring's preference walk ([`dynamo_ring::walk`]), the same walk the nodes
+/// and clients use. With fewer than `n` members it holds them all.
 ///
 /// # Panics
 /// When `partition` is not below Q.
 pub fn preference_list(layout: &Layout, partition: u32, n: usize) -> Vec<u32> {
-    let q = layout.owners.len();
-    let start = partition as usize;
-    assert!(start < q, "partition {partition} is outside a ring of {q}");
-    let zone = |member: u32| layout.members[member as usize].zone.as_str();
-    let mut seen = vec![false; layout.members.len()];
-    let mut order = Vec::new();
-    let mut chosen: Vec<u32> = Vec::with_capacity(n.min(layout.members.len()));
-    let mut zones_used: HashSet<&str> = HashSet::new();
-    // The zone pass is settled once it has n members, and the walk order
-    // once every member is in it: the rest of the ring changes nothing.
-    for step in 0..q {
-        if chosen.len() == n || order.len() == layout.members.len() {
-            break;
-        }
-        let owner = layout.owners[(start + step) % q];
-        if !std::mem::replace(&mut seen[owner as usize], true) {
-            order.push(owner);
-            if zones_used.insert(zone(owner)) {
-                chosen.push(owner);
-            }
-        }
-    }
-    let spare = (0..layout.members.len() as u32).filter(|m| !seen[*m as usize]);
-    let rest: Vec<u32> = order.iter().copied().chain(spare).collect();
-    for member in rest {
-        if chosen.len() < n && !chosen.contains(&member) {
-            chosen.push(member);
-        }
-    }
-    chosen
+    let mut walk = dynamo_ring::walk(&layout.owners, &zones(&layout.members), partition, n);
+    walk.truncate(n);
+    walk
+}
+
+/// The zone of every member, by index.
+fn zones(members: &[PlanMember]) -> Vec<&str> {
+    members.iter().map(|member| member.zone.as_str()).collect()
 }
 
 /// Id of the owner of partition `p`, if the layout has one.
@@ -310,11 +269,8 @@ fn owner_id(layout: &Layout, p: usize) -> Option<&str> {
 }
 
 fn check_partitions(partitions: u64) -> Result<(), PlanError> {
-    if partitions.is_power_of_two() && partitions <= u64::from(MAX_PARTITIONS) {
-        Ok(())
-    } else {
-        Err(PlanError::Partitions { partitions })
-    }
+    dynamo_ring::check_partitions(partitions)?;
+    Ok(())
 }
 
 fn check_replication(n: usize) -> Result<(), PlanError> {

@@ -481,6 +481,18 @@ async fn a_refused_spec_reports_what_to_fix_once_and_touches_nothing() {
         ("True", "ReplicationExceedsReplicas")
     );
     assert_eq!(
+        condition(&status, "Progressing"),
+        ("False", "ReplicationExceedsReplicas")
+    );
+    let progressing = status.condition("Progressing").expect("progressing");
+    assert!(
+        progressing
+            .message
+            .contains("set spec.replicas to at least 3"),
+        "{}",
+        progressing.message
+    );
+    assert_eq!(
         (event.0.as_str(), event.1.as_str()),
         ("Warning", "ReplicationExceedsReplicas")
     );

@@ -233,8 +233,8 @@ async fn check(operator: &Operator, acked: &Acked, members: usize) -> anyhow::Re
     }
     let acked = acked.lock().expect("acked").clone();
     for (key, value) in &acked {
-        let partition = dynamo_client::partition_of(key.as_bytes(), PARTITIONS as usize);
-        let replicas = &preferences[partition].members[..2.min(members)];
+        let partition = dynamo_client::partition_of(key.as_bytes(), PARTITIONS);
+        let replicas = &preferences[partition as usize].members[..2.min(members)];
         for &replica in replicas {
             let id = &ring.members[replica as usize].id;
             let copy = peers
@@ -390,7 +390,7 @@ async fn a_killed_member_is_restarted_with_its_data() -> anyhow::Result<()> {
     let mut peer = PeerClient::connect(format!("http://{}", operator.address(victim))).await?;
     let mut held = 0;
     for (i, key) in written.iter().enumerate() {
-        let partition = dynamo_client::partition_of(key.as_bytes(), PARTITIONS as usize);
+        let partition = dynamo_client::partition_of(key.as_bytes(), PARTITIONS) as usize;
         if !ring.preferences[partition].members[..2].contains(&victim_index) {
             continue;
         }

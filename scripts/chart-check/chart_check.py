@@ -635,6 +635,25 @@ def check_readme(helm: Helm, repo: Path, validator: Validator, problems: Problem
     return not_exercised
 
 
+def check_port_forward_commands(repo: Path, problems: Problems) -> None:
+    """After a `kubectl port-forward`, the ring's pod addresses do not resolve
+    on the user's machine, so every dynamoctl command that follows it (in the
+    chart's NOTES and in a README shell block) must pass `--via-endpoint`;
+    without it dynamoctl exits with code 4."""
+    texts = [("charts/dynamo/templates/NOTES.txt", (repo / "charts/dynamo/templates/NOTES.txt").read_text())]
+    texts += [(f"README.md sh block {i + 1}", block) for i, block in enumerate(readme_blocks((repo / "README.md").read_text(), "sh"))]
+    for where, text in texts:
+        forwarded = False
+        for line in text.splitlines():
+            code = line.split("#", 1)[0]
+            if "port-forward" in code:
+                forwarded = True
+            for command in code.split("&&"):
+                words = command.split()
+                if forwarded and words[:1] == ["dynamoctl"] and "--via-endpoint" not in words:
+                    problems.add(where, f"`{command.strip()}` follows a port-forward but lacks --via-endpoint (it would exit with code 4)")
+
+
 # ----------------------------------------------------------------------------
 # Dockerfile
 
@@ -829,6 +848,7 @@ def main(argv: list[str] | None = None) -> int:
     problems.step("examples validate and render", lambda: check_examples(helm, repo, validator, problems))
     not_exercised: list[str] = []
     problems.step("README manifests and commands", lambda: not_exercised.extend(check_readme(helm, repo, validator, problems)))
+    problems.step("dynamoctl after a port-forward uses --via-endpoint", lambda: check_port_forward_commands(repo, problems))
     problems.step("Dockerfile builds the workspace's binaries", lambda: check_dockerfile(repo, metadata, crd_text, problems))
     if not_exercised:
         print("README commands that need a live cluster (not run here):")

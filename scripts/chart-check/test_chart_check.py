@@ -102,6 +102,12 @@ class BrokenCopyTest(unittest.TestCase):
         self.edit("charts/dynamo/values.yaml", "replicaCount: 1", 'replicaCount: "1"')
         self.assert_fails_with(r"FAIL render with default values: .*\n(.*\n)*.*at '/replicaCount': got string, want integer")
 
+    def test_notes_without_via_endpoint_after_a_port_forward_fail(self) -> None:
+        self.edit("charts/dynamo/templates/NOTES.txt", "dynamoctl --via-endpoint put", "dynamoctl put")
+        self.assert_fails_with(
+            r"FAIL charts/dynamo/templates/NOTES\.txt: `dynamoctl put cart apples` follows a port-forward but lacks --via-endpoint"
+        )
+
     def test_crd_edited_by_hand_is_drift(self) -> None:
         self.edit(
             "charts/dynamo/crds/dynamoclusters.dynamokv.io.yaml",

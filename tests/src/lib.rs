@@ -202,7 +202,7 @@ pub fn dynamoctl() -> std::path::PathBuf {
     let path = dir.join("dynamoctl");
     assert!(
         path.exists(),
-        "{} is missing; run `cargo build -p dynamo-client` first",
+        "{} is missing; run `cargo build -p dynamoctl` first",
         path.display()
     );
     path

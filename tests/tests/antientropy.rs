@@ -62,8 +62,13 @@ async fn anti_entropy_repairs_one_percent_divergence_with_little_traffic() -> an
             context: current.context(),
             timestamp_ms: 1,
         };
-        node.storage()
-            .coordinate(partition, key.as_bytes(), write, 64, Durability::Buffer)?;
+        node.storage().write_new_version(
+            partition,
+            key.as_bytes(),
+            write,
+            64,
+            Durability::Buffer,
+        )?;
     }
     assert_ne!(snapshot(&cluster, 0)?, snapshot(&cluster, 1)?);
 

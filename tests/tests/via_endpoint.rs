@@ -155,5 +155,31 @@ async fn the_endpoint_forwards_keys_it_does_not_replicate() -> anyhow::Result<()
         forwarded > 0,
         "every key lives on the endpoint; nothing was forwarded"
     );
+
+    // Status through the endpoint: the others are not asked, and their rows
+    // show how the endpoint's failure detector sees them, not "unreachable".
+    let endpoint = cluster.address(0).to_string();
+    wait::until(
+        "the endpoint to see every member up",
+        Duration::from_secs(30),
+        || async {
+            let status = run(&endpoint, &["--via-endpoint", "status", "--output", "json"]).await?;
+            let rows: serde_json::Value = serde_json::from_slice(&status.stdout)
+                .with_context(|| String::from_utf8_lossy(&status.stderr).into_owned())?;
+            let rows = rows.as_array().context("rows")?;
+            ensure!(rows.len() == 3, "{rows:?}");
+            let others_up = rows
+                .iter()
+                .filter(|row| row["member"] != endpoint_id)
+                .all(|row| {
+                    row["seen_by"] == endpoint_id
+                        && row["state"]
+                            .as_str()
+                            .is_some_and(|s| s.starts_with("up (seen by"))
+                });
+            Ok(others_up.then_some(()))
+        },
+    )
+    .await?;
     Ok(())
 }

@@ -4,44 +4,24 @@
 //! replica holds once their grace period has passed.
 
 pub mod merkle;
+pub mod stats;
 pub mod sync;
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rand::seq::SliceRandom;
-use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::node::Node;
+use crate::config::Background;
+use crate::metrics::Metrics;
+use crate::peers::Peers;
+use crate::replica::Replica;
+use crate::topology::Topology;
+use crate::worker::Stop;
 
-/// What a pass (or one exchange) did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Partition replica pairs compared.
-    pub exchanges: u64,
-    /// Pairs whose roots differed.
-    pub differing: u64,
-    /// Keys whose versions moved in either direction.
-    pub keys_repaired: u64,
-    /// Bytes sent to peers.
-    pub bytes_sent: u64,
-    /// Bytes received from peers.
-    pub bytes_received: u64,
-    /// Tombstones dropped on all replicas.
-    pub tombstones_dropped: u64,
-}
-
-impl Stats {
-    fn add(&mut self, other: Stats) {
-        self.exchanges += other.exchanges;
-        self.differing += other.differing;
-        self.keys_repaired += other.keys_repaired;
-        self.bytes_sent += other.bytes_sent;
-        self.bytes_received += other.bytes_received;
-        self.tombstones_dropped += other.tombstones_dropped;
-    }
-}
+pub use stats::Stats;
 
 /// Spaces out key repairs so anti-entropy never starves foreground work.
 pub struct Pacer {
@@ -74,20 +54,58 @@ impl Pacer {
     }
 }
 
-impl Node {
+/// The anti-entropy mechanism of one node.
+pub struct AntiEntropy {
+    topology: Arc<Topology>,
+    replica: Arc<Replica>,
+    peers: Arc<Peers>,
+    metrics: Arc<Metrics>,
+    settings: Background,
+    /// When anti-entropy last finished per partition (ms since the epoch).
+    runs: Mutex<BTreeMap<u32, u64>>,
+    /// Held while a pass runs, so passes never overlap.
+    pass: tokio::sync::Mutex<()>,
+}
+
+impl AntiEntropy {
+    /// Anti-entropy over the replicas in `replica`, paced and timed by the
+    /// `background` settings.
+    pub fn new(
+        topology: Arc<Topology>,
+        replica: Arc<Replica>,
+        peers: Arc<Peers>,
+        metrics: Arc<Metrics>,
+        settings: Background,
+    ) -> Self {
+        Self {
+            topology,
+            replica,
+            peers,
+            metrics,
+            settings,
+            runs: Mutex::new(BTreeMap::new()),
+            pass: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// When anti-entropy last finished per partition (ms since the epoch).
+    pub fn runs(&self) -> MutexGuard<'_, BTreeMap<u32, u64>> {
+        self.runs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Runs one anti-entropy pass over every partition this node replicates,
     /// in random order. Passes never overlap.
-    pub async fn anti_entropy_pass(self: &Arc<Self>) -> Stats {
-        let _pass = self.anti_entropy_lock().lock().await;
-        let ring = self.ring();
-        let Some(me) = ring.index_of(self.id()) else {
+    pub async fn pass(&self) -> Stats {
+        let _pass = self.pass.lock().await;
+        let ring = self.topology.ring();
+        let Some(me) = ring.index_of(self.topology.id()) else {
             return Stats::default();
         };
         let mut partitions: Vec<u32> = (0..ring.partitions())
-            .filter(|&p| ring.preference(p).contains(&me) && !self.is_recovering(p))
+            .filter(|&p| ring.preference(p).contains(&me) && !self.replica.is_recovering(p))
             .collect();
         partitions.shuffle(&mut rand::rng());
-        let mut pacer = Pacer::new(self.config().background.anti_entropy_keys_per_second);
+        let mut pacer = Pacer::new(self.settings.anti_entropy_keys_per_second);
         let mut total = Stats::default();
         for partition in partitions {
             let mut complete = true;
@@ -95,28 +113,41 @@ impl Node {
                 if peer == me {
                     continue;
                 }
-                match sync::exchange(self, &ring, partition, peer, &mut pacer).await {
+                let exchange = sync::Exchange {
+                    replica: &self.replica,
+                    peers: &self.peers,
+                    peer: ring.member(peer),
+                };
+                match exchange.run(partition, &mut pacer).await {
                     Ok(stats) => total.add(stats),
                     Err(error) => {
                         complete = false;
                         debug!(
                             partition,
                             peer = ring.member(peer).id,
-                            error,
+                            %error,
                             "exchange failed"
                         );
                     }
                 }
             }
             if complete {
-                self.anti_entropy_runs().insert(partition, now_ms());
+                self.runs().insert(partition, now_ms());
                 if ring.preference(partition).first() == Some(&me) {
-                    total.tombstones_dropped +=
-                        sync::collect_tombstones(self, &ring, partition).await;
+                    let cutoff = now_ms().saturating_sub(self.settings.tombstone_grace_ms);
+                    total.tombstones_dropped += sync::collect_tombstones(
+                        &self.replica,
+                        &self.peers,
+                        &ring,
+                        self.topology.id(),
+                        partition,
+                        cutoff,
+                    )
+                    .await;
                 }
             }
         }
-        self.metrics().anti_entropy_pass(&total);
+        self.metrics.anti_entropy_pass(&total);
         if total.keys_repaired > 0 || total.tombstones_dropped > 0 {
             info!(
                 keys = total.keys_repaired,
@@ -128,27 +159,27 @@ impl Node {
         }
         total
     }
-}
 
-/// Runs passes every interval until `stop` turns true; an interval of 0
-/// turns background passes off.
-pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
-    let interval_ms = node.config().background.anti_entropy_interval_ms;
-    if interval_ms == 0 {
-        return;
-    }
-    let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    ticker.tick().await;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {
-                let stats = node.anti_entropy_pass().await;
-                if stats.exchanges == 0 && node.ring().members().len() > 1 {
-                    warn!("anti-entropy pass compared nothing");
+    /// Runs passes every interval until stopped; an interval of 0 turns
+    /// background passes off.
+    pub async fn run(self: Arc<Self>, mut stop: Stop) {
+        let interval_ms = self.settings.anti_entropy_interval_ms;
+        if interval_ms == 0 {
+            return;
+        }
+        let mut ticker = tokio::time::interval(Duration::from_millis(interval_ms));
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {
+                    let stats = self.pass().await;
+                    if stats.exchanges == 0 && self.topology.ring().members().len() > 1 {
+                        warn!("anti-entropy pass compared nothing");
+                    }
                 }
+                () = stop.stopped() => return,
             }
-            _ = stop.changed() => return,
         }
     }
 }

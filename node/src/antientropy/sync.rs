@@ -9,244 +9,213 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
-use dynamo_proto::v1::peer_client::PeerClient;
 use prost::Message;
-use tonic::transport::Channel;
+use thiserror::Error;
 
 use super::merkle::{self, FANOUT, INNER, KeyHash, LEAVES, ROOT, set_digest};
-use super::{Pacer, Stats, now_ms};
-use crate::node::Node;
-use crate::peers::peer_call;
-use crate::ring::Ring;
-use crate::storage::Durability;
+use super::{Pacer, Stats};
+use crate::peers::{PeerError, Peers};
+use crate::replica::{Replica, ReplicaError};
+use crate::ring::{Member, Ring};
+use crate::storage::{Durability, StorageError};
 use crate::wire;
 
-/// Byte counters of one exchange.
-struct Traffic<'a> {
-    node: &'a Node,
-    address: String,
-    stats: Stats,
+/// Why an exchange stopped.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// The peer did not answer or refused.
+    #[error(transparent)]
+    Peer(#[from] PeerError),
+    /// Local storage failed.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
 }
 
-impl Traffic<'_> {
-    /// One `Peer` call whose request and response sizes are counted.
-    async fn metered<Req, Resp, F, Fut>(&mut self, request: Req, call: F) -> Result<Resp, String>
-    where
-        Req: Message,
-        Resp: Message,
-        F: FnOnce(PeerClient<Channel>, Req) -> Fut,
-        Fut: std::future::Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
-    {
-        self.stats.bytes_sent += request.encoded_len() as u64;
-        let timeout = self.node.config().peer_timeout();
-        let response = peer_call(self.node.peers(), &self.address, timeout, |client| {
-            call(client, request)
-        })
-        .await?;
-        self.stats.bytes_received += response.encoded_len() as u64;
-        Ok(response)
+impl From<StorageError> for SyncError {
+    fn from(error: StorageError) -> Self {
+        Self::Replica(ReplicaError::Storage(error))
+    }
+}
+
+/// One exchange of a partition with one peer.
+pub struct Exchange<'a> {
+    /// This node's replicas.
+    pub replica: &'a Replica,
+    /// The peer client.
+    pub peers: &'a Arc<Peers>,
+    /// The other replica.
+    pub peer: &'a Member,
+}
+
+impl Exchange<'_> {
+    /// Brings this node's and the peer's copies of `partition` in line.
+    ///
+    /// # Errors
+    /// [`SyncError`] when the peer could not be reached or storage failed.
+    pub async fn run(&self, partition: u32, pacer: &mut Pacer) -> Result<Stats, SyncError> {
+        let mut stats = Stats {
+            exchanges: 1,
+            ..Stats::default()
+        };
+        let replica = self.replica;
+        let remote_root = self.level(&mut stats, partition, ROOT, Vec::new()).await?;
+        if remote_root == replica.tree_level(partition, ROOT, &[]) {
+            return Ok(stats);
+        }
+        stats.differing = 1;
+        let remote_inner = self.level(&mut stats, partition, INNER, Vec::new()).await?;
+        let inner = merkle::differing(&replica.tree_level(partition, INNER, &[]), &remote_inner);
+        let remote_leaves = self
+            .level(&mut stats, partition, LEAVES, inner.clone())
+            .await?;
+        let segments: BTreeSet<u32> = merkle::differing(
+            &replica.tree_level(partition, LEAVES, &inner),
+            &remote_leaves,
+        )
+        .into_iter()
+        .map(|i| inner[i as usize / FANOUT] * FANOUT as u32 + i % FANOUT as u32)
+        .collect();
+        if segments.is_empty() {
+            return Ok(stats);
+        }
+        let request = pb::SegmentKeysRequest {
+            partition,
+            segments: segments.iter().copied().collect(),
+        };
+        stats.bytes_sent += request.encoded_len() as u64;
+        let response = self.peers.segment_keys(self.peer, request).await?;
+        stats.bytes_received += response.encoded_len() as u64;
+        let remote: BTreeMap<Bytes, u64> = response
+            .keys
+            .into_iter()
+            .map(|entry| (entry.key, entry.digest))
+            .collect();
+        let storage = replica.storage();
+        let local: BTreeMap<Bytes, u64> = storage
+            .scan_partition(partition, |key, _| {
+                segments.contains(&KeyHash::of(key).segment)
+            })?
+            .into_iter()
+            .collect();
+        let keys: BTreeSet<&Bytes> = local
+            .iter()
+            .filter(|(key, digest)| remote.get(*key) != Some(digest))
+            .map(|(key, _)| key)
+            .chain(remote.keys().filter(|key| !local.contains_key(*key)))
+            .collect();
+        let deadline = || tokio::time::Instant::now() + self.peers.settings().ceiling;
+        for key in keys {
+            pacer.wait().await;
+            let mut merged = storage.read(partition, key)?;
+            if remote.contains_key(key) {
+                stats.bytes_sent +=
+                    pb::ReplicaReadRequest { key: key.clone() }.encoded_len() as u64;
+                let theirs = self
+                    .peers
+                    .replica_read(self.peer, key.clone(), deadline())
+                    .await?;
+                let response = pb::ReplicaReadResponse {
+                    siblings: Some(wire::set_to_pb(&theirs)),
+                };
+                stats.bytes_received += response.encoded_len() as u64;
+                merged = storage.merge(partition, key, &theirs, Durability::Buffer)?;
+            }
+            if remote.get(key) != Some(&set_digest(&merged)) {
+                let message = wire::set_to_pb(&merged);
+                let request = pb::ReplicaWriteRequest {
+                    key: key.clone(),
+                    siblings: Some(message.clone()),
+                    durability: pb::Durability::Buffer.into(),
+                };
+                stats.bytes_sent += request.encoded_len() as u64;
+                self.peers
+                    .replica_write(
+                        self.peer,
+                        key.clone(),
+                        message,
+                        Durability::Buffer,
+                        deadline(),
+                    )
+                    .await?;
+            }
+            stats.keys_repaired += 1;
+        }
+        Ok(stats)
     }
 
+    /// The peer's hashes of one tree level, counting the bytes.
     async fn level(
-        &mut self,
+        &self,
+        stats: &mut Stats,
         partition: u32,
         level: u32,
         parents: Vec<u32>,
-    ) -> Result<Vec<u64>, String> {
+    ) -> Result<Vec<u64>, PeerError> {
         let request = pb::MerkleLevelRequest {
             partition,
             level,
             parents,
         };
-        let response = self
-            .metered(request, |mut c, r| async move { c.merkle_level(r).await })
-            .await?;
+        stats.bytes_sent += request.encoded_len() as u64;
+        let response = self.peers.merkle_level(self.peer, request).await?;
+        stats.bytes_received += response.encoded_len() as u64;
         Ok(response.hashes)
     }
-
-    async fn segment_keys(
-        &mut self,
-        partition: u32,
-        segments: Vec<u32>,
-    ) -> Result<Vec<pb::KeyDigest>, String> {
-        let request = pb::SegmentKeysRequest {
-            partition,
-            segments,
-        };
-        let response = self
-            .metered(request, |mut c, r| async move { c.segment_keys(r).await })
-            .await?;
-        Ok(response.keys)
-    }
-
-    async fn read(&mut self, key: Bytes) -> Result<pb::ReplicaReadResponse, String> {
-        let request = pb::ReplicaReadRequest { key };
-        self.metered(request, |mut c, r| async move { c.replica_read(r).await })
-            .await
-    }
-
-    async fn write(&mut self, key: Bytes, siblings: pb::SiblingSet) -> Result<(), String> {
-        let request = pb::ReplicaWriteRequest {
-            key,
-            siblings: Some(siblings),
-            sync: false,
-        };
-        self.metered(request, |mut c, r| async move { c.replica_write(r).await })
-            .await?;
-        Ok(())
-    }
 }
 
-/// Brings this node's and `peer`'s copies of `partition` in line.
-///
-/// # Errors
-/// A sentence when the peer could not be reached or storage failed.
-pub async fn exchange(
-    node: &Arc<Node>,
+/// Drops tombstones of `partition` older than `cutoff_ms`, held identically
+/// by every replica, and not shadowing a hint queued anywhere (a late hint
+/// would bring the deleted value back). Returns how many were dropped.
+pub async fn collect_tombstones(
+    replica: &Replica,
+    peers: &Arc<Peers>,
     ring: &Ring,
+    me: &str,
     partition: u32,
-    peer: u32,
-    pacer: &mut Pacer,
-) -> Result<Stats, String> {
-    let mut traffic = Traffic {
-        node,
-        address: ring.member(peer).address.clone(),
-        stats: Stats {
-            exchanges: 1,
-            ..Stats::default()
-        },
-    };
-    let storage = node.storage();
-    let remote_root = traffic.level(partition, ROOT, Vec::new()).await?;
-    if remote_root == storage.tree_level(partition, ROOT, &[]) {
-        return Ok(traffic.stats);
-    }
-    traffic.stats.differing = 1;
-    let remote_inner = traffic.level(partition, INNER, Vec::new()).await?;
-    let inner = merkle::differing(&storage.tree_level(partition, INNER, &[]), &remote_inner);
-    let remote_leaves = traffic.level(partition, LEAVES, inner.clone()).await?;
-    let segments: BTreeSet<u32> = merkle::differing(
-        &storage.tree_level(partition, LEAVES, &inner),
-        &remote_leaves,
-    )
-    .into_iter()
-    .map(|i| inner[i as usize / FANOUT] * FANOUT as u32 + i % FANOUT as u32)
-    .collect();
-    if segments.is_empty() {
-        return Ok(traffic.stats);
-    }
-    let remote: BTreeMap<Bytes, u64> = traffic
-        .segment_keys(partition, segments.iter().copied().collect())
-        .await?
-        .into_iter()
-        .map(|entry| (entry.key, entry.digest))
-        .collect();
-    let local: BTreeMap<Bytes, u64> = storage
-        .scan_partition(partition, |key, _| {
-            segments.contains(&KeyHash::of(key).segment)
-        })
-        .map_err(|error| error.to_string())?
-        .into_iter()
-        .collect();
-    let keys: BTreeSet<&Bytes> = local
-        .iter()
-        .filter(|(key, digest)| remote.get(*key) != Some(digest))
-        .map(|(key, _)| key)
-        .chain(remote.keys().filter(|key| !local.contains_key(*key)))
-        .collect();
-    for key in keys {
-        pacer.wait().await;
-        let mut merged = storage.read(partition, key).map_err(|e| e.to_string())?;
-        if remote.contains_key(key) {
-            let theirs = traffic.read(key.clone()).await?;
-            let theirs = wire::set_from_pb(theirs.siblings).map_err(|e| e.to_string())?;
-            merged = storage
-                .merge(partition, key, &theirs, Durability::Buffer)
-                .map_err(|e| e.to_string())?;
-        }
-        if remote.get(key) != Some(&set_digest(&merged)) {
-            traffic.write(key.clone(), wire::set_to_pb(&merged)).await?;
-        }
-        traffic.stats.keys_repaired += 1;
-    }
-    Ok(traffic.stats)
-}
-
-/// Drops tombstones of `partition` that are older than the grace period,
-/// held identically by every replica, and not shadowing a hint queued
-/// anywhere (a late hint would bring the deleted value back). Returns how
-/// many were dropped.
-pub async fn collect_tombstones(node: &Arc<Node>, ring: &Ring, partition: u32) -> u64 {
-    let cutoff = now_ms().saturating_sub(node.config().background.tombstone_grace_ms);
-    let candidates = node.storage().scan_partition(partition, |_, set| {
-        set.live().next().is_none() && set.versions().iter().all(|v| v.timestamp_ms <= cutoff)
+    cutoff_ms: u64,
+) -> u64 {
+    let storage = replica.storage();
+    let candidates = storage.scan_partition(partition, |_, set| {
+        set.live().next().is_none() && set.versions().iter().all(|v| v.timestamp_ms <= cutoff_ms)
     });
     let Ok(candidates) = candidates else {
         return 0;
     };
-    let me = ring.index_of(node.id());
-    let others: Vec<String> = ring
+    let others: Vec<&Member> = ring
         .preference(partition)
         .iter()
-        .filter(|&&member| Some(member) != me)
-        .map(|&member| ring.member(member).address.clone())
+        .map(|&member| ring.member(member))
+        .filter(|member| member.id != me)
         .collect();
-    let everyone: Vec<String> = ring
-        .members()
-        .iter()
-        .filter(|member| member.id != node.id())
-        .map(|member| member.address.clone())
-        .collect();
-    let timeout = node.config().peer_timeout();
+    let everyone: Vec<&Member> = ring.members().iter().filter(|m| m.id != me).collect();
     let mut dropped = 0;
     'keys: for (key, digest) in candidates {
-        if !matches!(node.storage().hints().holds(partition, &key), Ok(false)) {
+        if !matches!(replica.holds_hint(partition, &key), Ok(false)) {
             continue;
         }
-        for address in &everyone {
-            let request = pb::HoldsHintRequest { key: key.clone() };
-            let held = peer_call(node.peers(), address, timeout, |mut c| async move {
-                c.holds_hint(request).await
-            })
-            .await;
-            if !matches!(held, Ok(pb::HoldsHintResponse { held: false })) {
+        for member in &everyone {
+            if !matches!(peers.holds_hint(member, key.clone()).await, Ok(false)) {
                 continue 'keys;
             }
         }
-        for address in &others {
-            let request = pb::ReplicaReadRequest { key: key.clone() };
-            let copy = peer_call(node.peers(), address, timeout, |mut c| async move {
-                c.replica_read(request).await
-            })
-            .await
-            .and_then(|response| wire::set_from_pb(response.siblings).map_err(|e| e.to_string()));
-            match copy {
+        for member in &others {
+            let deadline = tokio::time::Instant::now() + peers.settings().ceiling;
+            match peers.replica_read(member, key.clone(), deadline).await {
                 Ok(set) if set_digest(&set) == digest => {}
                 _ => continue 'keys,
             }
         }
-        for address in &others {
-            let request = pb::ForgetTombstoneRequest {
-                key: key.clone(),
-                digest,
-            };
-            let forgotten = peer_call(node.peers(), address, timeout, |mut c| async move {
-                c.forget_tombstone(request).await
-            })
-            .await;
+        for member in &others {
             if !matches!(
-                forgotten,
-                Ok(pb::ForgetTombstoneResponse { forgotten: true })
+                peers.forget_tombstone(member, key.clone(), digest).await,
+                Ok(true)
             ) {
                 // The others still hold it; anti-entropy brings it back here
                 // as a tombstone, never as a value.
                 continue 'keys;
             }
         }
-        if matches!(
-            node.storage().forget_tombstone(partition, &key, digest),
-            Ok(true)
-        ) {
+        if matches!(replica.forget_tombstone(partition, &key, digest), Ok(true)) {
             dropped += 1;
         }
     }

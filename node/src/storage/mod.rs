@@ -74,28 +74,9 @@ pub enum StorageError {
     },
 }
 
-/// How hard a write is pushed to disk before it returns.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// In the journal and handed to the operating system.
-    #[default]
-    Buffer,
-    /// In the journal and fsynced.
-    Sync,
-}
-
-impl std::str::FromStr for Durability {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        match text {
-            "buffer" => Ok(Self::Buffer),
-            "sync" => Ok(Self::Sync),
-            other => Err(format!("durability must be buffer or sync, not {other:?}")),
-        }
-    }
-}
+/// How hard a write is pushed to disk before it returns: the one type the
+/// client, the coordinator and the storage engine share.
+pub use dynamo_ring::Durability;
 
 /// What a new local write carries.
 #[derive(Clone, Debug)]
@@ -214,14 +195,14 @@ impl Storage {
         }
     }
 
-    /// Coordinates a write locally: makes a new version with a fresh dot,
-    /// replaces what the context has seen, stores the new set and returns it
-    /// with the new dot.
+    /// Writes a new version of a key: gives it a fresh dot, replaces the
+    /// versions its context has seen, stores the new set and returns it with
+    /// the new dot.
     ///
     /// # Errors
     /// [`StorageError`] on I/O failure or when the write would leave more than
     /// `max_siblings` siblings (nothing is written then).
-    pub fn coordinate(
+    pub fn write_new_version(
         &self,
         partition: u32,
         key: &[u8],
@@ -596,7 +577,7 @@ mod tests {
         let (incarnation, first) = {
             let storage = Storage::open(dir.path(), 100).expect("open");
             let (_, dot) = storage
-                .coordinate(3, b"k", write("a", Clock::new()), 10, Durability::Sync)
+                .write_new_version(3, b"k", write("a", Clock::new()), 10, Durability::Sync)
                 .expect("write");
             (storage.incarnation(), dot)
         };
@@ -605,7 +586,7 @@ mod tests {
         let set = storage.read(3, b"k").expect("read");
         assert_eq!(set.versions()[0].value, Bytes::from_static(b"a"));
         let (set, second) = storage
-            .coordinate(3, b"k", write("b", Clock::new()), 10, Durability::Buffer)
+            .write_new_version(3, b"k", write("b", Clock::new()), 10, Durability::Buffer)
             .expect("write");
         assert_eq!(set.len(), 2, "a blind write adds a sibling");
         assert_eq!(second.node, first.node);
@@ -621,10 +602,11 @@ mod tests {
         let storage = Storage::open(dir.path(), 100).expect("open");
         for value in ["a", "b"] {
             storage
-                .coordinate(0, b"k", write(value, Clock::new()), 2, Durability::Buffer)
+                .write_new_version(0, b"k", write(value, Clock::new()), 2, Durability::Buffer)
                 .expect("write");
         }
-        let refused = storage.coordinate(0, b"k", write("c", Clock::new()), 2, Durability::Buffer);
+        let refused =
+            storage.write_new_version(0, b"k", write("c", Clock::new()), 2, Durability::Buffer);
         assert!(matches!(
             refused,
             Err(StorageError::TooManySiblings { count: 3, limit: 2 })
@@ -638,14 +620,14 @@ mod tests {
         let (root, tomb_digest) = {
             let storage = Storage::open(dir.path(), 100).expect("open");
             storage
-                .coordinate(5, b"live", write("v", Clock::new()), 10, Durability::Buffer)
+                .write_new_version(5, b"live", write("v", Clock::new()), 10, Durability::Buffer)
                 .expect("write");
             let deleted = NewWrite {
                 tombstone: true,
                 ..write("", Clock::new())
             };
             let (set, _) = storage
-                .coordinate(5, b"gone", deleted, 10, Durability::Buffer)
+                .write_new_version(5, b"gone", deleted, 10, Durability::Buffer)
                 .expect("delete");
             (storage.tree_level(5, 0, &[]), set_digest(&set))
         };

@@ -18,14 +18,14 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::builders;
 use super::cluster::{ValidatedCluster, selector_string};
@@ -34,6 +34,7 @@ use super::names;
 use super::platform::{AddressFn, KubePlatform, PodView};
 use super::state::ClusterState;
 use super::status::{Observation, Problem, build_status, step_reason};
+use crate::admin::GrpcAdmin;
 use crate::driver::{Driver, Shape, Step};
 
 /// Requeue delay while a change is in flight.
@@ -95,14 +96,19 @@ fn kube_error(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
 pub struct Context {
     /// The API client.
     pub client: Client,
-    /// Publishes Events about DynamoClusters.
-    pub recorder: Recorder,
+    /// Who publishes Events about DynamoClusters. Each Event is its own
+    /// object: kube's `Recorder` would fold Events of one reason into a
+    /// series that keeps the first note ("starting demo-3 (x2)" for demo-3
+    /// and demo-4), and the reconciler already publishes a repeated warning
+    /// only once.
+    pub reporter: Reporter,
     /// The operator's metrics.
     pub metrics: Arc<Metrics>,
     /// How the operator reaches a member's Admin endpoint.
     pub address: AddressFn,
-    /// Deadline of each Admin call.
-    pub admin_timeout: Duration,
+    /// Admin calls to the nodes, shared by every reconciliation (one
+    /// channel per node, one deadline per call).
+    pub admin: Arc<GrpcAdmin>,
     /// The clock of condition transition times.
     pub clock: fn() -> Timestamp,
 }
@@ -268,7 +274,8 @@ async fn publish(
         action: reason.to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    if let Err(error) = recorder.publish(&event, &cluster.object_ref(&())).await {
         warn!(
             cluster = cluster.name_any(),
             reason, "cannot publish an Event: {error}"
@@ -381,16 +388,21 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         Arc::clone(&ctx.address),
         pods.clone(),
         old_state.clone(),
-        ctx.admin_timeout,
+        Arc::clone(&ctx.admin),
     );
-    let mut driver = Driver::new(platform, shape, old_state.driver.clone());
+    let mut driver = Driver::new(
+        platform,
+        Arc::clone(&ctx.admin),
+        shape,
+        old_state.driver.clone(),
+    );
     let (converged, mut problem) = match driver.step().await {
         Ok(converged) => (converged, None),
         Err(error) => (
             false,
             Some(Problem {
                 reason: "DriverError".into(),
-                message: format!("{error:#}"),
+                message: error.to_string(),
             }),
         ),
     };
@@ -559,7 +571,7 @@ pub async fn run(
     ctx: Arc<Context>,
     namespace: Option<&str>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
-) -> anyhow::Result<()> {
+) -> Result<(), Error> {
     let client = ctx.client.clone();
     fn scoped<K>(client: &Client, namespace: Option<&str>) -> Api<K>
     where
@@ -574,11 +586,9 @@ pub async fn run(
     clusters
         .list(&ListParams::default().limit(1))
         .await
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "cannot list DynamoClusters ({error}): is the CRD installed (crdgen | kubectl apply -f -) and does the operator's role allow it?"
-            )
-        })?;
+        .map_err(kube_error(
+            "cannot list DynamoClusters: is the CRD installed (crdgen | kubectl apply -f -) and does the operator's role allow it?",
+        ))?;
     let owned = watcher::Config::default().labels(&format!(
         "{}={}",
         names::LABEL_MANAGED_BY,
@@ -603,10 +613,39 @@ pub async fn run(
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         .for_each(|result| async move {
-            if let Err(error) = result {
-                warn!("reconcile: {error}");
+            match result {
+                Err(error) if is_expected(&error) => debug!("reconcile: {error}"),
+                Err(error) => warn!("reconcile: {error}"),
+                Ok(_) => {}
             }
         })
         .await;
     Ok(())
+}
+
+/// Whether an error from the controller's stream is part of normal work. A
+/// cluster being deleted still gets reconciles scheduled by its owned
+/// objects and pods as they go, and kube reports each as "not found in local
+/// store": expected, so it is logged at debug, not as a warning.
+fn is_expected<R, Q>(error: &kube::runtime::controller::Error<R, Q>) -> bool {
+    matches!(error, kube::runtime::controller::Error::ObjectNotFound(_))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::runtime::controller::Error as ControllerError;
+
+    #[test]
+    fn a_reconcile_of_a_deleted_cluster_is_expected_and_a_failure_is_not() {
+        let gone = ObjectRef::<DynamoCluster>::new("demo")
+            .within("default")
+            .erase();
+        let not_found: ControllerError<Error, std::io::Error> =
+            ControllerError::ObjectNotFound(Box::new(gone.clone()));
+        assert!(is_expected(&not_found));
+        let queue: ControllerError<Error, std::io::Error> =
+            ControllerError::QueueError(std::io::Error::other("watch failed"));
+        assert!(!is_expected(&queue));
+    }
 }

@@ -7,13 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use dynamo_proto::v1 as pb;
 
 use super::state::{ClusterState, LaunchMember, MemberLaunch};
-use crate::admin::Admin;
-use crate::driver::{Launch, Platform};
+use crate::admin::{Admin, GrpcAdmin};
+use crate::driver::{Launch, Platform, PlatformError};
 
 /// How the operator reaches member `index` of cluster `name` in `namespace`.
 pub type AddressFn = Arc<dyn Fn(&str, &str, usize) -> String + Send + Sync>;
@@ -41,27 +40,28 @@ pub struct KubePlatform {
     name: String,
     address: AddressFn,
     pods: BTreeMap<usize, PodView>,
-    admin: Admin,
+    admin: Arc<GrpcAdmin>,
     state: Mutex<ClusterState>,
 }
 
 impl KubePlatform {
     /// A platform for cluster `name` in `namespace`, with the pods seen just
-    /// now and the persisted state to update.
+    /// now and the persisted state to update, asking nodes through `admin`
+    /// (the caller the driver shares).
     pub fn new(
         namespace: &str,
         name: &str,
         address: AddressFn,
         pods: BTreeMap<usize, PodView>,
         state: ClusterState,
-        admin_timeout: Duration,
+        admin: Arc<GrpcAdmin>,
     ) -> Self {
         Self {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
             address,
             pods,
-            admin: Admin::new(admin_timeout),
+            admin,
             state: Mutex::new(state),
         }
     }
@@ -94,7 +94,7 @@ impl Platform for KubePlatform {
         }
     }
 
-    async fn start(&self, index: usize, launch: Launch) -> anyhow::Result<()> {
+    async fn start(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let launch = match launch {
             Launch::Bootstrap { members } => {
@@ -122,7 +122,7 @@ impl Platform for KubePlatform {
                 .is_ok()
     }
 
-    async fn stop(&self, index: usize) -> anyhow::Result<()> {
+    async fn stop(&self, index: usize) -> Result<(), PlatformError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let below = i32::try_from(index).unwrap_or(i32::MAX);
         state.pods = state.pods.min(below);

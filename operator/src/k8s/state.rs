@@ -111,7 +111,7 @@ mod tests {
         );
         state.driver.step = Step::Stream {
             epoch: 7,
-            change: "join".into(),
+            change: crate::driver::Change::Join,
             member: "demo-3".into(),
         };
         let value = state.to_value();

@@ -15,7 +15,7 @@ use k8s_openapi::jiff::Timestamp;
 use super::cluster::selector_string;
 use super::platform::PodView;
 use super::state::ClusterState;
-use crate::driver::Step;
+use crate::driver::{Change, Step};
 
 /// Why the cluster is degraded, as a condition reason and a sentence that
 /// says what to fix.
@@ -86,7 +86,10 @@ pub fn step_reason(step: &Step) -> &'static str {
         Step::Idle => "Converged",
         Step::Bootstrap => "Bootstrapping",
         Step::StartMember { .. } => "StartingMember",
-        Step::Stream { change, .. } if change == "leave" => "Leaving",
+        Step::Stream {
+            change: Change::Leave,
+            ..
+        } => "Leaving",
         Step::Stream { .. } => "Joining",
         Step::StopMember { .. } => "StoppingMember",
     }
@@ -168,12 +171,28 @@ pub fn build_status(
             ),
         )
     };
-    let progressing = condition(
-        CONDITION_PROGRESSING,
-        converging,
-        step_reason(&driver.step),
-        driver.message.clone(),
-    );
+    let progressing = match &observation.problem {
+        // Nothing runs because of the problem (a refused spec, say): say so
+        // rather than "Converged" with no message.
+        Some(problem) if !converging => condition(
+            CONDITION_PROGRESSING,
+            false,
+            &problem.reason,
+            format!("no change is running: {}", problem.message),
+        ),
+        _ if !converging && driver.message.is_empty() => condition(
+            CONDITION_PROGRESSING,
+            false,
+            step_reason(&driver.step),
+            "no change is running".into(),
+        ),
+        _ => condition(
+            CONDITION_PROGRESSING,
+            converging,
+            step_reason(&driver.step),
+            driver.message.clone(),
+        ),
+    };
     let not_ready = ring_size.saturating_sub(ready_members);
     let degraded = match &observation.problem {
         Some(problem) => condition(
@@ -308,5 +327,39 @@ mod tests {
             Timestamp::from_second(200).expect("t"),
         );
         assert_eq!(first, second);
+    }
+
+    #[test]
+    fn a_refused_spec_says_why_nothing_progresses() {
+        let state = ClusterState::default();
+        let pods = BTreeMap::new();
+        let problem = Problem {
+            reason: "ReplicationExceedsReplicas".into(),
+            message: "spec.replication.n is 3, but the cluster has only 2 nodes".into(),
+        };
+        let observation = Observation {
+            name: "demo",
+            generation: Some(1),
+            replication: ReplicationSpec { n: 3, r: 2, w: 2 },
+            state: &state,
+            pods: &pods,
+            ring: None,
+            problem: Some(problem.clone()),
+        };
+        let status = build_status(&observation, None, Timestamp::from_second(100).expect("t"));
+        let progressing = status
+            .condition(CONDITION_PROGRESSING)
+            .expect("progressing");
+        assert_eq!(
+            (progressing.status.as_str(), progressing.reason.as_str()),
+            ("False", problem.reason.as_str())
+        );
+        assert!(
+            progressing.message.contains(&problem.message),
+            "{}",
+            progressing.message
+        );
+        let degraded = status.condition(CONDITION_DEGRADED).expect("degraded");
+        assert_eq!(degraded.status, "True");
     }
 }

@@ -1,7 +1,6 @@
 //! `dynamoctl`: reads, writes and inspects a DynamoKV cluster from the
 //! command line. See `dynamoctl --help`.
 
-#[path = "../cli/mod.rs"]
 mod cli;
 
 use std::io::Write as _;

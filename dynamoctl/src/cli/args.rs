@@ -138,16 +138,42 @@ impl WriteArgs {
     }
 }
 
+/// Why a duration argument cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DurationError {
+    /// Zero where a positive duration is needed.
+    #[error("the duration must be positive")]
+    Zero,
+    /// A unit other than ms, s or m.
+    #[error("unknown unit {unit:?}; use ms, s or m")]
+    Unit {
+        /// The unit given.
+        unit: String,
+    },
+    /// Not a number followed by a unit.
+    #[error("{text:?} is not a duration like 5s or 500ms")]
+    Malformed {
+        /// The argument.
+        text: String,
+    },
+    /// Too large to represent.
+    #[error("{text:?} is out of range")]
+    OutOfRange {
+        /// The argument.
+        text: String,
+    },
+}
+
 /// Parses `500ms`, `5s`, `1.5s`, `2m` or a bare number of seconds.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     match parse_span(text)? {
-        duration if duration.is_zero() => Err("the duration must be positive".into()),
+        duration if duration.is_zero() => Err(DurationError::Zero),
         duration => Ok(duration),
     }
 }
 
 /// A duration like 5s, 500ms or 1m; zero allowed.
-fn parse_span(text: &str) -> Result<Duration, String> {
+fn parse_span(text: &str) -> Result<Duration, DurationError> {
     let text = text.trim();
     let split = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -157,13 +183,18 @@ fn parse_span(text: &str) -> Result<Duration, String> {
         "ms" => 0.001,
         "" | "s" => 1.0,
         "m" => 60.0,
-        _ => return Err(format!("unknown unit {unit:?}; use ms, s or m")),
+        _ => {
+            return Err(DurationError::Unit {
+                unit: unit.to_owned(),
+            });
+        }
     };
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 5s or 500ms"))?;
-    Duration::try_from_secs_f64(number * seconds_per_unit)
-        .map_err(|_| format!("{text:?} is out of range"))
+    let number: f64 = number.parse().map_err(|_| DurationError::Malformed {
+        text: text.to_owned(),
+    })?;
+    Duration::try_from_secs_f64(number * seconds_per_unit).map_err(|_| DurationError::OutOfRange {
+        text: text.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -15,8 +15,43 @@ pub struct StatusRow<'a> {
     pub member: &'a Member,
     /// Partitions the member owns in the ring.
     pub partitions: usize,
-    /// What the member reported, or why it could not be asked.
-    pub status: Result<NodeStatus, String>,
+    /// What is known of the member.
+    pub status: Probe,
+}
+
+/// What is known of one member's status.
+#[derive(Debug)]
+pub enum Probe {
+    /// The member answered.
+    Answered(NodeStatus),
+    /// The member was not asked (only the endpoint is reachable, through
+    /// `--via-endpoint`); this is how the endpoint's failure detector sees it.
+    SeenBy {
+        /// The member that was asked.
+        by: String,
+        /// `up`, `suspect` or `down`.
+        state: String,
+        /// Milliseconds since `by` last heard of the member.
+        last_heard_ms: u64,
+    },
+    /// Asking the member failed.
+    Failed(StatusError),
+}
+
+/// Why a member's row has no status.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// The status call failed.
+    #[error(transparent)]
+    Call(#[from] dynamo_client::Error),
+    /// Only the endpoint is reachable, and it does not list the member.
+    #[error("not asked: --via-endpoint reaches only {endpoint}, which does not list {member}")]
+    NotAsked {
+        /// The endpoint the CLI reaches.
+        endpoint: String,
+        /// The member.
+        member: String,
+    },
 }
 
 /// State shown for a member whose status call failed.
@@ -98,7 +133,9 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
         address: &'a str,
         zone: &'a str,
         partitions: usize,
-        state: &'a str,
+        state: String,
+        /// The member whose view `state` is, when this one was not asked.
+        seen_by: Option<&'a str>,
         epoch: Option<u64>,
         keys: Option<u64>,
         view: Vec<View<'a>>,
@@ -108,7 +145,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
         transfer: Option<&'a dynamo_client::Transfer>,
         /// Where the node serves Prometheus `/metrics`, if it does.
         metrics: Option<&'a str>,
-        error: Option<&'a str>,
+        error: Option<String>,
     }
     #[derive(Serialize)]
     struct View<'a> {
@@ -134,7 +171,8 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                 address: &row.member.address,
                 zone: &row.member.zone,
                 partitions: row.partitions,
-                state: UNREACHABLE,
+                state: UNREACHABLE.to_owned(),
+                seen_by: None,
                 epoch: None,
                 keys: None,
                 view: Vec::new(),
@@ -146,8 +184,8 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                 error: None,
             };
             match &row.status {
-                Ok(status) => {
-                    out.state = UP;
+                Probe::Answered(status) => {
+                    out.state = UP.to_owned();
                     out.epoch = Some(status.epoch);
                     out.keys = Some(status.keys);
                     out.view = status
@@ -181,7 +219,15 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                         })
                         .collect();
                 }
-                Err(error) => out.error = Some(error.as_str()),
+                Probe::SeenBy {
+                    by,
+                    state,
+                    last_heard_ms,
+                } => {
+                    out.state = format!("{state} (seen by {by}, {last_heard_ms} ms ago)");
+                    out.seen_by = Some(by);
+                }
+                Probe::Failed(error) => out.error = Some(error.to_string()),
             }
             out
         })
@@ -252,7 +298,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
                         row.address.to_owned(),
                         row.zone.to_owned(),
                         row.partitions.to_string(),
-                        row.state.to_owned(),
+                        row.state.clone(),
                         optional(row.epoch),
                         optional(row.keys),
                         dash(sees),
@@ -606,12 +652,15 @@ mod tests {
             StatusRow {
                 member: &up,
                 partitions: 128,
-                status: Ok(node_status(7, 42)),
+                status: Probe::Answered(node_status(7, 42)),
             },
             StatusRow {
                 member: &down,
                 partitions: 128,
-                status: Err("cannot reach dynamo-1".into()),
+                status: Probe::Failed(StatusError::Call(dynamo_client::Error::Timeout {
+                    address: "dynamo-1".into(),
+                    message: "no answer within 5s".into(),
+                })),
             },
         ];
         assert_eq!(
@@ -624,16 +673,45 @@ mod tests {
             parse(&status(Format::Json, &rows)),
             json!([
                 {"member": "dynamo-0", "address": "dynamo-0.local:7400", "zone": "a", "partitions": 128,
-                 "state": "up", "epoch": 7, "keys": 42, "error": null,
+                 "state": "up", "seen_by": null, "epoch": 7, "keys": 42, "error": null,
                  "view": [{"member": "dynamo-1", "state": "down", "last_heard_ms": 9000}],
                  "hints": [{"target": "dynamo-1", "keys": 5}], "hints_full": false, "anti_entropy": [],
                  "transfer": null, "metrics": "http://dynamo-0.local:9400/metrics"},
                 {"member": "dynamo-1", "address": "dynamo-1.local:7400", "zone": "a", "partitions": 128,
-                 "state": "unreachable", "epoch": null, "keys": null, "error": "cannot reach dynamo-1",
+                 "state": "unreachable", "seen_by": null, "epoch": null, "keys": null, "error": "dynamo-1 timed out: no answer within 5s",
                  "view": [], "hints": [], "hints_full": false, "anti_entropy": [], "transfer": null,
                  "metrics": null},
             ])
         );
+    }
+
+    #[test]
+    fn status_through_an_endpoint_shows_how_it_sees_the_others() {
+        let (endpoint, other) = (member("dynamo-0"), member("dynamo-1"));
+        let rows = [
+            StatusRow {
+                member: &endpoint,
+                partitions: 128,
+                status: Probe::Answered(node_status(7, 42)),
+            },
+            StatusRow {
+                member: &other,
+                partitions: 128,
+                status: Probe::SeenBy {
+                    by: "dynamo-0".into(),
+                    state: "up".into(),
+                    last_heard_ms: 300,
+                },
+            },
+        ];
+        let text = status(Format::Text, &rows);
+        let line = text.lines().nth(2).expect("the second member's row");
+        assert!(line.contains("up (seen by dynamo-0, 300 ms ago)"), "{text}");
+        assert!(!text.contains(UNREACHABLE), "{text}");
+        let rows = parse(&status(Format::Json, &rows));
+        assert_eq!(rows[1]["state"], "up (seen by dynamo-0, 300 ms ago)");
+        assert_eq!(rows[1]["seen_by"], "dynamo-0");
+        assert_eq!(rows[1]["error"], json!(null));
     }
 
     fn sample_ring() -> Ring {

@@ -5,7 +5,7 @@ use futures::future::join_all;
 
 use super::args::{Args, Command, Distribution, Workload};
 use super::codec::Codec;
-use super::render::{self, StatusRow};
+use super::render::{self, Probe, StatusError, StatusRow};
 use super::{CliError, Exit};
 
 /// What a command prints on stdout and how `dynamoctl` then exits.
@@ -112,12 +112,14 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
                     member,
                     partitions: ring.partitions_owned(member),
                     status: if member.id == status.id {
-                        Ok(status.clone())
+                        Probe::Answered(status.clone())
                     } else {
-                        Err(format!(
-                            "not asked: --via-endpoint reaches only {}",
-                            args.endpoint
-                        ))
+                        seen_by(&status, member).unwrap_or_else(|| {
+                            Probe::Failed(StatusError::NotAsked {
+                                endpoint: args.endpoint.clone(),
+                                member: member.id.clone(),
+                            })
+                        })
                     },
                 })
                 .collect();
@@ -132,10 +134,10 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
                     StatusRow {
                         member,
                         partitions,
-                        status: client
-                            .status(&member.address)
-                            .await
-                            .map_err(|err| err.to_string()),
+                        status: match client.status(&member.address).await {
+                            Ok(status) => Probe::Answered(status),
+                            Err(error) => Probe::Failed(error.into()),
+                        },
                     }
                 }
             }))
@@ -193,6 +195,19 @@ fn set_replicas(text: &str, replicas: u32) -> Option<String> {
         }
     }
     done.then_some(out)
+}
+
+/// How the node that reported `status` sees `member`, if it lists it.
+fn seen_by(status: &dynamo_client::NodeStatus, member: &dynamo_client::Member) -> Option<Probe> {
+    let seen = status
+        .members
+        .iter()
+        .find(|seen| seen.member.as_ref().is_some_and(|m| m.id == member.id))?;
+    Some(Probe::SeenBy {
+        by: status.id.clone(),
+        state: seen.state.clone(),
+        last_heard_ms: seen.last_heard_ms,
+    })
 }
 
 #[cfg(test)]
