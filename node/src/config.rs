@@ -103,7 +103,8 @@ pub struct PeerCalls {
     /// milliseconds (default 1000).
     pub keepalive_interval_ms: u64,
     /// A connection whose ping is not answered within this many
-    /// milliseconds is closed and its calls fail (default 1000).
+    /// milliseconds is closed and its calls fail (default 2000; a busy machine may take
+    /// over a second to answer a ping).
     pub keepalive_timeout_ms: u64,
 }
 
@@ -114,7 +115,7 @@ impl Default for PeerCalls {
             deadline_floor_ms: 100,
             max_in_flight: 512,
             keepalive_interval_ms: 1000,
-            keepalive_timeout_ms: 1000,
+            keepalive_timeout_ms: 2000,
         }
     }
 }

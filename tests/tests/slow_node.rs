@@ -165,6 +165,20 @@ async fn stays_fast(fault: Fault) -> anyhow::Result<()> {
     cluster.heal_all().await?;
     let samples = load.await?;
     let window = window(&samples);
+    eprintln!("{fault:?}: second: completed/failed/max ms of the requests due in it");
+    for second in 0..(WARM_UP + FAULT + COOL_DOWN).as_secs() {
+        let due: Vec<&Sample> = samples
+            .iter()
+            .filter(|s| s.due.as_secs() == second)
+            .collect();
+        let failed = due.iter().filter(|s| s.error.is_some()).count();
+        let max = due.iter().map(|s| s.latency).max().unwrap_or_default();
+        eprintln!(
+            "  {second:>2}: {}/{failed}/{}",
+            due.len() - failed,
+            max.as_millis()
+        );
+    }
     eprintln!(
         "{fault:?}: {} requests offered in {} s, {} failed, max latency {} ms, \
          throughput {:.1} % of offered; first error: {:?}",
