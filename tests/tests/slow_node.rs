@@ -16,8 +16,10 @@ use dynamo_tests::proxy::LinkState;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-/// Offered load, requests per second (half puts of new keys, half gets).
-const RATE: u32 = 200;
+/// Offered load, requests per second (half puts of new keys, half gets):
+/// modest enough for debug-build nodes on a busy 2-core machine (at 200/s
+/// and a load average of 10 they fell behind with no fault at all).
+const RATE: u32 = 100;
 /// Load before the fault, so the client knows every node's latency.
 const WARM_UP: Duration = Duration::from_secs(3);
 /// How long the fault lasts.
