@@ -2,16 +2,20 @@
 //! of its key, failing over along the preference list, or through the
 //! endpoint when only the endpoint is reachable.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
+use tokio::time::Instant;
 use tonic::transport::Channel;
 use tracing::Instrument as _;
 
+use crate::health::Health;
+use crate::hedge::race;
 use crate::options::{durability_to_proto, quorum_to_proto};
-use crate::routing::{attempt_order, most_telling};
+use crate::routing::attempt_order;
 use crate::rpc::{Rpc, admin, kv, uri};
 use crate::{
     ClientOptions, Context, Error, GetResult, NodeStatus, ReadOptions, Result, Ring, Routing,
@@ -24,8 +28,11 @@ use crate::{
 /// starting with a different member of the preference list each time to
 /// spread load. When that member cannot be reached, times out or answers
 /// `Unavailable`, the next member of the preference list is tried, then the
-/// fallbacks. Every attempt has its own deadline
-/// ([`ClientOptions::timeout`]).
+/// fallbacks. A member that has not answered after its hedge delay (its
+/// recent p99 latency) gets company from the next one, and the first
+/// answer wins ([`HedgeOptions`](crate::HedgeOptions)); members that time
+/// out or stall are tried last until a probe finds them answering again.
+/// One deadline ([`ClientOptions::timeout`]) covers the whole request.
 ///
 /// When every replica fails, the error reported is the most telling one: a
 /// node's `Unavailable` answer (for example too few acknowledgements) rather
@@ -36,9 +43,10 @@ use crate::{
 /// which coordinates it or forwards it to a replica; the node does the
 /// failing over.
 ///
-/// A retried write may have reached some replicas on the failed attempt:
-/// the key then shows two siblings with the same value, which the next
-/// read-resolve-write folds into one.
+/// A retried or hedged write may have been applied by two coordinators:
+/// the key then shows two siblings with the same value, both replacing
+/// what the context had seen, which the next read-resolve-write folds into
+/// one.
 ///
 /// `Client` is cheap to clone; clones share the ring and the connections.
 ///
@@ -66,6 +74,10 @@ struct Inner {
     endpoint: String,
     routing: Routing,
     rpc: Rpc,
+    /// Deadline of a whole request.
+    timeout: Duration,
+    /// What the client learned of each node's latency and failures.
+    health: Health,
     ring: RwLock<Arc<Ring>>,
     /// Rotates the first replica tried, to spread load.
     next_start: AtomicUsize,
@@ -100,6 +112,8 @@ impl Client {
                 endpoint,
                 routing: options.routing,
                 rpc,
+                timeout: options.timeout,
+                health: Health::new(options.hedge),
                 ring: RwLock::new(Arc::new(ring)),
                 next_start: AtomicUsize::new(0),
             }),
@@ -302,8 +316,8 @@ impl Client {
 
     /// Sends `message` for `key` to the replicas of its partition in
     /// [`attempt_order`] until one answers or fails with an error another
-    /// replica cannot fix. When all fail, reports the [`most_telling`]
-    /// failure, or [`Error::ReplicasUnreachable`] when none could be
+    /// replica cannot fix, hedging as [`race`] does. When all fail, reports
+    /// the most telling failure, or [`Error::ReplicasUnreachable`] when none could be
     /// reached but the endpoint answers. With [`Routing::ViaEndpoint`],
     /// sends it to the endpoint once.
     async fn route<M, T, F, Fut>(
@@ -327,25 +341,49 @@ impl Client {
                 return self
                     .inner
                     .rpc
-                    .call(&self.inner.endpoint, message, &method)
+                    .call_within(&self.inner.endpoint, self.inner.timeout, message, &method)
                     .await;
             }
-            let mut failure = None;
-            let mut all_unreachable = true;
-            for index in attempt_order(&ring, partition, start) {
-                let address = &ring.members()[index].address;
-                match self.inner.rpc.call(address, message.clone(), &method).await {
-                    Ok(response) => return Ok(response),
-                    Err(err) if err.is_retryable() => {
-                        tracing::debug!(%address, error = %err, "replica failed; trying the next");
-                        all_unreachable &= matches!(err, Error::Transport { .. });
-                        failure = Some(most_telling(failure, err));
+            let addresses: Vec<&str> = attempt_order(&ring, partition, start)
+                .into_iter()
+                .map(|index| ring.members()[index].address.as_str())
+                .collect();
+            let begun = Instant::now();
+            let plan = self.inner.health.plan(&addresses, begun);
+            let all_unreachable = AtomicBool::new(true);
+            let result = race(
+                &self.inner.health,
+                plan,
+                begun + self.inner.timeout,
+                self.inner.health.options().enabled,
+                |address, timeout| {
+                    let address = address.to_owned();
+                    let message = message.clone();
+                    let (rpc, method, all_unreachable) =
+                        (&self.inner.rpc, &method, &all_unreachable);
+                    async move {
+                        let result = rpc.call_within(&address, timeout, message, method).await;
+                        if let Err(err) = &result
+                            && !matches!(err, Error::Transport { .. })
+                        {
+                            all_unreachable.store(false, Ordering::Relaxed);
+                        }
+                        result
                     }
-                    Err(err) => return Err(err),
-                }
+                },
+            )
+            .await;
+            let failure = match result {
+                Ok(response) => return Ok(response),
+                Err(failure) => failure,
+            };
+            if !failure.is_retryable() {
+                return Err(failure);
             }
-            let failure = failure.expect("a partition has at least one replica");
-            if all_unreachable && self.endpoint_answers_outside(&ring).await {
+            if all_unreachable.load(Ordering::Relaxed)
+                && matches!(failure, Error::Transport { .. })
+                && self.endpoint_answers_outside(&ring).await
+            {
                 return Err(Error::ReplicasUnreachable {
                     endpoint: self.inner.endpoint.clone(),
                     source: Box::new(failure),

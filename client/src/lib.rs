@@ -28,6 +28,8 @@
 mod client;
 mod context;
 mod error;
+mod health;
+mod hedge;
 mod options;
 mod ring;
 mod routing;
@@ -39,7 +41,7 @@ pub use client::Client;
 pub use context::Context;
 pub use dynamo_ring::{Durability, MAX_PARTITIONS, partition_of};
 pub use error::Error;
-pub use options::{ClientOptions, ReadOptions, Routing, WriteOptions};
+pub use options::{ClientOptions, HedgeOptions, ReadOptions, Routing, WriteOptions};
 pub use ring::{InvalidRing, Member, Ring};
 pub use rpc::{Rpc, admin as admin_client};
 pub use siblings::{GetResult, Sibling};

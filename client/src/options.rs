@@ -9,12 +9,15 @@ use crate::{Durability, Error};
 /// How a [`Client`](crate::Client) talks to the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientOptions {
-    /// Deadline of each attempt (connecting included); a request that
-    /// fails over to other replicas gets a fresh deadline per replica.
+    /// Deadline of a whole request, every attempt, hedge and retry
+    /// included (default 5 s). Each attempt gets a share of what is left
+    /// (see [`HedgeOptions::min_attempt`]).
     pub timeout: Duration,
     /// Where each key's request goes: straight to a replica, or through
     /// the endpoint.
     pub routing: Routing,
+    /// Speculative retries and the per-node health that steers them.
+    pub hedge: HedgeOptions,
 }
 
 impl Default for ClientOptions {
@@ -22,6 +25,62 @@ impl Default for ClientOptions {
         Self {
             timeout: Duration::from_secs(5),
             routing: Routing::default(),
+            hedge: HedgeOptions::default(),
+        }
+    }
+}
+
+/// Speculative retry (Cassandra's, Dean and Barroso's "hedged requests")
+/// and the per-node health score behind it, for [`Routing::Direct`].
+///
+/// A request not answered after the *hedge delay* of the node it went to
+/// goes also to the next replica of the key; the first answer wins and the
+/// others are cancelled. The delay is that node's recent p99 latency,
+/// clamped to [`floor`](Self::floor)..=[`ceiling`](Self::ceiling), and zero
+/// for a node the client suspects (as long as a healthy node comes next).
+///
+/// A node is suspected after a timeout or a broken connection, or after
+/// losing two races in a row to a hedge while slower than its own delay.
+/// A suspected node is tried last; after a backoff
+/// ([`probe_backoff`](Self::probe_backoff), doubling on each further
+/// failure up to [`max_probe_backoff`](Self::max_probe_backoff)) one
+/// request tries it first again, hedged at once, and an answer that wins
+/// makes it healthy again.
+///
+/// Writes may be hedged too: both coordinators may then apply the write.
+/// Both versions replace exactly what the caller's context had seen, so
+/// nothing is lost or overwritten wrongly; the key may show the value twice
+/// as siblings until the next read-modify-write folds them into one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HedgeOptions {
+    /// Send hedges at all (default true). When false, a replica is tried
+    /// only after the previous one failed.
+    pub enabled: bool,
+    /// Shortest hedge delay of a healthy node (default 20 ms), so that
+    /// normal jitter does not double the load.
+    pub floor: Duration,
+    /// Longest hedge delay (default 250 ms), whatever latency a node had.
+    pub ceiling: Duration,
+    /// No attempt starts with less time left than this (default 50 ms);
+    /// while other replicas remain, an attempt may use at most half of the
+    /// remaining deadline, so a retry always has time left.
+    pub min_attempt: Duration,
+    /// How long a suspected node is avoided before one request probes it
+    /// (default 250 ms).
+    pub probe_backoff: Duration,
+    /// The longest the probe backoff grows to (default 4 s).
+    pub max_probe_backoff: Duration,
+}
+
+impl Default for HedgeOptions {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            floor: Duration::from_millis(20),
+            ceiling: Duration::from_millis(250),
+            min_attempt: Duration::from_millis(50),
+            probe_backoff: Duration::from_millis(250),
+            max_probe_backoff: Duration::from_secs(4),
         }
     }
 }

@@ -45,15 +45,32 @@ impl Rpc {
         F: FnOnce(Channel, tonic::Request<M>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
+        self.call_within(address, self.timeout, message, method)
+            .await
+    }
+
+    /// Like [`call`](Self::call), with `timeout` instead of the default
+    /// deadline.
+    pub(crate) async fn call_within<M, T, F, Fut>(
+        &self,
+        address: &str,
+        timeout: Duration,
+        message: M,
+        method: F,
+    ) -> Result<T, Error>
+    where
+        F: FnOnce(Channel, tonic::Request<M>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
         let channel = self.channel(address)?;
         let mut request = tonic::Request::new(message);
-        request.set_timeout(self.timeout);
-        match tokio::time::timeout(self.timeout, method(channel, request)).await {
+        request.set_timeout(timeout);
+        match tokio::time::timeout(timeout, method(channel, request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
             Ok(Err(status)) => Err(Error::from_status(address, status)),
             Err(_elapsed) => Err(Error::Timeout {
                 address: address.to_owned(),
-                message: format!("no answer within {:?}", self.timeout),
+                message: format!("no answer within {timeout:?}"),
             }),
         }
     }

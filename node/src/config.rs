@@ -9,6 +9,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::membership::DetectorSettings;
 use crate::ring::{Member, Replication};
 use dynamo_ring::Durability;
 
@@ -102,7 +103,8 @@ pub struct PeerCalls {
     /// milliseconds (default 1000).
     pub keepalive_interval_ms: u64,
     /// A connection whose ping is not answered within this many
-    /// milliseconds is closed and its calls fail (default 1000).
+    /// milliseconds is closed and its calls fail (default 2000; a busy machine may take
+    /// over a second to answer a ping).
     pub keepalive_timeout_ms: u64,
 }
 
@@ -113,20 +115,36 @@ impl Default for PeerCalls {
             deadline_floor_ms: 250,
             max_in_flight: 512,
             keepalive_interval_ms: 1000,
-            keepalive_timeout_ms: 1000,
+            keepalive_timeout_ms: 2000,
         }
     }
 }
 
 /// Intervals and bounds of the background mechanisms.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Background {
     /// Gossip round interval in milliseconds.
     pub gossip_interval_ms: u64,
-    /// A member unheard of for this long is suspected (sloppy quorum skips
-    /// it); milliseconds.
+    /// Longest silence of a member before it is suspected (sloppy quorum
+    /// skips it) whatever the phi detector says; milliseconds. Silences
+    /// longer than this are not learnt from.
     pub suspect_after_ms: u64,
+    /// Phi accrual detector: a member is suspected once phi (-log10 of the
+    /// chance that its next heartbeat is merely late) passes this. 3 gives
+    /// suspicion about 2 s after the last heartbeat in a 3-node cluster
+    /// gossiping every second (docs/design-notes.md, "Failure detection").
+    pub phi_threshold: f64,
+    /// Smallest standard deviation of heartbeat intervals the detector
+    /// assumes, in milliseconds, so that very regular heartbeats do not
+    /// make it hair-triggered; 0 (the default) is a quarter of
+    /// `gossip_interval_ms`.
+    pub phi_min_std_dev_ms: u64,
+    /// How many recent heartbeat intervals per member the detector keeps.
+    pub phi_window: u32,
+    /// Calls to a member that fail in a row (timeouts, refused or broken
+    /// connections) before it is suspected until heard from directly.
+    pub failures_to_suspect: u32,
     /// Interval between hint delivery attempts in milliseconds.
     pub hint_interval_ms: u64,
     /// Most hinted keys this node stores for others; beyond it sloppy quorum
@@ -150,12 +168,35 @@ impl Default for Background {
         Self {
             gossip_interval_ms: 1000,
             suspect_after_ms: 5000,
+            phi_threshold: 3.0,
+            phi_min_std_dev_ms: 0,
+            phi_window: 100,
+            failures_to_suspect: 2,
             hint_interval_ms: 1000,
             max_hints: 1_000_000,
             anti_entropy_interval_ms: 60_000,
             anti_entropy_keys_per_second: 10_000,
             tombstone_grace_ms: 24 * 60 * 60 * 1000,
             transfer_bytes_per_second: 0,
+        }
+    }
+}
+
+impl Background {
+    /// The failure detector's settings.
+    pub fn failure_detector(&self) -> DetectorSettings {
+        let interval = self.gossip_interval_ms.max(1);
+        let min_std_dev = match self.phi_min_std_dev_ms {
+            0 => interval.div_ceil(4),
+            set => set,
+        };
+        DetectorSettings {
+            expected_interval: Duration::from_millis(interval),
+            phi_threshold: self.phi_threshold,
+            min_std_dev: Duration::from_millis(min_std_dev),
+            window: self.phi_window.max(1) as usize,
+            max_silence: Duration::from_millis(self.suspect_after_ms),
+            failures_to_suspect: self.failures_to_suspect.max(1),
         }
     }
 }
@@ -318,6 +359,12 @@ impl Config {
         }
         if self.request_timeout_ms == 0 || self.peer_timeout_ms == 0 {
             return Err(ConfigError::Invalid("timeouts must be positive".into()));
+        }
+        let phi = self.background.phi_threshold;
+        if !phi.is_finite() || phi <= 0.0 {
+            return Err(ConfigError::Invalid(format!(
+                "background.phi_threshold must be a positive number, not {phi}"
+            )));
         }
         let calls = &self.peer_calls;
         if !(calls.deadline_multiplier.is_finite() && calls.deadline_multiplier >= 1.0) {
@@ -562,6 +609,30 @@ mod tests {
         );
         assert_eq!(Config::default().http_listen, None);
         assert!(Flags::try_parse_from(["dynamo-node", "--log-format", "yaml"]).is_err());
+    }
+
+    #[test]
+    fn detector_settings_come_from_the_background_section() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.yaml");
+        std::fs::write(
+            &path,
+            "background:\n  gossip_interval_ms: 200\n  phi_threshold: 5.5\n  failures_to_suspect: 3\n",
+        )
+        .expect("write");
+        let config = Config::from_file(&path).expect("valid config");
+        let detector = config.background.failure_detector();
+        assert_eq!(detector.expected_interval, Duration::from_millis(200));
+        assert_eq!(detector.phi_threshold, 5.5);
+        assert_eq!(detector.min_std_dev, Duration::from_millis(50), "a quarter");
+        assert_eq!(detector.max_silence, Duration::from_secs(5));
+        assert_eq!(detector.failures_to_suspect, 3);
+        let defaults = Background::default().failure_detector();
+        assert_eq!(defaults, crate::membership::DetectorSettings::default());
+
+        let mut config = Config::default();
+        config.background.phi_threshold = 0.0;
+        assert!(matches!(config.validate(), Err(ConfigError::Invalid(_))));
     }
 
     #[test]

@@ -103,9 +103,9 @@ impl Node {
         )?);
         let ring = initial_ring(&config, &storage, seeded)?;
         let now = Instant::now();
-        let suspect_after = Duration::from_millis(config.background.suspect_after_ms);
         let incarnation = format!("{:016x}", storage.incarnation());
-        let membership = Membership::new(&config.id, &incarnation, suspect_after, now);
+        let detector = config.background.failure_detector();
+        let membership = Membership::new(&config.id, &incarnation, detector, now);
         let topology = Arc::new(Topology::new(
             &config.id,
             ring,

@@ -27,6 +27,10 @@ use crate::ring::Position;
 use crate::storage::{Durability, StorageError};
 use crate::wire;
 
+/// Streams reset by the caller before this server accepted them that one
+/// connection may have pending before it is closed.
+const PENDING_RESETS: usize = 4096;
+
 /// Response metadata of `Admin.Status` naming where the node serves
 /// `/metrics` (absent when its HTTP server is off).
 pub const METRICS_URL_HEADER: &str = "dynamo-metrics-url";
@@ -486,6 +490,13 @@ impl Server {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let task = tokio::spawn(
             tonic::transport::Server::builder()
+                // Coordinators drop calls that missed their deadline or
+                // are no longer needed once a quorum answered; each drop
+                // resets a stream. h2's default tolerates only 20 resets
+                // of streams not yet accepted before it closes the whole
+                // connection, which after a paused node resumes would fail
+                // every call on it.
+                .http2_max_pending_accept_reset_streams(Some(PENDING_RESETS))
                 .add_service(kv)
                 .add_service(admin)
                 .add_service(peer)

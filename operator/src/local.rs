@@ -1,12 +1,16 @@
 //! The local platform: members are `dynamo-node` processes on 127.0.0.1,
 //! member i on port base+i, each with a data directory under one root. It
-//! runs the same [`Driver`] as Kubernetes, following edits of the manifest.
+//! runs the same [`Driver`] as Kubernetes, following edits of the manifest,
+//! and restarts a member process that exits unexpectedly, with backoff, as
+//! a StatefulSet restarts its pod.
+
+mod restart;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use dynamo_crd::{DynamoCluster, SpecError};
 use dynamo_proto::v1 as pb;
@@ -19,6 +23,7 @@ use thiserror::Error;
 
 use crate::admin::{Admin, GrpcAdmin};
 use crate::driver::{Driver, DriverState, Launch, Platform, PlatformError, Shape};
+use restart::Restarts;
 
 /// Member i serves HTTP (`/metrics`, `/readyz`, the ring page) on
 /// base-port + this + i.
@@ -35,6 +40,11 @@ pub struct LocalPlatform {
     node_binary: PathBuf,
     node_args: Vec<String>,
     children: Mutex<BTreeMap<usize, Child>>,
+    /// Members that should be running: how each was launched, and its
+    /// restarts. A member leaves this map only when stopped on purpose.
+    supervised: Mutex<BTreeMap<usize, Supervised>>,
+    /// How exited children ended, until the supervisor reports it.
+    exits: Mutex<BTreeMap<usize, std::process::ExitStatus>>,
     admin: Arc<GrpcAdmin>,
 }
 
@@ -89,6 +99,12 @@ fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> PlatformError
     move |source| PlatformError::Io { action, source }
 }
 
+/// A member the platform keeps running.
+struct Supervised {
+    launch: Launch,
+    restarts: Restarts,
+}
+
 impl LocalPlatform {
     /// A platform for cluster `name` whose members keep their data under
     /// `root` and run `node_binary` with `node_args` besides their identity;
@@ -108,6 +124,8 @@ impl LocalPlatform {
             node_binary: node_binary.to_owned(),
             node_args,
             children: Mutex::new(BTreeMap::new()),
+            supervised: Mutex::new(BTreeMap::new()),
+            exits: Mutex::new(BTreeMap::new()),
             admin,
         }
     }
@@ -127,8 +145,14 @@ impl LocalPlatform {
         if let Some(child) = children.get_mut(&index) {
             match child.try_wait() {
                 Ok(None) => return child.id().map(|id| Pid::from_raw(id as i32)),
-                _ => {
+                exited => {
                     children.remove(&index);
+                    if let Ok(Some(status)) = exited {
+                        self.exits
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(index, status);
+                    }
                     return None;
                 }
             }
@@ -152,7 +176,70 @@ impl LocalPlatform {
         }
     }
 
+    /// Restarts members whose process exited without being asked to: the
+    /// exit is logged with the backoff, and the process starts again with
+    /// its data directory once the backoff has passed. Called on every
+    /// tick of [`run`].
+    pub async fn supervise(&self) {
+        let now = Instant::now();
+        let indexes: Vec<usize> = self.supervised().keys().copied().collect();
+        for index in indexes {
+            let running = self.running_pid(index).is_some();
+            let exit = self
+                .exits
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&index);
+            let launch = {
+                let mut supervised = self.supervised();
+                let Some(member) = supervised.get_mut(&index) else {
+                    continue;
+                };
+                if running {
+                    continue;
+                }
+                if !member.restarts.scheduled() {
+                    let backoff = member.restarts.exited(now);
+                    let status =
+                        exit.map_or_else(|| "gone".to_owned(), |status| status.to_string());
+                    warn!(
+                        member = format!("{}-{index}", self.name),
+                        %status,
+                        ?backoff,
+                        restarts = member.restarts.crashes(),
+                        "member exited unexpectedly; restarting it after the backoff"
+                    );
+                }
+                if !member.restarts.is_due(now) {
+                    continue;
+                }
+                member.restarts.restarted(now);
+                member.launch.clone()
+            };
+            match self.spawn(index, launch).await {
+                Ok(()) => info!(member = format!("{}-{index}", self.name), "restarted"),
+                Err(error) => {
+                    let mut supervised = self.supervised();
+                    if let Some(member) = supervised.get_mut(&index) {
+                        let backoff = member.restarts.exited(now);
+                        warn!(
+                            member = format!("{}-{index}", self.name),
+                            ?backoff,
+                            "could not restart the member: {error:#}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    fn supervised(&self) -> std::sync::MutexGuard<'_, BTreeMap<usize, Supervised>> {
+        self.supervised.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     async fn terminate(&self, index: usize) {
+        // Asked to stop: no longer restarted.
+        self.supervised().remove(&index);
         let Some(pid) = self.running_pid(index) else {
             return;
         };
@@ -180,6 +267,35 @@ impl Platform for LocalPlatform {
     }
 
     async fn start(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
+        self.supervised()
+            .entry(index)
+            .or_insert_with(|| Supervised {
+                launch: launch.clone(),
+                restarts: Restarts::new(Instant::now()),
+            });
+        self.spawn(index, launch).await
+    }
+
+    async fn is_ready(&self, index: usize) -> bool {
+        self.running_pid(index).is_some()
+            && self.admin.status(&self.member(index).address).await.is_ok()
+    }
+
+    async fn stop(&self, index: usize) -> Result<(), PlatformError> {
+        self.terminate(index).await;
+        // The member left the ring and its data lives elsewhere; a later
+        // member with the same index starts clean.
+        let dir = self.dir(index);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
+        }
+        Ok(())
+    }
+}
+
+impl LocalPlatform {
+    /// Starts the process of member `index` unless it runs already.
+    async fn spawn(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
         if self.running_pid(index).is_some() {
             return Ok(());
         }
@@ -241,22 +357,6 @@ impl Platform for LocalPlatform {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(index, child);
-        Ok(())
-    }
-
-    async fn is_ready(&self, index: usize) -> bool {
-        self.running_pid(index).is_some()
-            && self.admin.status(&self.member(index).address).await.is_ok()
-    }
-
-    async fn stop(&self, index: usize) -> Result<(), PlatformError> {
-        self.terminate(index).await;
-        // The member left the ring and its data lives elsewhere; a later
-        // member with the same index starts clean.
-        let dir = self.dir(index);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
-        }
         Ok(())
     }
 }
@@ -383,6 +483,7 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
                 false
             }
         };
+        driver.platform().supervise().await;
         let serialized =
             serde_json::to_vec_pretty(driver.state()).expect("the driver state serializes");
         std::fs::write(&state_file, serialized)

@@ -1,6 +1,7 @@
 //! The local platform end to end: `dynamo-operator local` scales a cluster of
 //! real `dynamo-node` processes 3 -> 5 -> 2 -> 4 while a client writes and
-//! reads, and a driver killed mid-stream finishes the change after a restart.
+//! reads, a driver killed mid-stream finishes the change after a restart,
+//! and a member killed with SIGKILL is restarted with its data.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -316,6 +317,100 @@ async fn scale_3_5_2_4_under_load_and_survive_a_driver_crash() -> anyhow::Result
         acked.lock().expect("acked").len()
     );
     check(&operator, &acked, 4).await?;
+    assert!(operator.terminate().success());
+    Ok(())
+}
+
+/// The pid in member `index`'s pid file.
+fn member_pid(operator: &Operator, index: usize) -> Option<i32> {
+    let file = operator
+        .root
+        .join("data")
+        .join(format!("{NAME}-{index}"))
+        .join("pid");
+    std::fs::read_to_string(file).ok()?.trim().parse().ok()
+}
+
+/// Whether the node at `address` answers `Admin.Status`.
+async fn status_answers(address: &str) -> bool {
+    match AdminClient::connect(format!("http://{address}")).await {
+        Ok(mut admin) => admin.status(pb::StatusRequest {}).await.is_ok(),
+        Err(_) => false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_killed_member_is_restarted_with_its_data() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let manifest_path = root.path().join("cluster.yaml");
+    scale(&manifest_path, 3);
+    let port = base_port();
+    let mut operator = Operator::start(root.path(), &manifest_path, port);
+    converged(&operator, 3).await?;
+    let client = Client::connect(&operator.address(0)).await?;
+    let mut written = Vec::new();
+    for i in 0..100 {
+        let key = format!("kept-{i:03}");
+        client.put(&key, format!("value-{i}"), None).await?;
+        written.push(key);
+    }
+
+    let victim = 1;
+    let old_pid = member_pid(&operator, victim).expect("member 1 has a pid file");
+    kill(Pid::from_raw(old_pid), Signal::SIGKILL)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let restarted = member_pid(&operator, victim).is_some_and(|pid| pid != old_pid);
+        if restarted && status_answers(&operator.address(victim)).await {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "member {victim} was not restarted\n{}",
+            operator.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let log = std::fs::read_to_string(root.path().join("operator.log"))?;
+    assert!(
+        log.contains("member exited unexpectedly"),
+        "the restart is logged:\n{}",
+        operator.log_tail()
+    );
+
+    // The restarted member still holds every key it replicates.
+    let mut admin = AdminClient::connect(format!("http://{}", operator.address(0))).await?;
+    let ring = admin.get_ring(pb::GetRingRequest {}).await?.into_inner();
+    let victim_id = format!("{NAME}-{victim}");
+    let victim_index = ring
+        .ring
+        .as_ref()
+        .and_then(|ring| ring.members.iter().position(|m| m.id == victim_id))
+        .expect("the victim is a member") as u32;
+    let mut peer = PeerClient::connect(format!("http://{}", operator.address(victim))).await?;
+    let mut held = 0;
+    for (i, key) in written.iter().enumerate() {
+        let partition = dynamo_client::partition_of(key.as_bytes(), PARTITIONS) as usize;
+        if !ring.preferences[partition].members[..2].contains(&victim_index) {
+            continue;
+        }
+        let copy = peer
+            .replica_read(pb::ReplicaReadRequest {
+                key: key.clone().into_bytes().into(),
+            })
+            .await?
+            .into_inner()
+            .siblings
+            .unwrap_or_default();
+        assert!(
+            copy.versions
+                .iter()
+                .any(|v| v.value == format!("value-{i}").as_bytes()),
+            "{key} is missing on the restarted member"
+        );
+        held += 1;
+    }
+    assert!(held > 20, "member {victim} replicates only {held} keys");
     assert!(operator.terminate().success());
     Ok(())
 }

@@ -18,8 +18,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use dynamo_proto::v1 as pb;
+use tokio::time::Instant;
+
+use crate::nemesis::Played;
 
 /// What a write did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -83,6 +87,46 @@ pub struct History {
     pub errors: BTreeMap<String, u64>,
     /// The first message seen for each failing gRPC code.
     pub examples: BTreeMap<String, String>,
+    /// Every acknowledged request (answered read, acknowledged write) and
+    /// how long it took.
+    pub acknowledged: Vec<Timed>,
+}
+
+/// One acknowledged request and when it ran.
+#[derive(Clone, Debug)]
+pub struct Timed {
+    /// `get`, `put` or `delete`.
+    pub what: &'static str,
+    /// The node it was sent to, its coordinator.
+    pub node: usize,
+    /// When it was sent.
+    pub began: Instant,
+    /// When its answer arrived.
+    pub ended: Instant,
+}
+
+impl Timed {
+    /// How long it took.
+    pub fn latency(&self) -> Duration {
+        self.ended - self.began
+    }
+}
+
+/// The acknowledged requests the fault suite's latency bound applies to:
+/// those during which at most one node was faulty (no overlapping step of
+/// `played` made more than one node faulty) and whose coordinator was not
+/// the faulty one. A client waiting on a faulty coordinator is the client
+/// library's to hedge; the suite's clients send raw gRPC.
+pub fn with_at_most_one_faulty_replica<'a>(
+    acknowledged: &'a [Timed],
+    played: &'a [Played],
+) -> impl Iterator<Item = &'a Timed> + 'a {
+    acknowledged.iter().filter(move |request| {
+        played
+            .iter()
+            .filter(|step| step.from < request.ended && request.began < step.to)
+            .all(|step| step.faulty.len() <= 1 && !step.faulty.contains(&request.node))
+    })
 }
 
 impl History {
@@ -97,6 +141,7 @@ impl History {
         for (code, message) in other.examples {
             self.examples.entry(code).or_insert(message);
         }
+        self.acknowledged.extend(other.acknowledged);
     }
 
     /// Counts a failed request.

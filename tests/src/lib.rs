@@ -189,23 +189,18 @@ impl Cluster {
     }
 }
 
-/// `dynamoctl`, built next to the test binaries by `cargo test --workspace`.
+/// `dynamoctl` from the dynamoctl crate, next to the test binaries; built
+/// first when it is missing or older than its sources.
 ///
 /// # Panics
-/// When it has not been built.
+/// When it is missing or stale and cannot be built.
 pub fn dynamoctl() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target directory");
-    let path = dir.join("dynamoctl");
-    assert!(
-        path.exists(),
-        "{} is missing; run `cargo build -p dynamoctl` first",
-        path.display()
-    );
-    path
+    process::workspace_binary(
+        "dynamoctl",
+        "dynamoctl",
+        &["dynamoctl/src", "client/src", "proto/proto"],
+    )
+    .expect("dynamoctl builds")
 }
 
 /// Runs the workspace's `dynamoctl --endpoint ENDPOINT --output json ARGS`

@@ -3,6 +3,7 @@
 //! against a [`ProcessCluster`]. The same seed gives the same schedule; the
 //! interleaving with client requests still varies from run to run.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::time::Duration;
 
@@ -53,6 +54,19 @@ pub enum Fault {
         /// `Refuse` or `Blackhole`.
         state: LinkState,
     },
+}
+
+impl Fault {
+    /// The nodes this fault makes faulty: the killed or paused node, the
+    /// smaller side of a partition, the receiver of a one-way cut (its
+    /// sender stays a healthy coordinator that must cope).
+    pub fn faulty(&self) -> BTreeSet<usize> {
+        match self {
+            Self::Kill { node } | Self::Pause { node } => BTreeSet::from([*node]),
+            Self::Partition { side, .. } => side.iter().copied().collect(),
+            Self::OneWay { to, .. } => BTreeSet::from([*to]),
+        }
+    }
 }
 
 impl fmt::Display for Fault {
@@ -206,6 +220,18 @@ fn env_number(name: &str) -> Option<u64> {
     )
 }
 
+/// One step as it was played: from just before its faults were applied
+/// until it was healed, and the nodes its faults made faulty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Played {
+    /// Before the first fault was applied.
+    pub from: Instant,
+    /// After the step was healed.
+    pub to: Instant,
+    /// The nodes its faults made faulty.
+    pub faulty: BTreeSet<usize>,
+}
+
 /// What a run of the nemesis did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
@@ -221,6 +247,8 @@ pub struct Report {
     pub one_way: usize,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// Every step as played.
+    pub played: Vec<Played>,
 }
 
 impl fmt::Display for Report {
@@ -248,6 +276,7 @@ pub async fn run(schedule: &Schedule, cluster: &mut ProcessCluster) -> anyhow::R
     let started = Instant::now();
     let mut report = Report::default();
     for (number, step) in schedule.steps.iter().enumerate() {
+        let from = Instant::now();
         for fault in &step.faults {
             eprintln!(
                 "nemesis t={:5.1}s step {number}: {fault} for {} ms",
@@ -277,6 +306,11 @@ pub async fn run(schedule: &Schedule, cluster: &mut ProcessCluster) -> anyhow::R
         // a condition.
         tokio::time::sleep(step.hold).await;
         cluster.heal_all().await?;
+        report.played.push(Played {
+            from,
+            to: Instant::now(),
+            faulty: step.faults.iter().flat_map(Fault::faulty).collect(),
+        });
         report.steps += 1;
         tokio::time::sleep(step.quiet).await;
     }

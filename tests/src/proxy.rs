@@ -5,7 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::copy_bidirectional;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, copy_bidirectional};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,6 +22,14 @@ pub enum LinkState {
     /// the sender sees a timeout. Stalled connections close on the next
     /// change of state.
     Blackhole,
+    /// One way only: bytes from the sender reach the target, but nothing
+    /// comes back, so requests arrive (and may be applied) while their
+    /// answers are lost. Live connections are closed first.
+    DropReplies,
+    /// Bytes flow both ways, but what the target sends back arrives this
+    /// much later: a node that answers every request late. Live
+    /// connections are closed first.
+    DelayReplies(std::time::Duration),
 }
 
 /// A proxy for one directed link: listens on 127.0.0.1 and forwards every
@@ -120,7 +128,7 @@ async fn serve(mut inbound: TcpStream, target: SocketAddr, mut state: watch::Rec
             let _ = state.changed().await;
             return;
         }
-        LinkState::Open => {}
+        LinkState::Open | LinkState::DropReplies | LinkState::DelayReplies(_) => {}
     }
     let mut outbound = tokio::select! {
         connected = TcpStream::connect(target) => match connected {
@@ -131,9 +139,19 @@ async fn serve(mut inbound: TcpStream, target: SocketAddr, mut state: watch::Rec
     };
     let _ = inbound.set_nodelay(true);
     let _ = outbound.set_nodelay(true);
+    match initial {
+        LinkState::DropReplies | LinkState::DelayReplies(_) => {
+            tokio::select! {
+                () = carry_one_way(inbound, outbound, initial) => {}
+                () = until_changed(&mut state, initial) => {}
+            }
+            return;
+        }
+        LinkState::Open | LinkState::Refuse | LinkState::Blackhole => {}
+    }
     tokio::select! {
         _ = copy_bidirectional(&mut inbound, &mut outbound) => return,
-        () = until_not_open(&mut state) => {}
+        () = until_changed(&mut state, LinkState::Open) => {}
     }
     if *state.borrow() == LinkState::Blackhole {
         // Stall: keep both sockets open without moving bytes.
@@ -141,12 +159,56 @@ async fn serve(mut inbound: TcpStream, target: SocketAddr, mut state: watch::Rec
     }
 }
 
-/// Returns when the state leaves `Open` or the link is dropped.
-async fn until_not_open(state: &mut watch::Receiver<LinkState>) {
+/// Returns when the state is no longer `current` or the link is dropped.
+async fn until_changed(state: &mut watch::Receiver<LinkState>, current: LinkState) {
     loop {
-        if state.changed().await.is_err() || *state.borrow() != LinkState::Open {
+        if state.changed().await.is_err() || *state.borrow() != current {
             return;
         }
+    }
+}
+
+/// Carries a connection under [`LinkState::DropReplies`] (what comes back
+/// is read and thrown away) or [`LinkState::DelayReplies`] (what comes back
+/// is written after the delay, in order).
+async fn carry_one_way(inbound: TcpStream, outbound: TcpStream, state: LinkState) {
+    let (mut from_sender, mut to_sender) = inbound.into_split();
+    let (mut from_target, mut to_target) = outbound.into_split();
+    let forward = async {
+        let _ = tokio::io::copy(&mut from_sender, &mut to_target).await;
+    };
+    let back = async {
+        let (delayed, mut due) =
+            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let read = async move {
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                match from_target.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => {
+                        if let LinkState::DelayReplies(delay) = state {
+                            let at = tokio::time::Instant::now() + delay;
+                            if delayed.send((at, buffer[..read].to_vec())).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        };
+        let write = async {
+            while let Some((at, bytes)) = due.recv().await {
+                tokio::time::sleep_until(at).await;
+                if to_sender.write_all(&bytes).await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::join!(read, write);
+    };
+    tokio::select! {
+        () = forward => {}
+        () = back => {}
     }
 }
 

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use tokio::time::Instant;
 
 use crate::endpoints::Endpoints;
-use crate::history::{Action, History, Write};
+use crate::history::{Action, History, Timed, Write};
 
 /// The keys of one client.
 #[derive(Clone, Debug)]
@@ -69,8 +69,17 @@ impl Client {
             let node = rng.random_range(0..self.endpoints.len());
             let roll = rng.random_range(0..100);
             let mut kv = self.endpoints.kv(node);
+            let began = Instant::now();
             let read = match kv.get(crate::get(&key)).await {
-                Ok(read) => read.into_inner(),
+                Ok(read) => {
+                    history.acknowledged.push(Timed {
+                        what: "get",
+                        node,
+                        began,
+                        ended: Instant::now(),
+                    });
+                    read.into_inner()
+                }
                 Err(status) => {
                     history.failed(&status);
                     pause(&mut rng).await;
@@ -103,6 +112,7 @@ impl Client {
             } else {
                 (read.context, observed)
             };
+            let began = Instant::now();
             let outcome = match &action {
                 Action::Put { value } => kv
                     .put(pb::PutRequest {
@@ -123,7 +133,18 @@ impl Client {
                     .map(drop),
             };
             let acked = match outcome {
-                Ok(()) => true,
+                Ok(()) => {
+                    history.acknowledged.push(Timed {
+                        what: match action {
+                            Action::Put { .. } => "put",
+                            Action::Delete => "delete",
+                        },
+                        node,
+                        began,
+                        ended: Instant::now(),
+                    });
+                    true
+                }
                 Err(status) => {
                     history.failed(&status);
                     false

@@ -34,7 +34,8 @@ pub struct Args {
     /// How results are printed.
     #[arg(long, global = true, value_enum, default_value_t = Format::Text)]
     pub output: Format,
-    /// Deadline of each request to a node, for example 5s, 500ms or 1m.
+    /// Deadline of each request, retries and hedges to other replicas
+    /// included, for example 5s, 500ms or 1m.
     #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
     pub timeout: Duration,
     /// What to do.

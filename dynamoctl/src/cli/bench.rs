@@ -368,7 +368,12 @@ async fn phase(
             tokio::spawn(async move {
                 let mut recorder = Recorder::new();
                 let mut rng = StdRng::seed_from_u64(worker as u64);
-                let mut intended = Instant::now();
+                // Workers of an open loop are spread over one interval, so
+                // that together they send evenly rather than in bursts.
+                let mut intended = Instant::now()
+                    + interval.map_or(Duration::ZERO, |interval| {
+                        interval.mul_f64(worker as f64 / workers as f64)
+                    });
                 while Instant::now() < end {
                     if let Some(interval) = interval {
                         intended += interval;
