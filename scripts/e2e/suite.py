@@ -231,9 +231,10 @@ class Suite:
     def bad_specs(self) -> None:
         base = {"apiVersion": "dynamokv.io/v1alpha1", "kind": "DynamoCluster",
                 "metadata": {"name": "bad", "namespace": "default"}}
+        # What the CRD's schema and CEL rules cannot see: a size that is a
+        # quantity but not a positive one.
         refused_by_operator = [
-            ({"replicas": 2, "replication": {"n": 3, "r": 2, "w": 2}}, "ReplicationExceedsReplicas"),
-            ({"replicas": 3, "partitions": 2}, "InvalidSpec"),
+            ({"replicas": 3, "storage": {"size": "0Gi"}}, "InvalidSpec"),
         ]
         for spec, reason in refused_by_operator:
             self.apply({**base, "spec": spec})
@@ -245,12 +246,24 @@ class Suite:
             if self.get("statefulset", "bad"):
                 raise Failure(f"a StatefulSet was made for the refused spec {spec}")
             self.kubectl("delete", "dyc", "bad", "--wait=true", timeout=60)
-        refused_by_api = [{"replicas": 3, "replication": {"n": 3, "r": 4, "w": 2}},
-                          {"replicas": 3, "image": ""}, {"replicas": 3, "partitions": 100}]
-        for spec in refused_by_api:
+        refused_by_api = [
+            ({"replicas": 3, "replication": {"n": 3, "r": 4, "w": 2}}, "replication.r must not be greater than replication.n"),
+            ({"replicas": 2, "replication": {"n": 3, "r": 2, "w": 2}}, "replication.n must not be greater than replicas"),
+            ({"replicas": 3, "partitions": 2}, "partitions must not be fewer than replicas"),
+            ({"replicas": 3, "image": ""}, "spec.image"),
+            ({"replicas": 3, "partitions": 100}, "partitions must be a power of two"),
+        ]
+        for spec, words in refused_by_api:
             result = self.apply({**base, "spec": spec}, check=False)
             if result.returncode == 0:
                 raise Failure(f"the API server accepted {spec}")
+            if words not in result.stdout + result.stderr:
+                raise Failure(f"the API server refused {spec} without saying {words!r}: {result.stdout}{result.stderr}")
+        # Scaling below N is refused at once too (the scale subresource's
+        # result is validated like any update).
+        result = self.kubectl("scale", "dyc/demo", "--replicas=2", check=False)
+        if result.returncode == 0 or "replication.n must not be greater than replicas" not in result.stdout + result.stderr:
+            raise Failure(f"kubectl scale below replication.n was not refused: {result.stdout}{result.stderr}")
         result = self.kubectl("patch", "dyc", "demo", "--type=merge", "-p", '{"spec":{"partitions":512}}', check=False)
         if result.returncode == 0:
             raise Failure("the API server let spec.partitions change")
