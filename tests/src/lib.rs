@@ -195,12 +195,7 @@ impl Cluster {
 /// # Panics
 /// When it is missing or stale and cannot be built.
 pub fn dynamoctl() -> std::path::PathBuf {
-    process::workspace_binary(
-        "dynamoctl",
-        "dynamoctl",
-        &["dynamoctl/src", "client/src", "proto/proto"],
-    )
-    .expect("dynamoctl builds")
+    process::dynamoctl_binary().expect("dynamoctl builds")
 }
 
 /// Runs the workspace's `dynamoctl --endpoint ENDPOINT --output json ARGS`

@@ -540,6 +540,38 @@ pub fn node_binary() -> anyhow::Result<PathBuf> {
     )
 }
 
+/// `dynamoctl` from the dynamoctl crate, next to the test binaries; built
+/// first when it is missing or older than its sources.
+///
+/// # Errors
+/// As [`workspace_binary`].
+pub fn dynamoctl_binary() -> anyhow::Result<PathBuf> {
+    workspace_binary(
+        "dynamoctl",
+        "dynamoctl",
+        &["dynamoctl/src", "client/src", "ring/src", "proto/proto"],
+    )
+}
+
+/// `dynamo-operator`, next to the test binaries; built first when it is
+/// missing or older than its sources.
+///
+/// # Errors
+/// As [`workspace_binary`].
+pub fn operator_binary() -> anyhow::Result<PathBuf> {
+    workspace_binary(
+        "dynamo-operator",
+        "dynamo-operator",
+        &[
+            "operator/src",
+            "crd/src",
+            "client/src",
+            "ring/src",
+            "proto/proto",
+        ],
+    )
+}
+
 /// The binary `bin` of workspace package `package`, next to the test
 /// executable (`target/<profile>/<bin>`). When it is missing or older than
 /// any file under `sources` (directories relative to the workspace root)

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, ensure};
-use dynamo_tests::process::{node_binary, workspace_binary};
+use dynamo_tests::process::{dynamoctl_binary, node_binary, operator_binary};
 
 /// Why the suite cannot run here, if it cannot.
 fn missing_prerequisite(workspace: &Path) -> Option<String> {
@@ -47,22 +47,8 @@ fn the_readme_kubernetes_guide_works_on_a_real_control_plane() -> anyhow::Result
         return Ok(());
     }
     let node = node_binary()?;
-    let operator = workspace_binary(
-        "dynamo-operator",
-        "dynamo-operator",
-        &[
-            "operator/src",
-            "crd/src",
-            "client/src",
-            "ring/src",
-            "proto/proto",
-        ],
-    )?;
-    workspace_binary(
-        "dynamoctl",
-        "dynamoctl",
-        &["dynamoctl/src", "client/src", "ring/src", "proto/proto"],
-    )?;
+    let operator = operator_binary()?;
+    dynamoctl_binary()?;
     let target = node.parent().context("the node binary has no directory")?;
     ensure!(
         operator.parent() == Some(target),

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use dynamo_client::Client;
-use dynamo_tests::process::{node_binary, workspace_binary};
+use dynamo_tests::process::{dynamoctl_binary, node_binary, operator_binary};
 use dynamo_tests::wait;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
@@ -37,22 +37,8 @@ async fn every_tour_command_works_as_the_readme_says() -> anyhow::Result<()> {
     let manifest_path = setup_manifest(&readme)?;
     let tour = tour_commands(&readme)?;
 
-    let dynamoctl = workspace_binary(
-        "dynamoctl",
-        "dynamoctl",
-        &["dynamoctl/src", "client/src", "ring/src", "proto/proto"],
-    )?;
-    let operator_binary = workspace_binary(
-        "dynamo-operator",
-        "dynamo-operator",
-        &[
-            "operator/src",
-            "crd/src",
-            "client/src",
-            "ring/src",
-            "proto/proto",
-        ],
-    )?;
+    let dynamoctl = dynamoctl_binary()?;
+    let operator_binary = operator_binary()?;
     let node = node_binary()?;
 
     // The tour runs in a scratch directory holding a copy of the manifest

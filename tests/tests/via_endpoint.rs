@@ -12,7 +12,7 @@ use dynamo_client::{Client, ClientOptions, Routing};
 use dynamo_node::ring::Replication;
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::admin_client::AdminClient;
-use dynamo_tests::process::{Options, ProcessCluster, node_binary, workspace_binary};
+use dynamo_tests::process::{Options, ProcessCluster, dynamoctl_binary, node_binary};
 use dynamo_tests::wait;
 
 /// The name the node advertises: a pod DNS name under the reserved
@@ -65,11 +65,7 @@ async fn start_behind_pod_name(dir: &Path, listen: &str) -> anyhow::Result<Node>
 
 /// Runs the built `dynamoctl` with `args` against `endpoint`.
 async fn run(endpoint: &str, args: &[&str]) -> anyhow::Result<Output> {
-    let dynamoctl = workspace_binary(
-        "dynamoctl",
-        "dynamoctl",
-        &["dynamoctl/src", "client/src", "ring/src", "proto/proto"],
-    )?;
+    let dynamoctl = dynamoctl_binary()?;
     let mut command = Command::new(dynamoctl);
     command
         .env_remove("DYNAMO_VIA_ENDPOINT")
