@@ -87,8 +87,13 @@ impl Fallbacks {
         )))
     }
 
-    fn claim(&self) -> Option<u32> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).pop_front()
+    /// Takes the first free fallback that `usable` accepts, else (as a last
+    /// resort) the first free one, so a slot of the same write can still
+    /// have a fallback that this slot would only have skipped.
+    fn claim(&self, usable: impl Fn(u32) -> bool) -> Option<u32> {
+        let mut free = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let at = free.iter().position(|&f| usable(f)).unwrap_or(0);
+        free.remove(at)
     }
 }
 
@@ -257,8 +262,7 @@ impl Handoff {
     }
 
     /// Offers the write as a hint for `replica` to each free fallback in
-    /// turn, skipping those the failure detector suspects, until one keeps
-    /// it.
+    /// turn, those the failure detector suspects last, until one keeps it.
     async fn hint_to_fallbacks(
         &self,
         ring: &Ring,
@@ -267,7 +271,14 @@ impl Handoff {
         fallbacks: &Fallbacks,
     ) -> Result<(), Vec<AttemptError>> {
         let mut attempts = Vec::new();
-        while let Some(fallback) = fallbacks.claim() {
+        // Fallbacks the failure detector suspects come last: one may be
+        // up (suspected for failures it has not been heard from since),
+        // and a write that has no other fallback left tries it.
+        let usable = |f: u32| {
+            let member = ring.member(f);
+            member.id == self.topology.id() || !self.peers.detector_suspects(member)
+        };
+        while let Some(fallback) = fallbacks.claim(usable) {
             let member = ring.member(fallback);
             if member.id == self.topology.id() {
                 let kept = self
@@ -291,11 +302,6 @@ impl Handoff {
                         source,
                     }),
                 }
-                continue;
-            }
-            // Only the failure detector rules a fallback out: a fallback
-            // whose last call failed is still worth one try.
-            if self.peers.detector_suspects(member) {
                 continue;
             }
             let hint = self.peers.hint_write(

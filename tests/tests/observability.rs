@@ -229,15 +229,19 @@ async fn metrics_count_a_known_workload() -> anyhow::Result<()> {
     cluster.shutdown().await
 }
 
-#[ignore = "flaky since the peer client suspects replicas on its own: in about 1 run in 5 a healthy replica of a key is suspected, takes the 4-node ring's only fallback, and node-3's slot stores no hint (29 of 33); run with --ignored"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hints_are_counted_per_target_when_stored_and_delivered() -> anyhow::Result<()> {
-    // Only node-3's slots may turn to the one fallback of a 4-node ring: a
-    // healthy replica suspected for a late heartbeat (gossip runs every
-    // 100 ms here) or for a missed latency deadline on a loaded machine
-    // would take that fallback first and leave node-3's slot without one.
+    // Only node-3's slots may turn to the one fallback of a 4-node ring. A
+    // healthy replica whose call fails would take that fallback first and
+    // leave node-3's slot without one, so nothing here may fail a healthy
+    // replica on a loaded machine: no latency deadline below the call's own,
+    // no suspicion from heartbeats, and calls that may take seconds (the
+    // other tests of this binary run at the same time on two cores). The
+    // stopped node refuses connections, so its calls still fail at once.
     let mut cluster = Cluster::start_with(4, N3, |config| {
         with_http(config);
+        config.request_timeout_ms = 20_000;
+        config.peer_timeout_ms = 10_000;
         config.peer_calls.deadline_floor_ms = config.peer_timeout_ms;
         config.background.phi_threshold = 1e6;
         config.background.suspect_after_ms = 60_000;
