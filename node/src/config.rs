@@ -106,6 +106,12 @@ pub struct PeerCalls {
     /// milliseconds is closed and its calls fail (default 2000; a busy machine may take
     /// over a second to answer a ping).
     pub keepalive_timeout_ms: u64,
+    /// Replica reads, writes and hints to a peer travel in frames on one
+    /// long-lived `Peer.Exchange` stream (default true); false sends each
+    /// as its own unary call.
+    pub batching: bool,
+    /// Most replica calls per frame (default 256).
+    pub frame_items: usize,
 }
 
 impl Default for PeerCalls {
@@ -116,6 +122,8 @@ impl Default for PeerCalls {
             max_in_flight: 512,
             keepalive_interval_ms: 1000,
             keepalive_timeout_ms: 2000,
+            batching: true,
+            frame_items: 256,
         }
     }
 }

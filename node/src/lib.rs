@@ -50,6 +50,7 @@ pub mod config;
 pub mod context;
 pub mod coordinator;
 pub mod encoding;
+pub mod exchange;
 pub mod gossip;
 pub mod handoff;
 pub mod http;

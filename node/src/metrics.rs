@@ -52,6 +52,8 @@ const LATENCY_BOUNDS_NS: &[u64] = &{
 
 /// Upper bounds of the siblings-per-get buckets.
 const SIBLING_BOUNDS: &[u64] = &[0, 1, 2, 3, 4, 5, 8, 16, 32, 64];
+/// Buckets of replica calls per frame.
+const FRAME_BOUNDS: &[u64] = &[1, 2, 4, 8, 16, 32, 64, 128, 256];
 
 /// A histogram of fixed buckets made of atomics: observing is one binary
 /// search and three relaxed atomic additions, with no lock and no
@@ -389,6 +391,7 @@ pub struct Metrics {
     peer_calls: [[Counter; 5]; 11],
     peer_latency: [AtomicHistogram; 11],
     siblings: AtomicHistogram,
+    frame_items: AtomicHistogram,
     hints_stored: Family<TargetLabels, Counter>,
     hints_delivered: Family<TargetLabels, Counter>,
     hints_queued: Family<TargetLabels, Gauge>,
@@ -496,7 +499,15 @@ impl Metrics {
             "Versions (siblings, tombstones included) returned per successful get",
             siblings.clone(),
         );
+        let frame_items = AtomicHistogram::new(FRAME_BOUNDS, 1.0);
+        registry.register(
+            "peer_frame_items",
+            "Replica calls per frame this node sent on its Exchange streams to peers \
+             (calls queued while the previous frame was on its way travel together)",
+            frame_items.clone(),
+        );
         let metrics = Self {
+            frame_items,
             coordinator,
             forwarder,
             replica,
@@ -688,6 +699,11 @@ impl Metrics {
     /// Number of calls to peers for `op` that ended with `outcome`.
     pub fn peer_call_count(&self, op: PeerOp, outcome: PeerOutcome) -> u64 {
         self.peer_calls[op as usize][outcome as usize].get()
+    }
+
+    /// Records a frame of `items` replica calls sent to a peer.
+    pub fn peer_frame(&self, items: usize) {
+        self.frame_items.observe(items as u64);
     }
 
     /// Records the number of versions a get returned.

@@ -87,7 +87,7 @@ impl Node {
     /// Opens storage and takes the persisted ring, else the ring `seeded`
     /// from a running node, else builds the initial ring from the
     /// configuration; then builds every part, talking to peers over
-    /// `transport`. Nothing runs yet: [`crate::startup`] starts the workers.
+    /// `transport` and counting in `metrics`. Nothing runs yet: [`crate::startup`] starts the workers.
     ///
     /// # Errors
     /// [`StartError`] saying what is wrong.
@@ -95,6 +95,7 @@ impl Node {
         config: Config,
         seeded: Option<pb::Ring>,
         transport: Arc<dyn Transport>,
+        metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, StartError> {
         config.validate()?;
         let storage = Arc::new(Storage::open(
@@ -112,7 +113,6 @@ impl Node {
             membership,
             Arc::clone(&storage),
         ));
-        let metrics = Arc::new(Metrics::new());
         let peers = Arc::new(Peers::new(
             transport,
             PeerSettings::of(&config),

@@ -11,21 +11,19 @@ use dynamo_proto::v1::admin_server::{Admin, AdminServer};
 use dynamo_proto::v1::kv_server::{Kv, KvServer};
 use dynamo_proto::v1::peer_server::{Peer, PeerServer};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
-use tracing::{Instrument, Span, debug_span};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::coordinator::KvError;
-use crate::metrics::ReplicaOp;
+use crate::exchange;
 use crate::node::Node;
 use crate::peers::MAX_PEER_MESSAGE;
 use crate::replica::ReplicaError;
-use crate::ring::Position;
-use crate::storage::{Durability, StorageError};
-use crate::wire;
+use crate::storage::StorageError;
 
 /// Streams reset by the caller before this server accepted them that one
 /// connection may have pending before it is closed.
@@ -41,6 +39,8 @@ struct Services {
     node: Arc<Node>,
     /// Value of [`METRICS_URL_HEADER`].
     metrics_url: Option<AsciiMetadataValue>,
+    /// Turns true when the server stops: long-lived streams end then.
+    closing: watch::Receiver<bool>,
 }
 
 impl From<KvError> for Status {
@@ -210,40 +210,6 @@ impl Admin for Services {
 }
 
 impl Services {
-    /// Stores a hint this node keeps as a fallback for `request.target`.
-    async fn store_hint(
-        &self,
-        request: pb::HintWriteRequest,
-        partition: u32,
-    ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
-        let durability = replica_durability(request.durability());
-        let incoming = wire::set_from_pb(request.siblings)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
-        let target = request.target;
-        self.node
-            .replica()
-            .store_hint(target.clone(), partition, request.key, incoming, durability)
-            .await
-            .map_err(|error| error.to_status())?;
-        self.node.metrics().hint_stored(&target);
-        Ok(Response::new(pb::ReplicaWriteResponse {}))
-    }
-
-    /// The span of a call served as a replica, with the key's ids; the key
-    /// is hashed once, for the partition and the span both.
-    fn replica_span(&self, op: ReplicaOp, key: &[u8]) -> (u32, Span) {
-        let position = Position::of(key);
-        let partition = self.node.ring().partition_at(position);
-        let span = debug_span!(
-            "replica",
-            node = self.node.id(),
-            op = op.as_str(),
-            partition,
-            key_hash = %position,
-        );
-        (partition, span)
-    }
-
     /// Installs a proposed (`change` true) or committed ring. Installing the
     /// ring in use again is a no-op, so the driver may repeat a step.
     fn install(
@@ -316,64 +282,38 @@ impl Peer for Services {
         &self,
         request: Request<pb::ReplicaReadRequest>,
     ) -> Result<Response<pb::ReplicaReadResponse>, Status> {
-        let started = std::time::Instant::now();
-        let request = request.into_inner();
-        let (partition, span) = self.replica_span(ReplicaOp::Read, &request.key);
-        let _entered = span.enter();
-        let result = self
-            .node
-            .replica()
-            .read(partition, &request.key)
-            .map(|set| {
-                Response::new(pb::ReplicaReadResponse {
-                    siblings: Some(wire::set_to_pb(&set)),
-                })
-            })
-            .map_err(|error| error.to_status());
-        self.node
-            .metrics()
-            .replica(ReplicaOp::Read, started.elapsed());
-        result
+        exchange::read(&self.node, request.into_inner()).map(Response::new)
     }
 
     async fn replica_write(
         &self,
         request: Request<pb::ReplicaWriteRequest>,
     ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
-        let started = std::time::Instant::now();
-        let request = request.into_inner();
-        let (partition, span) = self.replica_span(ReplicaOp::Write, &request.key);
-        let result = async {
-            let durability = replica_durability(request.durability());
-            let incoming = wire::set_from_pb(request.siblings)
-                .map_err(|error| Status::invalid_argument(error.to_string()))?;
-            self.node
-                .replica()
-                .merge(partition, request.key, incoming, durability)
-                .await
-                .map_err(|error| error.to_status())?;
-            Ok(Response::new(pb::ReplicaWriteResponse {}))
-        }
-        .instrument(span)
-        .await;
-        self.node
-            .metrics()
-            .replica(ReplicaOp::Write, started.elapsed());
-        result
+        exchange::write(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
     }
 
     async fn hint_write(
         &self,
         request: Request<pb::HintWriteRequest>,
     ) -> Result<Response<pb::ReplicaWriteResponse>, Status> {
-        let started = std::time::Instant::now();
-        let request = request.into_inner();
-        let (partition, span) = self.replica_span(ReplicaOp::Hint, &request.key);
-        let result = self.store_hint(request, partition).instrument(span).await;
-        self.node
-            .metrics()
-            .replica(ReplicaOp::Hint, started.elapsed());
-        result
+        exchange::hint(&self.node, request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    type ExchangeStream = ReceiverStream<Result<pb::FrameReply, Status>>;
+
+    async fn exchange(
+        &self,
+        request: Request<Streaming<pb::Frame>>,
+    ) -> Result<Response<Self::ExchangeStream>, Status> {
+        Ok(Response::new(exchange::serve(
+            Arc::clone(&self.node),
+            request.into_inner(),
+            self.closing.clone(),
+        )))
     }
 
     async fn gossip(
@@ -449,12 +389,6 @@ impl Peer for Services {
     }
 }
 
-/// The durability a replica applies: what the message asks for, `DEFAULT`
-/// meaning buffered (the coordinator resolved its own default).
-fn replica_durability(asked: pb::Durability) -> Durability {
-    wire::durability_from_pb(asked, Durability::Buffer)
-}
-
 /// The gRPC server of a node.
 pub struct Server {
     stop: Option<oneshot::Sender<()>>,
@@ -470,7 +404,12 @@ impl Server {
         metrics_url: Option<AsciiMetadataValue>,
     ) -> Self {
         let limits = node.config().limits;
-        let services = Services { node, metrics_url };
+        let (closing_tx, closing) = watch::channel(false);
+        let services = Services {
+            node,
+            metrics_url,
+            closing,
+        };
         // Large enough that an oversized value reaches the coordinator and
         // gets a clear INVALID_ARGUMENT instead of a transport error.
         let client_message = limits
@@ -500,8 +439,11 @@ impl Server {
                 .add_service(kv)
                 .add_service(admin)
                 .add_service(peer)
-                .serve_with_incoming_shutdown(incoming, async {
+                .serve_with_incoming_shutdown(incoming, async move {
                     let _ = stopped.await;
+                    // Exchange streams last as long as their peer's link;
+                    // ending them lets the graceful shutdown finish.
+                    let _ = closing_tx.send(true);
                 }),
         );
         Self {

@@ -15,6 +15,7 @@ use tracing::{info, warn};
 
 use crate::config::Config;
 use crate::http::HttpServer;
+use crate::metrics::Metrics;
 use crate::node::{Node, StartError};
 use crate::peers::{GrpcTransport, Transport};
 use crate::ring::Member;
@@ -123,13 +124,14 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
     let metrics_url = http
         .as_ref()
         .and_then(|http| AsciiMetadataValue::try_from(config.metrics_url(http.address())).ok());
-    let transport = Arc::new(GrpcTransport::new(&config));
+    let metrics = Arc::new(Metrics::new());
+    let transport = Arc::new(GrpcTransport::new(&config).with_metrics(Arc::clone(&metrics)));
     let seeded = if config.seeds.is_empty() {
         None
     } else {
         Some(ring_from_seeds(&config, transport.as_ref()).await?)
     };
-    let node = Node::open(config, seeded, transport)?;
+    let node = Node::open(config, seeded, transport, metrics)?;
     node.recovery().prepare().await;
     node.membership().grace(std::time::Instant::now());
     let address = listener.local_addr().map_err(StartError::Listener)?;

@@ -58,7 +58,7 @@ impl Cluster {
                 ..Config::default()
             };
             tweak(&mut config);
-            let node = Node::open(config, None, transport.clone()).expect("open");
+            let node = Node::open(config, None, transport.clone(), Arc::default()).expect("open");
             transport.add(&member.id, Arc::clone(node.replica()));
             nodes.push(node);
             dirs.push(dir);

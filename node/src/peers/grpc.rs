@@ -3,24 +3,38 @@
 //! connection (a paused process, a dropped link) is noticed within about
 //! `keepalive_interval_ms + keepalive_timeout_ms`, and its calls fail
 //! instead of waiting.
+//!
+//! Replica reads, writes and hints go over each peer's [`Link`] (frames on
+//! one `Peer.Exchange` stream) unless `peer_calls.batching` is off, or the
+//! peer does not serve `Exchange` (a node of an older release during a
+//! rolling upgrade): then they are unary calls.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::admin_client::AdminClient;
+use dynamo_proto::v1::frame_item::Call;
+use dynamo_proto::v1::item_reply::Outcome;
 use dynamo_proto::v1::kv_client::KvClient;
 use dynamo_proto::v1::peer_client::PeerClient;
 use futures::{FutureExt, StreamExt};
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use super::link::{Link, LinkSettings};
 use super::{ChunkStream, Forward, Forwarded, PeerError, PeerFuture, Transport};
 use crate::config::Config;
+use crate::metrics::Metrics;
 use crate::ring::Member;
 
 /// Largest message accepted from a peer: a sibling set of large values.
 pub const MAX_PEER_MESSAGE: usize = 1 << 30;
+
+/// Encoded bytes per frame, at most; a larger lone item still goes alone.
+pub const FRAME_BYTES: usize = 1 << 20;
 
 /// How channels to peers are set up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,8 +46,20 @@ struct ChannelSettings {
 
 /// Channels to peers, one per address, created on first use.
 pub struct GrpcTransport {
-    channels: RwLock<HashMap<String, Channel>>,
+    channels: RwLock<HashMap<String, Peer>>,
     settings: ChannelSettings,
+    /// `None` when batching is off.
+    links: Option<LinkSettings>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+/// What this node keeps per peer address.
+#[derive(Clone)]
+struct Peer {
+    channel: Channel,
+    link: Option<Link>,
+    /// Set when the peer answered `Exchange` with UNIMPLEMENTED.
+    unary_only: Arc<AtomicBool>,
 }
 
 impl GrpcTransport {
@@ -42,6 +68,13 @@ impl GrpcTransport {
     pub fn new(config: &Config) -> Self {
         Self {
             channels: RwLock::new(HashMap::new()),
+            links: config.peer_calls.batching.then_some(LinkSettings {
+                queue: config.peer_calls.max_in_flight.max(1),
+                frame_items: config.peer_calls.frame_items.max(1),
+                frame_bytes: FRAME_BYTES,
+                max_message: MAX_PEER_MESSAGE,
+            }),
+            metrics: None,
             settings: ChannelSettings {
                 connect_timeout: config.peer_timeout(),
                 keepalive_interval: Duration::from_millis(
@@ -54,16 +87,27 @@ impl GrpcTransport {
         }
     }
 
+    /// The same transport, counting frames in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// The channel to `to`.
     fn channel(&self, to: &Member) -> Result<Channel, PeerError> {
+        Ok(self.peer_of(to)?.channel)
+    }
+
+    /// What is kept for `to`, made on first use.
+    fn peer_of(&self, to: &Member) -> Result<Peer, PeerError> {
         let address = &to.address;
-        if let Some(channel) = self
+        if let Some(peer) = self
             .channels
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(address)
         {
-            return Ok(channel.clone());
+            return Ok(peer.clone());
         }
         let endpoint = Endpoint::from_shared(format!("http://{address}"))
             .map_err(|error| PeerError::Address {
@@ -75,9 +119,68 @@ impl GrpcTransport {
             .http2_keep_alive_interval(self.settings.keepalive_interval)
             .keep_alive_timeout(self.settings.keepalive_timeout)
             .keep_alive_while_idle(true);
-        let channel = endpoint.connect_lazy();
         let mut channels = self.channels.write().unwrap_or_else(|e| e.into_inner());
-        Ok(channels.entry(address.clone()).or_insert(channel).clone())
+        let peer = channels.entry(address.clone()).or_insert_with(|| {
+            let channel = endpoint.connect_lazy();
+            Peer {
+                link: self.links.map(|settings| {
+                    Link::open(
+                        to.id.clone(),
+                        channel.clone(),
+                        settings,
+                        self.metrics.clone(),
+                    )
+                }),
+                channel,
+                unary_only: Arc::default(),
+            }
+        });
+        Ok(peer.clone())
+    }
+
+    /// `to`'s link, unless batching is off or the peer does not serve
+    /// `Exchange`.
+    fn link(&self, to: &Member) -> Option<(Link, Arc<AtomicBool>)> {
+        let peer = self.peer_of(to).ok()?;
+        let link = peer
+            .link
+            .filter(|_| !peer.unary_only.load(Ordering::Relaxed))?;
+        Some((link, peer.unary_only))
+    }
+
+    /// Sends `call` as an item of `link`; `answer` takes the expected
+    /// outcome out of the reply. A peer that does not serve `Exchange` gets
+    /// unary calls from then on (this call fails as unreachable).
+    fn item<R: Send + 'static>(
+        to: &Member,
+        (link, unary_only): (Link, Arc<AtomicBool>),
+        call: Call,
+        deadline: Instant,
+        answer: fn(Outcome) -> Option<R>,
+    ) -> PeerFuture<R> {
+        let id = to.id.clone();
+        async move {
+            match link.call(call, deadline).await {
+                Ok(outcome) => answer(outcome).ok_or_else(|| PeerError::Refused {
+                    peer: id,
+                    status: Box::new(tonic::Status::internal(
+                        "the answer does not match the call",
+                    )),
+                }),
+                Err(PeerError::Refused { status, .. })
+                    if status.code() == tonic::Code::Unimplemented =>
+                {
+                    unary_only.store(true, Ordering::Relaxed);
+                    Err(PeerError::Unreachable {
+                        peer: id,
+                        reason: "the peer does not serve Exchange; unary calls from now on"
+                            .to_owned(),
+                    })
+                }
+                Err(error) => Err(error),
+            }
+        }
+        .boxed()
     }
 
     fn peer(&self, to: &Member) -> Result<PeerClient<Channel>, PeerError> {
@@ -131,27 +234,63 @@ fn ack(future: PeerFuture<Ack>) -> PeerFuture<()> {
     future.map(|outcome| outcome.map(|Ack| ())).boxed()
 }
 
+/// The answer to a write or hint item.
+fn written(outcome: Outcome) -> Option<()> {
+    matches!(outcome, Outcome::Written(_)).then_some(())
+}
+
 impl Transport for GrpcTransport {
     fn replica_read(
         &self,
         to: &Member,
         request: pb::ReplicaReadRequest,
+        deadline: Instant,
     ) -> PeerFuture<pb::ReplicaReadResponse> {
-        unary(self.peer(to), to, |mut c| async move {
-            c.replica_read(request).await
-        })
+        match self.link(to) {
+            Some(link) => {
+                Self::item(
+                    to,
+                    link,
+                    Call::Read(request),
+                    deadline,
+                    |outcome| match outcome {
+                        Outcome::Read(response) => Some(response),
+                        _ => None,
+                    },
+                )
+            }
+            None => unary(self.peer(to), to, |mut c| async move {
+                c.replica_read(request).await
+            }),
+        }
     }
 
-    fn replica_write(&self, to: &Member, request: pb::ReplicaWriteRequest) -> PeerFuture<()> {
-        ack(unary(self.peer(to), to, |mut c| async move {
-            c.replica_write(request).await
-        }))
+    fn replica_write(
+        &self,
+        to: &Member,
+        request: pb::ReplicaWriteRequest,
+        deadline: Instant,
+    ) -> PeerFuture<()> {
+        match self.link(to) {
+            Some(link) => Self::item(to, link, Call::Write(request), deadline, written),
+            None => ack(unary(self.peer(to), to, |mut c| async move {
+                c.replica_write(request).await
+            })),
+        }
     }
 
-    fn hint_write(&self, to: &Member, request: pb::HintWriteRequest) -> PeerFuture<()> {
-        ack(unary(self.peer(to), to, |mut c| async move {
-            c.hint_write(request).await
-        }))
+    fn hint_write(
+        &self,
+        to: &Member,
+        request: pb::HintWriteRequest,
+        deadline: Instant,
+    ) -> PeerFuture<()> {
+        match self.link(to) {
+            Some(link) => Self::item(to, link, Call::Hint(request), deadline, written),
+            None => ack(unary(self.peer(to), to, |mut c| async move {
+                c.hint_write(request).await
+            })),
+        }
     }
 
     fn gossip(&self, to: &Member, message: pb::GossipMessage) -> PeerFuture<pb::GossipMessage> {

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use dynamo_proto::v1 as pb;
 use futures::FutureExt;
+use tokio::time::Instant;
 
 use super::{ChunkStream, Forward, Forwarded, PeerError, PeerFuture, Transport};
 use crate::replica::{Replica, ReplicaError};
@@ -169,6 +170,7 @@ impl Transport for MemoryTransport {
         &self,
         to: &Member,
         request: pb::ReplicaReadRequest,
+        _deadline: Instant,
     ) -> PeerFuture<pb::ReplicaReadResponse> {
         self.route(to, "replica_read", move |replica| async move {
             let partition = replica.partition_of(&request.key);
@@ -179,7 +181,12 @@ impl Transport for MemoryTransport {
         })
     }
 
-    fn replica_write(&self, to: &Member, request: pb::ReplicaWriteRequest) -> PeerFuture<()> {
+    fn replica_write(
+        &self,
+        to: &Member,
+        request: pb::ReplicaWriteRequest,
+        _deadline: Instant,
+    ) -> PeerFuture<()> {
         self.route(to, "replica_write", move |replica| async move {
             let durability = durability(request.durability());
             let set = wire::set_from_pb(request.siblings).map_err(invalid)?;
@@ -192,7 +199,12 @@ impl Transport for MemoryTransport {
         })
     }
 
-    fn hint_write(&self, to: &Member, request: pb::HintWriteRequest) -> PeerFuture<()> {
+    fn hint_write(
+        &self,
+        to: &Member,
+        request: pb::HintWriteRequest,
+        _deadline: Instant,
+    ) -> PeerFuture<()> {
         self.route(to, "hint_write", move |replica| async move {
             let durability = durability(request.durability());
             let set = wire::set_from_pb(request.siblings).map_err(invalid)?;

@@ -34,6 +34,7 @@
 
 mod grpc;
 pub mod latency;
+pub mod link;
 pub mod memory;
 
 use std::collections::HashMap;
@@ -60,7 +61,7 @@ use crate::topology::Topology;
 use crate::version::SiblingSet;
 use crate::wire::{self, WireError};
 
-pub use grpc::{GrpcTransport, MAX_PEER_MESSAGE};
+pub use grpc::{FRAME_BYTES, GrpcTransport, MAX_PEER_MESSAGE};
 pub use latency::TailLatency;
 pub use memory::MemoryTransport;
 
@@ -187,20 +188,33 @@ pub enum Forwarded {
 }
 
 /// How calls travel to another node: one method per remote procedure, with
-/// no deadline, bound or metrics of its own ([`Peers`] adds those). A
-/// returned future does nothing until polled and stops the call when
-/// dropped.
+/// no bound or metrics of its own ([`Peers`] adds those, and stops waiting
+/// at the call's deadline). A returned future does nothing until polled and
+/// stops the call when dropped. The replica calls are told their deadline,
+/// so a batched transport can tell the peer when an item is no longer
+/// worth starting.
 pub trait Transport: Send + Sync {
     /// `Peer.ReplicaRead`.
     fn replica_read(
         &self,
         to: &Member,
         request: pb::ReplicaReadRequest,
+        deadline: Instant,
     ) -> PeerFuture<pb::ReplicaReadResponse>;
     /// `Peer.ReplicaWrite`.
-    fn replica_write(&self, to: &Member, request: pb::ReplicaWriteRequest) -> PeerFuture<()>;
+    fn replica_write(
+        &self,
+        to: &Member,
+        request: pb::ReplicaWriteRequest,
+        deadline: Instant,
+    ) -> PeerFuture<()>;
     /// `Peer.HintWrite`.
-    fn hint_write(&self, to: &Member, request: pb::HintWriteRequest) -> PeerFuture<()>;
+    fn hint_write(
+        &self,
+        to: &Member,
+        request: pb::HintWriteRequest,
+        deadline: Instant,
+    ) -> PeerFuture<()>;
     /// `Peer.Gossip`.
     fn gossip(&self, to: &Member, message: pb::GossipMessage) -> PeerFuture<pb::GossipMessage>;
     /// `Peer.MerkleLevel`.
@@ -356,9 +370,13 @@ impl Peers {
     ) -> PeerFuture<SiblingSet> {
         let peer = to.id.clone();
         let request = pb::ReplicaReadRequest { key };
-        let call = self.call(to, PeerOp::ReplicaRead, deadline, true, move |t, to| {
-            t.replica_read(to, request)
-        });
+        let call = self.call(
+            to,
+            PeerOp::ReplicaRead,
+            deadline,
+            true,
+            move |t, to, until| t.replica_read(to, request, until),
+        );
         async move {
             let response = call.await?;
             wire::set_from_pb(response.siblings)
@@ -381,9 +399,13 @@ impl Peers {
             siblings: Some(siblings),
             durability: wire::durability_to_pb(durability).into(),
         };
-        self.call(to, PeerOp::ReplicaWrite, deadline, true, move |t, to| {
-            t.replica_write(to, request)
-        })
+        self.call(
+            to,
+            PeerOp::ReplicaWrite,
+            deadline,
+            true,
+            move |t, to, until| t.replica_write(to, request, until),
+        )
     }
 
     /// Asks fallback `to` to keep versions of one key for `target`.
@@ -402,9 +424,13 @@ impl Peers {
             siblings: Some(siblings),
             durability: wire::durability_to_pb(durability).into(),
         };
-        self.call(to, PeerOp::HintWrite, deadline, true, move |t, to| {
-            t.hint_write(to, request)
-        })
+        self.call(
+            to,
+            PeerOp::HintWrite,
+            deadline,
+            true,
+            move |t, to, until| t.hint_write(to, request, until),
+        )
     }
 
     /// One gossip exchange with `to`.
@@ -416,7 +442,7 @@ impl Peers {
         to: &Member,
         message: pb::GossipMessage,
     ) -> Result<pb::GossipMessage, PeerError> {
-        self.background(to, PeerOp::Gossip, move |t, to| t.gossip(to, message))
+        self.background(to, PeerOp::Gossip, move |t, to, _| t.gossip(to, message))
             .await
     }
 
@@ -429,7 +455,7 @@ impl Peers {
         to: &Member,
         request: pb::MerkleLevelRequest,
     ) -> Result<pb::MerkleLevelResponse, PeerError> {
-        self.background(to, PeerOp::MerkleLevel, move |t, to| {
+        self.background(to, PeerOp::MerkleLevel, move |t, to, _| {
             t.merkle_level(to, request)
         })
         .await
@@ -444,7 +470,7 @@ impl Peers {
         to: &Member,
         request: pb::SegmentKeysRequest,
     ) -> Result<pb::SegmentKeysResponse, PeerError> {
-        self.background(to, PeerOp::SegmentKeys, move |t, to| {
+        self.background(to, PeerOp::SegmentKeys, move |t, to, _| {
             t.segment_keys(to, request)
         })
         .await
@@ -456,7 +482,7 @@ impl Peers {
     /// [`PeerError`] when the call failed.
     pub async fn holds_hint(self: &Arc<Self>, to: &Member, key: Bytes) -> Result<bool, PeerError> {
         let request = pb::HoldsHintRequest { key };
-        self.background(to, PeerOp::HoldsHint, move |t, to| {
+        self.background(to, PeerOp::HoldsHint, move |t, to, _| {
             t.holds_hint(to, request)
         })
         .await
@@ -473,7 +499,7 @@ impl Peers {
         digest: u64,
     ) -> Result<bool, PeerError> {
         let request = pb::ForgetTombstoneRequest { key, digest };
-        self.background(to, PeerOp::ForgetTombstone, move |t, to| {
+        self.background(to, PeerOp::ForgetTombstone, move |t, to, _| {
             t.forget_tombstone(to, request)
         })
         .await
@@ -492,7 +518,7 @@ impl Peers {
         after: Bytes,
     ) -> Result<ChunkStream, PeerError> {
         let request = pb::StreamPartitionRequest { partition, after };
-        self.background(to, PeerOp::StreamPartition, move |t, to| {
+        self.background(to, PeerOp::StreamPartition, move |t, to, _| {
             t.stream_partition(to, request)
         })
         .await
@@ -509,7 +535,7 @@ impl Peers {
         request: Forward,
         deadline: Instant,
     ) -> Result<Forwarded, PeerError> {
-        self.call(to, PeerOp::Forward, deadline, false, move |t, to| {
+        self.call(to, PeerOp::Forward, deadline, false, move |t, to, _| {
             t.forward(to, request)
         })
         .await
@@ -520,7 +546,8 @@ impl Peers {
     /// # Errors
     /// [`PeerError`] when the call failed.
     pub async fn ring(self: &Arc<Self>, to: &Member) -> Result<pb::GetRingResponse, PeerError> {
-        self.background(to, PeerOp::Admin, |t, to| t.ring(to)).await
+        self.background(to, PeerOp::Admin, |t, to, _| t.ring(to))
+            .await
     }
 
     /// `to`'s status.
@@ -528,7 +555,7 @@ impl Peers {
     /// # Errors
     /// [`PeerError`] when the call failed.
     pub async fn status(self: &Arc<Self>, to: &Member) -> Result<pb::StatusResponse, PeerError> {
-        self.background(to, PeerOp::Admin, |t, to| t.status(to))
+        self.background(to, PeerOp::Admin, |t, to, _| t.status(to))
             .await
     }
 
@@ -536,7 +563,7 @@ impl Peers {
     fn background<T, F>(self: &Arc<Self>, to: &Member, op: PeerOp, send: F) -> PeerFuture<T>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Transport, &Member) -> PeerFuture<T> + Send + 'static,
+        F: FnOnce(&dyn Transport, &Member, Instant) -> PeerFuture<T> + Send + 'static,
     {
         let deadline = Instant::now() + self.settings.ceiling;
         self.call(to, op, deadline, false, send)
@@ -557,7 +584,7 @@ impl Peers {
     ) -> PeerFuture<T>
     where
         T: Send + 'static,
-        F: FnOnce(&dyn Transport, &Member) -> PeerFuture<T> + Send + 'static,
+        F: FnOnce(&dyn Transport, &Member, Instant) -> PeerFuture<T> + Send + 'static,
     {
         let peers = Arc::clone(self);
         let to = to.clone();
@@ -574,13 +601,14 @@ impl Peers {
             };
             let started = Instant::now();
             let until = deadline.min(started + peers.settings.ceiling);
-            let outcome = match tokio::time::timeout_at(until, send(&*peers.transport, &to)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(PeerError::Timeout {
-                    peer: to.id.clone(),
-                    waited_ms: started.elapsed().as_millis() as u64,
-                }),
-            };
+            let outcome =
+                match tokio::time::timeout_at(until, send(&*peers.transport, &to, until)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(PeerError::Timeout {
+                        peer: to.id.clone(),
+                        waited_ms: started.elapsed().as_millis() as u64,
+                    }),
+                };
             peers.observe(&to, &state, op, adaptive, started, &outcome);
             outcome
         }
