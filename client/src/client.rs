@@ -44,9 +44,9 @@ use crate::{
 /// failing over.
 ///
 /// A retried or hedged write may have been applied by two coordinators:
-/// the key then shows two siblings with the same value, both replacing
-/// what the context had seen, which the next read-resolve-write folds into
-/// one.
+/// the key then holds two versions with the same value, both replacing
+/// what the context had seen. A read shows them as one sibling, and the
+/// next write with its context replaces both.
 ///
 /// `Client` is cheap to clone; clones share the ring and the connections.
 ///

@@ -132,9 +132,22 @@ impl GetResult {
 }
 
 impl From<dynamo_proto::v1::GetResponse> for GetResult {
+    /// Siblings with the same value (two coordinators applied one retried
+    /// or hedged write) are folded into one, with the later timestamp: the
+    /// context still covers both, so the next write replaces both.
     fn from(response: dynamo_proto::v1::GetResponse) -> Self {
+        let mut siblings: Vec<Sibling> = Vec::with_capacity(response.siblings.len());
+        for sibling in response.siblings.into_iter().map(Sibling::from) {
+            match siblings
+                .iter_mut()
+                .find(|s| s.tombstone == sibling.tombstone && s.value == sibling.value)
+            {
+                Some(same) => same.timestamp_ms = same.timestamp_ms.max(sibling.timestamp_ms),
+                None => siblings.push(sibling),
+            }
+        }
         Self {
-            siblings: response.siblings.into_iter().map(Sibling::from).collect(),
+            siblings,
             context: Context::from_bytes(response.context),
         }
     }
@@ -148,6 +161,35 @@ fn order_key(sibling: &Sibling) -> (u64, &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn siblings_with_the_same_value_are_folded_into_one() {
+        let pb = |value: &'static str, tombstone, timestamp_ms| dynamo_proto::v1::Sibling {
+            value: Bytes::from_static(value.as_bytes()),
+            tombstone,
+            timestamp_ms,
+        };
+        let response = dynamo_proto::v1::GetResponse {
+            siblings: vec![
+                pb("a", false, 5),
+                pb("b", false, 6),
+                pb("a", false, 9),
+                pb("", true, 7),
+                pb("", true, 3),
+            ],
+            context: Bytes::from_static(b"ctx"),
+            ..Default::default()
+        };
+        let result = GetResult::from(response);
+        assert_eq!(
+            result.siblings,
+            vec![live("a", 9), live("b", 6), tombstone(7)]
+        );
+        assert_eq!(
+            result.context,
+            Context::from_bytes(Bytes::from_static(b"ctx"))
+        );
+    }
 
     fn live(value: &'static str, timestamp_ms: u64) -> Sibling {
         Sibling {
