@@ -1,8 +1,11 @@
 //! The replica side of the peer hot path: one replica read, write or hint
 //! served for another node, alone (the unary `Peer` calls) or as an item of
 //! a frame on a `Peer.Exchange` stream. A stream's frames are served
-//! concurrently, each item answered as soon as it is done; the answers go
-//! back coalesced, like the frames came (see [`crate::peers::link`]).
+//! concurrently; a frame's replica writes reach storage as one batch (one
+//! journal append, one fsync when synced), its other items each on their
+//! own, and every answer goes back as soon as it is ready, coalesced with
+//! whatever else is ready, like the frames came (see
+//! [`crate::peers::link`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,7 +25,7 @@ use crate::metrics::ReplicaOp;
 use crate::node::Node;
 use crate::peers::FRAME_BYTES;
 use crate::ring::Position;
-use crate::storage::Durability;
+use crate::storage::{Durability, Merge};
 use crate::wire;
 
 /// Items of one stream being served at a time; a peer sending more waits
@@ -66,16 +69,7 @@ pub fn serve(
             let node = Arc::clone(&node);
             let answers = answers.clone();
             tokio::spawn(async move {
-                let mut items: FuturesUnordered<_> = frame
-                    .items
-                    .into_iter()
-                    .map(|item| serve_item(&node, item, received))
-                    .collect();
-                while let Some(answer) = items.next().await {
-                    if answers.send(answer).await.is_err() {
-                        break;
-                    }
-                }
+                serve_frame(&node, frame, received, &answers).await;
                 drop(permits);
             });
         }
@@ -107,10 +101,57 @@ async fn send_answers(
     }
 }
 
-/// Serves one item of a frame received at `received`.
-async fn serve_item(node: &Node, item: pb::FrameItem, received: Instant) -> pb::ItemReply {
-    let late = received.elapsed() >= Duration::from_millis(u64::from(item.timeout_ms));
-    let outcome = match item.call {
+/// Serves one frame received at `received`: its replica writes as one
+/// storage batch per durability, every other item on its own, each answer
+/// sent to `answers` as soon as it is ready.
+async fn serve_frame(
+    node: &Node,
+    frame: pb::Frame,
+    received: Instant,
+    answers: &mpsc::Sender<pb::ItemReply>,
+) {
+    let mut buffered = Vec::new();
+    let mut synced = Vec::new();
+    let mut singles = FuturesUnordered::new();
+    for item in frame.items {
+        let late = is_late(item.timeout_ms, received);
+        match item.call {
+            Some(Call::Write(request)) if !late => match decode_write(node, request) {
+                Ok((merge, Durability::Buffer)) => buffered.push((item.id, merge)),
+                Ok((merge, Durability::Sync)) => synced.push((item.id, merge)),
+                Err(status) => {
+                    let _ = answers.send(reply(item.id, Err(status))).await;
+                }
+            },
+            call => singles.push(serve_item(node, item.id, call, late)),
+        }
+    }
+    let singles = async {
+        while let Some(answer) = singles.next().await {
+            let _ = answers.send(answer).await;
+        }
+    };
+    let batches = async {
+        for (durability, writes) in [(Durability::Buffer, buffered), (Durability::Sync, synced)] {
+            if writes.is_empty() {
+                continue;
+            }
+            for answer in write_batch(node, durability, writes).await {
+                let _ = answers.send(answer).await;
+            }
+        }
+    };
+    tokio::join!(singles, batches);
+}
+
+/// True when the item's sender stopped waiting before it could be served.
+fn is_late(timeout_ms: u32, received: Instant) -> bool {
+    received.elapsed() >= Duration::from_millis(u64::from(timeout_ms))
+}
+
+/// Serves one item that is not part of a write batch.
+async fn serve_item(node: &Node, id: u64, call: Option<Call>, late: bool) -> pb::ItemReply {
+    let outcome = match call {
         _ if late => Err(Status::deadline_exceeded(
             "the item's deadline passed before it was served",
         )),
@@ -119,14 +160,71 @@ async fn serve_item(node: &Node, item: pb::FrameItem, received: Instant) -> pb::
         Some(Call::Hint(request)) => hint(node, request).await.map(Outcome::Written),
         None => Err(Status::invalid_argument("a frame item carries no call")),
     };
+    reply(id, outcome)
+}
+
+/// The answer to item `id`.
+fn reply(id: u64, outcome: Result<Outcome, Status>) -> pb::ItemReply {
     pb::ItemReply {
-        id: item.id,
+        id,
         outcome: Some(outcome.unwrap_or_else(|status| {
             Outcome::Error(pb::ItemError {
                 code: status.code() as i32,
                 message: status.message().to_owned(),
             })
         })),
+    }
+}
+
+/// A replica write's key, partition and versions, and its durability.
+fn decode_write(
+    node: &Node,
+    request: pb::ReplicaWriteRequest,
+) -> Result<(Merge, Durability), Status> {
+    let durability = replica_durability(request.durability());
+    let incoming = wire::set_from_pb(request.siblings)
+        .map_err(|error| Status::invalid_argument(error.to_string()))?;
+    let partition = node.ring().partition_of(&request.key);
+    let merge = Merge {
+        partition,
+        key: request.key,
+        incoming,
+    };
+    Ok((merge, durability))
+}
+
+/// Applies the replica writes of one frame with one durability as one
+/// storage batch, and answers each.
+async fn write_batch(
+    node: &Node,
+    durability: Durability,
+    writes: Vec<(u64, Merge)>,
+) -> Vec<pb::ItemReply> {
+    let started = Instant::now();
+    let (ids, merges): (Vec<u64>, Vec<Merge>) = writes.into_iter().unzip();
+    let span = debug_span!("replica_batch", node = node.id(), items = ids.len());
+    let outcomes = node
+        .replica()
+        .merge_batch(merges, durability)
+        .instrument(span)
+        .await;
+    let elapsed = started.elapsed();
+    for _ in &ids {
+        node.metrics().replica(ReplicaOp::Write, elapsed);
+    }
+    let written = || Outcome::Written(pb::ReplicaWriteResponse {});
+    match outcomes {
+        Ok(outcomes) => ids
+            .into_iter()
+            .zip(outcomes)
+            .map(|(id, outcome)| reply(id, outcome.map(|()| written()).map_err(|e| e.to_status())))
+            .collect(),
+        Err(error) => {
+            let status = error.to_status();
+            ids.into_iter()
+                .map(|id| reply(id, Err(status.clone())))
+                .collect()
+        }
     }
 }
 

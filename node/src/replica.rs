@@ -21,7 +21,7 @@ use thiserror::Error;
 
 use crate::merkle::KeyHash;
 use crate::stall::StallDetector;
-use crate::storage::{Durability, NewWrite, Storage, StorageError};
+use crate::storage::{Durability, Merge, NewWrite, Storage, StorageError};
 use crate::topology::Topology;
 use crate::version::{Dot, SiblingSet};
 
@@ -139,6 +139,28 @@ impl Replica {
             storage.merge(partition, &key, &incoming, durability)
         })
         .await
+    }
+
+    /// Merges versions of many keys (one frame of replica writes) with one
+    /// journal append; see [`Storage::merge_batch`]. Returns each key's
+    /// outcome, in order.
+    ///
+    /// # Errors
+    /// A storage failure that fails the whole batch.
+    pub async fn merge_batch(
+        &self,
+        items: Vec<Merge>,
+        durability: Durability,
+    ) -> Result<Vec<Result<(), ReplicaError>>, ReplicaError> {
+        let outcomes = self
+            .write(durability, move |storage| {
+                storage.merge_batch(&items, durability)
+            })
+            .await?;
+        Ok(outcomes
+            .into_iter()
+            .map(|outcome| outcome.map_err(ReplicaError::from))
+            .collect())
     }
 
     /// Writes a new version coordinated by this node: a fresh dot that

@@ -36,6 +36,18 @@ const META_INCARNATION: &[u8] = b"incarnation";
 const META_DOT_CEILING: &[u8] = b"dot_ceiling";
 const META_RING: &[u8] = b"ring";
 
+/// Versions of one key to merge into its local copy, an item of
+/// [`Storage::merge_batch`].
+#[derive(Clone, Debug)]
+pub struct Merge {
+    /// The key's partition.
+    pub partition: u32,
+    /// The key.
+    pub key: Bytes,
+    /// Versions from elsewhere.
+    pub incoming: SiblingSet,
+}
+
 /// A storage failure.
 #[derive(Debug, Error)]
 pub enum StorageError {
@@ -257,6 +269,67 @@ impl Storage {
         // durable, and the version may have come from an unsynced write.
         self.make_durable(durability)?;
         Ok(set)
+    }
+
+    /// Merges versions of many keys (one frame of replica writes) into the
+    /// local copies with one journal append and at most one fsync. Each
+    /// key's outcome is its own: a corrupt local record fails only its key.
+    ///
+    /// # Errors
+    /// [`StorageError`] when the batch could not be written or fsynced (no
+    /// key of it is acknowledged then).
+    pub fn merge_batch(
+        &self,
+        items: &[Merge],
+        durability: Durability,
+    ) -> Result<Vec<Result<(), StorageError>>, StorageError> {
+        // Stripes are taken in ascending order, so two batches never wait
+        // on each other; a single-key write holds one stripe only.
+        let mut stripes: Vec<usize> = items
+            .iter()
+            .map(|item| self.stripe(item.partition, &item.key))
+            .collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        let guards: Vec<_> = stripes
+            .iter()
+            .map(|&stripe| self.lock_stripe(stripe))
+            .collect();
+        let mut batch = self.db.batch();
+        let mut merged: HashMap<(u32, &[u8]), SiblingSet> = HashMap::new();
+        let mut tree = Vec::new();
+        let mut outcomes = Vec::with_capacity(items.len());
+        for item in items {
+            let slot = (item.partition, &item.key[..]);
+            let mut set = match merged.remove(&slot) {
+                Some(set) => set,
+                None => match self.read(item.partition, &item.key) {
+                    Ok(set) => set,
+                    Err(error) => {
+                        outcomes.push(Err(error));
+                        continue;
+                    }
+                },
+            };
+            let old = (!set.is_empty()).then(|| set_digest(&set));
+            if set.merge(&item.incoming) {
+                batch.insert(
+                    &self.data,
+                    data_key(item.partition, &item.key),
+                    codec::encode(&set),
+                );
+                tree.push((item.partition, &item.key[..], old, set_digest(&set)));
+            }
+            merged.insert(slot, set);
+            outcomes.push(Ok(()));
+        }
+        batch.commit()?;
+        for (partition, key, old, new) in tree {
+            self.tree_update(partition, key, old, Some(new));
+        }
+        drop(guards);
+        self.make_durable(durability)?;
+        Ok(outcomes)
     }
 
     /// Approximate number of keys stored.
@@ -489,7 +562,14 @@ impl Storage {
     }
 
     fn lock(&self, partition: u32, key: &[u8]) -> std::sync::MutexGuard<'_, ()> {
-        let stripe = self.lock_hasher.hash_one((partition, key)) as usize % LOCK_STRIPES;
+        self.lock_stripe(self.stripe(partition, key))
+    }
+
+    fn stripe(&self, partition: u32, key: &[u8]) -> usize {
+        self.lock_hasher.hash_one((partition, key)) as usize % LOCK_STRIPES
+    }
+
+    fn lock_stripe(&self, stripe: usize) -> std::sync::MutexGuard<'_, ()> {
         // A poisoned stripe only means another write panicked; the data is in
         // fjall, not behind the mutex.
         self.locks[stripe]
@@ -593,6 +673,69 @@ mod tests {
         assert!(
             second.counter > first.counter,
             "dots are not reused after a restart"
+        );
+    }
+
+    #[test]
+    fn a_batch_of_merges_ends_where_merging_one_by_one_ends() {
+        let (source_dir, batch_dir, single_dir) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        let source = Storage::open(source_dir.path(), 100).expect("open");
+        let mut merges = Vec::new();
+        for (i, key) in ["a", "b", "a", "c", "b"].iter().enumerate() {
+            let (set, _) = source
+                .write_new_version(
+                    7,
+                    key.as_bytes(),
+                    write(&format!("v{i}"), Clock::new()),
+                    10,
+                    Durability::Buffer,
+                )
+                .expect("write");
+            merges.push(Merge {
+                partition: 7,
+                key: Bytes::copy_from_slice(key.as_bytes()),
+                incoming: set,
+            });
+        }
+        let batched = Storage::open(batch_dir.path(), 100).expect("open");
+        let outcomes = batched
+            .merge_batch(&merges, Durability::Sync)
+            .expect("batch");
+        assert!(outcomes.iter().all(Result::is_ok));
+        let single = Storage::open(single_dir.path(), 100).expect("open");
+        for merge in &merges {
+            single
+                .merge(
+                    merge.partition,
+                    &merge.key,
+                    &merge.incoming,
+                    Durability::Buffer,
+                )
+                .expect("merge");
+        }
+        for key in ["a", "b", "c"] {
+            let expected = single.read(7, key.as_bytes()).expect("read");
+            assert_eq!(
+                batched.read(7, key.as_bytes()).expect("read"),
+                expected,
+                "{key}"
+            );
+            assert_eq!(
+                source.read(7, key.as_bytes()).expect("read"),
+                expected,
+                "{key}"
+            );
+        }
+        assert_eq!(batched.tree_level(7, 0, &[]), single.tree_level(7, 0, &[]));
+        drop(batched);
+        let reopened = Storage::open(batch_dir.path(), 100).expect("reopen");
+        assert_eq!(
+            reopened.read(7, b"a").expect("read"),
+            single.read(7, b"a").expect("read")
         );
     }
 
