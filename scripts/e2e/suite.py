@@ -224,9 +224,15 @@ class Suite:
         self.kubectl("scale", "dyc/demo", "--replicas=3")
         self.wait_available("demo", "default", 3, timeout=300)
         self.check_keys("demo", "default", range(0, 30))
-        pods = json.loads(self.kubectl("get", "pods", "-l", "app.kubernetes.io/instance=demo", "-o", "json").stdout)
-        if len(pods["items"]) != 3:
-            raise Failure(f"{len(pods['items'])} pods of demo after scaling to 3")
+
+        # The members that left are out of the ring once the cluster is
+        # Available; their pods may still be terminating for a moment.
+        def pods():
+            listed = json.loads(self.kubectl("get", "pods", "-l", "app.kubernetes.io/instance=demo",
+                                             "-o", "json").stdout)["items"]
+            return sorted(pod["metadata"]["name"] for pod in listed)
+        self.wait("only the pods demo-0, demo-1 and demo-2 to remain",
+                  lambda: pods() == ["demo-0", "demo-1", "demo-2"], 60)
 
     def bad_specs(self) -> None:
         base = {"apiVersion": "dynamokv.io/v1alpha1", "kind": "DynamoCluster",
@@ -391,6 +397,7 @@ def main() -> int:
         suite.step("namespaced install; zones example spread over zones", suite.namespaced_zones)
     except (Failure, Timeout, subprocess.TimeoutExpired, RuntimeError) as error:
         failed = error
+        failed_step = len(suite.passed) + 1
         print(f"FAILED: {error}", flush=True)
         traceback.print_exc()
         suite.report()
@@ -404,6 +411,9 @@ def main() -> int:
     steps = len(suite.passed)
     print(f"e2e: the suite took {total:.0f}s")
     print(f"e2e: {steps} passed, {1 if failed else 0} failed")
+    if failed:
+        # Repeated last, where a truncated log still shows it.
+        print(f"e2e: step {failed_step} failed: {failed}")
     return 1 if failed else 0
 
 

@@ -127,10 +127,7 @@ async fn a_peer_killed_mid_frame_loses_nothing_acknowledged() -> anyhow::Result<
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match client
-            .put_with("after-restart", "v", None, all)
-            .await
-        {
+        match client.put_with("after-restart", "v", None, all).await {
             Ok(_) => break,
             Err(error) if Instant::now() < deadline => {
                 eprintln!("W=3 not yet: {error}");
