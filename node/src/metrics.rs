@@ -392,6 +392,7 @@ pub struct Metrics {
     peer_latency: [AtomicHistogram; 11],
     siblings: AtomicHistogram,
     frame_items: AtomicHistogram,
+    queue_wait: AtomicHistogram,
     hints_stored: Family<TargetLabels, Counter>,
     hints_delivered: Family<TargetLabels, Counter>,
     hints_queued: Family<TargetLabels, Gauge>,
@@ -506,8 +507,15 @@ impl Metrics {
              (calls queued while the previous frame was on its way travel together)",
             frame_items.clone(),
         );
+        let queue_wait = AtomicHistogram::latency();
+        registry.register(
+            "peer_queue_wait_seconds",
+            "Time a replica call waited in its peer's queue before its frame left",
+            queue_wait.clone(),
+        );
         let metrics = Self {
             frame_items,
+            queue_wait,
             coordinator,
             forwarder,
             replica,
@@ -704,6 +712,11 @@ impl Metrics {
     /// Records a frame of `items` replica calls sent to a peer.
     pub fn peer_frame(&self, items: usize) {
         self.frame_items.observe(items as u64);
+    }
+
+    /// Records how long a replica call waited for its frame.
+    pub fn peer_queue_wait(&self, waited: Duration) {
+        self.queue_wait.observe_duration(waited);
     }
 
     /// Records the number of versions a get returned.

@@ -48,6 +48,7 @@ pub type ItemResult = Result<Outcome, PeerError>;
 struct Queued {
     call: Call,
     deadline: Instant,
+    queued_at: Instant,
     reply: oneshot::Sender<ItemResult>,
 }
 
@@ -87,6 +88,7 @@ impl Link {
         let queued = Queued {
             call,
             deadline,
+            queued_at: Instant::now(),
             reply,
         };
         self.queue.try_send(queued).map_err(|error| match error {
@@ -247,6 +249,9 @@ impl Sender {
         for queued in batch {
             if queued.reply.is_closed() {
                 continue;
+            }
+            if let Some(metrics) = &self.metrics {
+                metrics.peer_queue_wait(now.saturating_duration_since(queued.queued_at));
             }
             let left = queued.deadline.saturating_duration_since(now);
             if left.is_zero() {
