@@ -116,6 +116,8 @@ pub struct Storage {
     next_dot: AtomicU64,
     dot_ceiling: Mutex<u64>,
     group_commit: GroupCommit,
+    /// Most versions a merge may grow a key's set to.
+    max_versions: usize,
 }
 
 impl Storage {
@@ -168,7 +170,17 @@ impl Storage {
             next_dot: AtomicU64::new(ceiling),
             dot_ceiling: Mutex::new(ceiling),
             group_commit: GroupCommit::default(),
+            max_versions: usize::MAX,
         })
+    }
+
+    /// The same storage refusing merges (of replica data and of hints) that
+    /// would grow a key's set past `max_versions` versions; unbounded by
+    /// default.
+    pub fn with_max_versions(mut self, max_versions: usize) -> Self {
+        self.max_versions = max_versions;
+        self.hints.set_max_versions(max_versions);
+        self
     }
 
     /// True when this open created the database: the node starts with an
@@ -238,7 +250,10 @@ impl Storage {
     /// merged set.
     ///
     /// # Errors
-    /// [`StorageError`] on I/O failure or a corrupt local record.
+    /// [`StorageError`] on I/O failure or a corrupt local record, or
+    /// [`StorageError::TooManySiblings`] when the merge would grow the set
+    /// past the bound of [`Storage::with_max_versions`] (nothing is written
+    /// then).
     pub fn merge(
         &self,
         partition: u32,
@@ -249,7 +264,9 @@ impl Storage {
         let guard = self.lock(partition, key);
         let mut set = self.read(partition, key)?;
         let old = (!set.is_empty()).then(|| set_digest(&set));
+        let before = set.len();
         if set.merge(incoming) {
+            check_growth(before, set.len(), self.max_versions)?;
             self.store(partition, key, old, &set)?;
         }
         drop(guard);
@@ -548,6 +565,18 @@ fn data_key(partition: u32, key: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&partition.to_be_bytes());
     out.extend_from_slice(key);
     out
+}
+
+/// Refuses a merge that grows a set from `before` to `after` versions past
+/// `limit`; a merge that does not grow it is always taken.
+fn check_growth(before: usize, after: usize, limit: usize) -> Result<(), StorageError> {
+    if after > limit && after > before {
+        return Err(StorageError::TooManySiblings {
+            count: after,
+            limit,
+        });
+    }
+    Ok(())
 }
 
 fn read_u64(bytes: &[u8], name: &'static str) -> Result<u64, StorageError> {
