@@ -920,6 +920,82 @@ mod tests {
     }
 
     #[test]
+    fn limits_come_from_their_section_and_must_fit_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.yaml");
+        std::fs::write(
+            &path,
+            "limits:\n  max_partition_streams: 4\n  max_epoch_step: 10\n",
+        )
+        .expect("write");
+        let config = Config::from_file(&path).expect("valid config");
+        assert_eq!(config.limits.max_partition_streams, 4);
+        assert_eq!(config.limits.max_epoch_step, 10);
+        assert_eq!(config.limits.max_key_bytes, 4096, "the rest keep defaults");
+        config.validate().expect("valid");
+
+        let invalid = |limits: Limits| {
+            let config = Config {
+                limits,
+                ..Config::default()
+            };
+            matches!(config.validate(), Err(ConfigError::Invalid(_)))
+        };
+        let defaults = Limits::default();
+        assert!(!invalid(defaults));
+        assert!(invalid(Limits {
+            max_key_bytes: MAX_KEY_BYTES_CEILING + 1,
+            ..defaults
+        }));
+        assert!(invalid(Limits {
+            max_replica_siblings: defaults.max_siblings - 1,
+            ..defaults
+        }));
+        assert!(invalid(Limits {
+            max_value_bytes: defaults.max_peer_message_bytes,
+            ..defaults
+        }));
+        assert!(invalid(Limits {
+            max_partition_streams: 0,
+            ..defaults
+        }));
+    }
+
+    #[test]
+    fn limit_checks_name_the_limit_they_count_against() {
+        let limits = Limits::default();
+        assert_eq!(limits.check_key(b""), Err(LimitError::EmptyKey));
+        let long = vec![0; 4097];
+        let error = limits.check_key(&long).expect_err("too long");
+        assert_eq!(error.limit(), Limit::KeyBytes);
+        assert_eq!(
+            error.to_string(),
+            "the key is 4097 bytes, larger than the limit of 4096 bytes"
+        );
+        assert!(limits.check_value(&vec![0; 4 << 20]).is_ok());
+        assert_eq!(
+            limits
+                .check_value(&vec![0; (4 << 20) + 1])
+                .map_err(|e| e.limit()),
+            Err(Limit::ValueBytes)
+        );
+        assert!(
+            limits
+                .check_name("zone", &"z".repeat(MAX_NAME_BYTES))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check_name("zone", &"z".repeat(MAX_NAME_BYTES + 1))
+                .is_err()
+        );
+        // Metrics index their counters by the enum's order.
+        for (index, limit) in Limit::ALL.into_iter().enumerate() {
+            assert_eq!(limit as usize, index, "{}", limit.as_str());
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("node.yaml");

@@ -225,3 +225,82 @@ fn check_shape(ring: &pb::Ring, limits: &Limits) -> Result<(), LimitError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::membership::DetectorSettings;
+    use crate::ring::{Member, Replication};
+
+    fn topology(dir: &std::path::Path) -> Topology {
+        let members = (0..3)
+            .map(|i| Member {
+                id: format!("node-{i}"),
+                address: format!("127.0.0.1:{}", 7400 + i),
+                zone: String::new(),
+            })
+            .collect();
+        let ring = Ring::initial("c", members, 16, Replication::default()).expect("ring");
+        let now = Instant::now();
+        let membership = Membership::new("node-0", "1", DetectorSettings::default(), now);
+        let storage = Arc::new(Storage::open(dir, 10).expect("storage"));
+        let limits = Limits {
+            max_epoch_step: 10,
+            max_members: 4,
+            ..Limits::default()
+        };
+        Topology::new("node-0", ring, membership, storage, limits)
+    }
+
+    #[test]
+    fn rings_from_the_network_are_held_to_the_limits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let topology = topology(dir.path());
+        let current = topology.ring().to_pb();
+        let at = |epoch: u64| pb::Ring {
+            epoch,
+            ..current.clone()
+        };
+        assert!(matches!(
+            topology.adopt(at(u64::MAX)),
+            Err(AdoptError::EpochJump { max_step: 10, .. })
+        ));
+        assert!(matches!(
+            topology.adopt(pb::Ring {
+                cluster: "d".into(),
+                ..at(2)
+            }),
+            Err(AdoptError::OtherCluster { .. })
+        ));
+        assert!(matches!(
+            topology.adopt(pb::Ring {
+                owners: vec![0; 8],
+                ..at(2)
+            }),
+            Err(AdoptError::Partitions {
+                ours: 16,
+                theirs: 8
+            })
+        ));
+        let mut crowd = at(2);
+        crowd.members.extend((3..5).map(|i| pb::Member {
+            id: format!("node-{i}"),
+            ..pb::Member::default()
+        }));
+        let refused = topology.adopt(crowd).expect_err("five members");
+        assert_eq!(refused.limit(), Limit::Members);
+        let mut long = at(2);
+        long.members[1].zone = "z".repeat(crate::config::MAX_NAME_BYTES + 1);
+        assert!(matches!(
+            topology.adopt(long),
+            Err(AdoptError::Limit(LimitError::NameTooLong {
+                field: "zone",
+                ..
+            }))
+        ));
+        assert_eq!(topology.ring().epoch(), 1, "nothing adopted");
+        assert!(topology.adopt(at(11)).expect("ten epochs ahead"));
+        assert!(!topology.adopt(at(5)).expect("older is ignored"));
+        assert_eq!(topology.ring().epoch(), 11);
+    }
+}

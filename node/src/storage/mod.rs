@@ -626,6 +626,58 @@ mod tests {
     }
 
     #[test]
+    fn merges_may_not_grow_a_set_past_the_version_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path(), 100)
+            .expect("open")
+            .with_max_versions(2);
+        let version = |node: u64| Version {
+            dot: Dot { node, counter: 1 },
+            past: Clock::new(),
+            value: Bytes::from_static(b"v"),
+            tombstone: false,
+            timestamp_ms: 1,
+        };
+        let two = SiblingSet::from_versions(vec![version(1), version(2)]);
+        storage
+            .merge(0, b"k", &two, Durability::Buffer)
+            .expect("fits");
+        let third = SiblingSet::from_versions(vec![version(3)]);
+        assert!(matches!(
+            storage.merge(0, b"k", &third, Durability::Buffer),
+            Err(StorageError::TooManySiblings { count: 3, limit: 2 })
+        ));
+        assert_eq!(storage.read(0, b"k").expect("read").len(), 2, "unchanged");
+        // A merge that replaces versions without growing the set is taken.
+        let mut past = Clock::new();
+        past.observe(Dot {
+            node: 1,
+            counter: 1,
+        });
+        let newer = Version {
+            dot: Dot {
+                node: 4,
+                counter: 1,
+            },
+            past,
+            ..version(4)
+        };
+        let replacing = SiblingSet::from_versions(vec![newer]);
+        let merged = storage
+            .merge(0, b"k", &replacing, Durability::Buffer)
+            .expect("does not grow");
+        assert_eq!(merged.len(), 2);
+        let hint = storage.hints().add("t", 0, b"h", &two, Durability::Buffer);
+        assert!(hint.is_ok());
+        assert!(matches!(
+            storage
+                .hints()
+                .add("t", 0, b"h", &third, Durability::Buffer),
+            Err(StorageError::TooManySiblings { .. })
+        ));
+    }
+
+    #[test]
     fn sibling_limit_refuses_without_writing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Storage::open(dir.path(), 100).expect("open");
