@@ -612,6 +612,8 @@ async fn sibling_sets_from_peers_and_the_hint_store_are_bounded() -> anyhow::Res
     let cluster = Cluster::start_with(3, N3, |config| {
         quiet(config);
         config.background.max_hints = 3;
+        // The hints stay queued: node-1 is up and would take them.
+        config.background.hint_interval_ms = 3_600_000;
     })
     .await?;
     let workload = Workload::start(&cluster).await?;
