@@ -13,17 +13,59 @@ use crate::membership::DetectorSettings;
 use crate::ring::{Member, Replication};
 use dynamo_ring::Durability;
 
-/// Size limits that protect the node from oversized input.
+/// Bounds on what one request from the network may ask of this node: sizes
+/// of keys, values and sibling sets, peer messages, ring and gossip shapes,
+/// ring epoch jumps and concurrent partition streams. Every refusal is
+/// counted in `dynamo_limit_refusals_total{limit="..."}` (see [`Limit`]) and
+/// documented in docs/security.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
-    /// Largest key in bytes.
+    /// Largest key in bytes (default 4 KiB), for clients and peers alike; at
+    /// most [`MAX_KEY_BYTES_CEILING`].
     pub max_key_bytes: usize,
-    /// Largest value in bytes.
+    /// Largest value in bytes (default 4 MiB), for clients and peers alike.
     pub max_value_bytes: usize,
-    /// Most siblings a coordinated write may leave on a key.
+    /// Most siblings a coordinated write may leave on a key (default 64).
     pub max_siblings: usize,
+    /// Most versions a key may hold on a replica or in a hint after a merge
+    /// of versions from a peer, and most versions one peer message may carry
+    /// for a key (default 1024). Concurrent writes through different
+    /// coordinators can leave a replica a few times `max_siblings`; a merge
+    /// past this bound is refused and both sides keep what they have.
+    pub max_replica_siblings: usize,
+    /// Largest message the `Peer` service decodes, in bytes (default
+    /// 64 MiB); at least `max_value_bytes` + `max_key_bytes` + 64 KiB, so a
+    /// key with one version of the largest value always replicates.
+    pub max_peer_message_bytes: usize,
+    /// Most members a ring from the network may have, and most heartbeats
+    /// one gossip message may carry (default 1024).
+    pub max_members: usize,
+    /// Largest step forward, from the epoch of the ring in use, that a ring
+    /// from gossip, the Admin API or a peer may take (default 1,000,000).
+    /// The operator moves one epoch per step, so only a corrupt or hostile
+    /// ring jumps further; without the bound, a ring at epoch 2^64-1 would
+    /// leave no room for any later change.
+    pub max_epoch_step: u64,
+    /// Most `Peer.StreamPartition` streams this node serves at once
+    /// (default 16); one more is refused with `RESOURCE_EXHAUSTED`. Each
+    /// holds at most a few chunks of about 1 MiB.
+    pub max_partition_streams: usize,
+    /// An outgoing partition stream whose reader takes no chunk for this
+    /// many milliseconds is ended with `ABORTED` (default 60,000), so an
+    /// unread stream does not hold its slot forever. Keep it above the time
+    /// one 1 MiB chunk takes at the receiver's
+    /// `background.transfer_bytes_per_second`.
+    pub partition_stream_idle_ms: u64,
 }
+
+/// The largest `limits.max_key_bytes` accepted: storage keys carry the key
+/// after a partition or hint prefix, and fjall keys stop at 65,535 bytes.
+pub const MAX_KEY_BYTES_CEILING: usize = 60 * 1024;
+
+/// Longest member id, address, zone or incarnation a ring or gossip message
+/// from the network may carry, in bytes.
+pub const MAX_NAME_BYTES: usize = 512;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -31,6 +73,257 @@ impl Default for Limits {
             max_key_bytes: 4 * 1024,
             max_value_bytes: 4 * 1024 * 1024,
             max_siblings: 64,
+            max_replica_siblings: 1024,
+            max_peer_message_bytes: 64 * 1024 * 1024,
+            max_members: 1024,
+            max_epoch_step: 1_000_000,
+            max_partition_streams: 16,
+            partition_stream_idle_ms: 60_000,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks a key from a client or a peer: not empty, at most
+    /// `max_key_bytes`.
+    ///
+    /// # Errors
+    /// [`LimitError::EmptyKey`] or [`LimitError::KeyTooLarge`].
+    pub fn check_key(&self, key: &[u8]) -> Result<(), LimitError> {
+        if key.is_empty() {
+            return Err(LimitError::EmptyKey);
+        }
+        if key.len() > self.max_key_bytes {
+            return Err(LimitError::KeyTooLarge {
+                bytes: key.len(),
+                limit: self.max_key_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a value from a client or a peer: at most `max_value_bytes`.
+    ///
+    /// # Errors
+    /// [`LimitError::ValueTooLarge`].
+    pub fn check_value(&self, value: &[u8]) -> Result<(), LimitError> {
+        if value.len() > self.max_value_bytes {
+            return Err(LimitError::ValueTooLarge {
+                bytes: value.len(),
+                limit: self.max_value_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a member id, address, zone or incarnation from the network.
+    ///
+    /// # Errors
+    /// [`LimitError::NameTooLong`] naming `field`.
+    pub fn check_name(&self, field: &'static str, name: &str) -> Result<(), LimitError> {
+        if name.len() > MAX_NAME_BYTES {
+            return Err(LimitError::NameTooLong {
+                field,
+                bytes: name.len(),
+                limit: MAX_NAME_BYTES,
+            });
+        }
+        Ok(())
+    }
+
+    /// How long an outgoing partition stream may wait for its reader.
+    pub fn partition_stream_idle(&self) -> Duration {
+        Duration::from_millis(self.partition_stream_idle_ms)
+    }
+
+    /// Checks the limits themselves.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the bad value.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |message: String| Err(ConfigError::Invalid(message));
+        if self.max_key_bytes == 0 || self.max_value_bytes == 0 {
+            return invalid(
+                "limits.max_key_bytes and limits.max_value_bytes must be positive".into(),
+            );
+        }
+        if self.max_key_bytes > MAX_KEY_BYTES_CEILING {
+            return invalid(format!(
+                "limits.max_key_bytes is {}, more than the {MAX_KEY_BYTES_CEILING} bytes storage keys can carry",
+                self.max_key_bytes
+            ));
+        }
+        if self.max_siblings == 0 || self.max_replica_siblings < self.max_siblings {
+            return invalid(
+                "limits.max_siblings must be positive and limits.max_replica_siblings at least as large"
+                    .into(),
+            );
+        }
+        let one_version = self
+            .max_value_bytes
+            .saturating_add(self.max_key_bytes)
+            .saturating_add(64 * 1024);
+        if self.max_peer_message_bytes < one_version {
+            return invalid(format!(
+                "limits.max_peer_message_bytes must be at least {one_version} (the largest value and key plus 64 KiB)"
+            ));
+        }
+        if self.max_members == 0
+            || self.max_epoch_step == 0
+            || self.max_partition_streams == 0
+            || self.partition_stream_idle_ms == 0
+        {
+            return invalid(
+                "limits.max_members, max_epoch_step, max_partition_streams and partition_stream_idle_ms must be positive"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A limit a request ran into: the `limit` label of
+/// `dynamo_limit_refusals_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// A key empty or over `max_key_bytes`.
+    KeyBytes,
+    /// A value over `max_value_bytes`.
+    ValueBytes,
+    /// A coordinated write past `max_siblings`.
+    Siblings,
+    /// A peer's set, or a merge, past `max_replica_siblings`.
+    ReplicaSiblings,
+    /// A message over the service's decoding limit
+    /// (`max_peer_message_bytes` for `Peer`).
+    MessageBytes,
+    /// A body that does not decode, or an unknown enum value.
+    Malformed,
+    /// A ring or gossip message with more than `max_members` members or
+    /// heartbeats, or a name over [`MAX_NAME_BYTES`].
+    Members,
+    /// A ring more than `max_epoch_step` epochs ahead.
+    EpochStep,
+    /// A ring of another cluster.
+    Cluster,
+    /// A partition, Merkle level or segment that does not exist, or more
+    /// Merkle parents than the tree has.
+    Shape,
+    /// `max_partition_streams` streams already being served.
+    PartitionStreams,
+    /// A partition stream unread for `partition_stream_idle_ms`.
+    StreamIdle,
+    /// The hint store is full (`background.max_hints`).
+    Hints,
+}
+
+impl Limit {
+    /// Every limit, in label order.
+    pub const ALL: [Self; 13] = [
+        Self::KeyBytes,
+        Self::ValueBytes,
+        Self::Siblings,
+        Self::ReplicaSiblings,
+        Self::MessageBytes,
+        Self::Malformed,
+        Self::Members,
+        Self::EpochStep,
+        Self::Cluster,
+        Self::Shape,
+        Self::PartitionStreams,
+        Self::StreamIdle,
+        Self::Hints,
+    ];
+
+    /// The `limit` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::KeyBytes => "key_bytes",
+            Self::ValueBytes => "value_bytes",
+            Self::Siblings => "siblings",
+            Self::ReplicaSiblings => "replica_siblings",
+            Self::MessageBytes => "message_bytes",
+            Self::Malformed => "malformed",
+            Self::Members => "members",
+            Self::EpochStep => "epoch_step",
+            Self::Cluster => "cluster",
+            Self::Shape => "shape",
+            Self::PartitionStreams => "partition_streams",
+            Self::StreamIdle => "stream_idle",
+            Self::Hints => "hints",
+        }
+    }
+}
+
+/// Input from the network that breaks one of the [`Limits`].
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum LimitError {
+    /// An empty key.
+    #[error("the key is empty")]
+    EmptyKey,
+    /// A key over `max_key_bytes`.
+    #[error("the key is {bytes} bytes, larger than the limit of {limit} bytes")]
+    KeyTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// `max_key_bytes`.
+        limit: usize,
+    },
+    /// A value over `max_value_bytes`.
+    #[error("the value is {bytes} bytes, larger than the limit of {limit} bytes")]
+    ValueTooLarge {
+        /// Its size.
+        bytes: usize,
+        /// `max_value_bytes`.
+        limit: usize,
+    },
+    /// A sibling set from a peer with more than `max_replica_siblings`
+    /// versions.
+    #[error("a sibling set carries {count} versions; at most {limit} are accepted")]
+    TooManyVersions {
+        /// Versions received.
+        count: usize,
+        /// `max_replica_siblings`.
+        limit: usize,
+    },
+    /// A ring with more than `max_members` members.
+    #[error("the ring has {count} members; at most {limit} are accepted")]
+    TooManyMembers {
+        /// Members received.
+        count: usize,
+        /// `max_members`.
+        limit: usize,
+    },
+    /// A gossip message with more than `max_members` heartbeats.
+    #[error("the gossip message carries {count} heartbeats; at most {limit} are accepted")]
+    TooManyHeartbeats {
+        /// Heartbeats received.
+        count: usize,
+        /// `max_members`.
+        limit: usize,
+    },
+    /// A name over [`MAX_NAME_BYTES`].
+    #[error("a {field} is {bytes} bytes, longer than the limit of {limit} bytes")]
+    NameTooLong {
+        /// Which name: `member id`, `address`, `zone`, `incarnation`.
+        field: &'static str,
+        /// Its size.
+        bytes: usize,
+        /// [`MAX_NAME_BYTES`].
+        limit: usize,
+    },
+}
+
+impl LimitError {
+    /// The limit this error counts against.
+    pub fn limit(&self) -> Limit {
+        match self {
+            Self::EmptyKey | Self::KeyTooLarge { .. } => Limit::KeyBytes,
+            Self::ValueTooLarge { .. } => Limit::ValueBytes,
+            Self::TooManyVersions { .. } => Limit::ReplicaSiblings,
+            Self::TooManyMembers { .. }
+            | Self::TooManyHeartbeats { .. }
+            | Self::NameTooLong { .. } => Limit::Members,
         }
     }
 }
@@ -355,16 +648,7 @@ impl Config {
                 self.id
             )));
         }
-        if self.limits.max_key_bytes == 0 || self.limits.max_value_bytes == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.max_key_bytes and limits.max_value_bytes must be positive".into(),
-            ));
-        }
-        if self.limits.max_siblings == 0 {
-            return Err(ConfigError::Invalid(
-                "limits.max_siblings must be positive".into(),
-            ));
-        }
+        self.limits.validate()?;
         if self.request_timeout_ms == 0 || self.peer_timeout_ms == 0 {
             return Err(ConfigError::Invalid("timeouts must be positive".into()));
         }
@@ -641,6 +925,82 @@ mod tests {
         let mut config = Config::default();
         config.background.phi_threshold = 0.0;
         assert!(matches!(config.validate(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn limits_come_from_their_section_and_must_fit_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("node.yaml");
+        std::fs::write(
+            &path,
+            "limits:\n  max_partition_streams: 4\n  max_epoch_step: 10\n",
+        )
+        .expect("write");
+        let config = Config::from_file(&path).expect("valid config");
+        assert_eq!(config.limits.max_partition_streams, 4);
+        assert_eq!(config.limits.max_epoch_step, 10);
+        assert_eq!(config.limits.max_key_bytes, 4096, "the rest keep defaults");
+        config.validate().expect("valid");
+
+        let invalid = |limits: Limits| {
+            let config = Config {
+                limits,
+                ..Config::default()
+            };
+            matches!(config.validate(), Err(ConfigError::Invalid(_)))
+        };
+        let defaults = Limits::default();
+        assert!(!invalid(defaults));
+        assert!(invalid(Limits {
+            max_key_bytes: MAX_KEY_BYTES_CEILING + 1,
+            ..defaults
+        }));
+        assert!(invalid(Limits {
+            max_replica_siblings: defaults.max_siblings - 1,
+            ..defaults
+        }));
+        assert!(invalid(Limits {
+            max_value_bytes: defaults.max_peer_message_bytes,
+            ..defaults
+        }));
+        assert!(invalid(Limits {
+            max_partition_streams: 0,
+            ..defaults
+        }));
+    }
+
+    #[test]
+    fn limit_checks_name_the_limit_they_count_against() {
+        let limits = Limits::default();
+        assert_eq!(limits.check_key(b""), Err(LimitError::EmptyKey));
+        let long = vec![0; 4097];
+        let error = limits.check_key(&long).expect_err("too long");
+        assert_eq!(error.limit(), Limit::KeyBytes);
+        assert_eq!(
+            error.to_string(),
+            "the key is 4097 bytes, larger than the limit of 4096 bytes"
+        );
+        assert!(limits.check_value(&vec![0; 4 << 20]).is_ok());
+        assert_eq!(
+            limits
+                .check_value(&vec![0; (4 << 20) + 1])
+                .map_err(|e| e.limit()),
+            Err(Limit::ValueBytes)
+        );
+        assert!(
+            limits
+                .check_name("zone", &"z".repeat(MAX_NAME_BYTES))
+                .is_ok()
+        );
+        assert!(
+            limits
+                .check_name("zone", &"z".repeat(MAX_NAME_BYTES + 1))
+                .is_err()
+        );
+        // Metrics index their counters by the enum's order.
+        for (index, limit) in Limit::ALL.into_iter().enumerate() {
+            assert_eq!(limit as usize, index, "{}", limit.as_str());
+        }
     }
 
     #[test]

@@ -268,12 +268,9 @@ impl Coordinator {
         self: &Arc<Self>,
         request: pb::PutRequest,
     ) -> Result<pb::PutResponse, KvError> {
-        let limit = self.settings.limits.max_value_bytes;
-        if request.value.len() > limit {
-            return Err(KvError::InvalidArgument(format!(
-                "the value is {} bytes, larger than the limit of {limit} bytes",
-                request.value.len()
-            )));
+        if let Err(error) = self.settings.limits.check_value(&request.value) {
+            self.metrics.limit_refused(error.limit());
+            return Err(KvError::InvalidArgument(error.to_string()));
         }
         let started = Instant::now();
         let ring = self.topology.ring();
@@ -401,15 +398,9 @@ impl Coordinator {
         key: &[u8],
         forwarded: bool,
     ) -> Result<Option<Vec<u32>>, KvError> {
-        let limit = self.settings.limits.max_key_bytes;
-        if key.is_empty() {
-            return Err(KvError::InvalidArgument("the key is empty".into()));
-        }
-        if key.len() > limit {
-            return Err(KvError::InvalidArgument(format!(
-                "the key is {} bytes, larger than the limit of {limit} bytes",
-                key.len()
-            )));
+        if let Err(error) = self.settings.limits.check_key(key) {
+            self.metrics.limit_refused(error.limit());
+            return Err(KvError::InvalidArgument(error.to_string()));
         }
         let preference = ring.preference(ring.partition_of(key));
         let me = ring.index_of(self.id());

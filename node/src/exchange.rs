@@ -21,12 +21,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::{Instrument, Span, debug, debug_span};
 
+use crate::config::{Limit, LimitError};
 use crate::metrics::ReplicaOp;
 use crate::node::Node;
 use crate::peers::FRAME_BYTES;
+use crate::replica::ReplicaError;
 use crate::ring::Position;
-use crate::storage::{Durability, Merge};
-use crate::wire;
+use crate::storage::{Durability, Merge, StorageError};
+use crate::version::SiblingSet;
+use crate::wire::{self, WireError};
 
 /// Items of one stream being served at a time; a peer sending more waits
 /// (HTTP/2 flow control holds it back).
@@ -181,9 +184,9 @@ fn decode_write(
     node: &Node,
     request: pb::ReplicaWriteRequest,
 ) -> Result<(Merge, Durability), Status> {
-    let durability = replica_durability(request.durability());
-    let incoming = wire::set_from_pb(request.siblings)
-        .map_err(|error| Status::invalid_argument(error.to_string()))?;
+    peer_key(node, &request.key)?;
+    let durability = replica_durability(durability(node, request.durability)?);
+    let incoming = peer_set(node, request.siblings)?;
     let partition = node.ring().partition_of(&request.key);
     let merge = Merge {
         partition,
@@ -220,7 +223,7 @@ async fn write_batch(
             .map(|(id, outcome)| reply(id, outcome.map(|()| written()).map_err(|e| e.to_status())))
             .collect(),
         Err(error) => {
-            let status = error.to_status();
+            let status = replica_status(node, &error);
             ids.into_iter()
                 .map(|id| reply(id, Err(status.clone())))
                 .collect()
@@ -237,6 +240,7 @@ pub fn read(
     request: pb::ReplicaReadRequest,
 ) -> Result<pb::ReplicaReadResponse, Status> {
     let started = Instant::now();
+    peer_key(node, &request.key)?;
     let (partition, span) = replica_span(node, ReplicaOp::Read, &request.key);
     let _entered = span.enter();
     let result = node
@@ -260,15 +264,15 @@ pub async fn write(
     request: pb::ReplicaWriteRequest,
 ) -> Result<pb::ReplicaWriteResponse, Status> {
     let started = Instant::now();
+    peer_key(node, &request.key)?;
     let (partition, span) = replica_span(node, ReplicaOp::Write, &request.key);
     let result = async {
-        let durability = replica_durability(request.durability());
-        let incoming = wire::set_from_pb(request.siblings)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let durability = replica_durability(durability(node, request.durability)?);
+        let incoming = peer_set(node, request.siblings)?;
         node.replica()
             .merge(partition, request.key, incoming, durability)
             .await
-            .map_err(|error| error.to_status())?;
+            .map_err(|error| replica_status(node, &error))?;
         Ok(pb::ReplicaWriteResponse {})
     }
     .instrument(span)
@@ -287,16 +291,16 @@ pub async fn hint(
     request: pb::HintWriteRequest,
 ) -> Result<pb::ReplicaWriteResponse, Status> {
     let started = Instant::now();
+    peer_key(node, &request.key)?;
     let (partition, span) = replica_span(node, ReplicaOp::Hint, &request.key);
     let result = async {
-        let durability = replica_durability(request.durability());
-        let incoming = wire::set_from_pb(request.siblings)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let durability = replica_durability(durability(node, request.durability)?);
+        let incoming = peer_set(node, request.siblings)?;
         let target = request.target;
         node.replica()
             .store_hint(target.clone(), partition, request.key, incoming, durability)
             .await
-            .map_err(|error| error.to_status())?;
+            .map_err(|error| replica_status(node, &error))?;
         node.metrics().hint_stored(&target);
         Ok(pb::ReplicaWriteResponse {})
     }
@@ -319,6 +323,84 @@ fn replica_span(node: &Node, op: ReplicaOp, key: &[u8]) -> (u32, Span) {
         key_hash = %position,
     );
     (partition, span)
+}
+
+/// Counts a refusal for `limit` and passes its status on.
+pub fn refuse(node: &Node, limit: Limit, status: Status) -> Status {
+    node.metrics().limit_refused(limit);
+    status
+}
+
+/// Checks a key from a peer against the node's limits (the client ones).
+///
+/// # Errors
+/// INVALID_ARGUMENT for an empty or oversized key, counted.
+pub fn peer_key(node: &Node, key: &[u8]) -> Result<(), Status> {
+    node.config()
+        .limits
+        .check_key(key)
+        .map_err(|error| refuse(node, error.limit(), limit_status(&error)))
+}
+
+/// Checks and converts a sibling set a peer sent to be stored.
+///
+/// # Errors
+/// INVALID_ARGUMENT for a set that breaks a limit or does not decode,
+/// counted.
+pub fn peer_set(node: &Node, set: Option<pb::SiblingSet>) -> Result<SiblingSet, Status> {
+    wire::set_from_peer(set, &node.config().limits)
+        .map_err(|error| refuse(node, wire_limit(&error), wire_status(&error)))
+}
+
+/// The durability field of a request, refusing values the protocol does not
+/// define.
+///
+/// # Errors
+/// INVALID_ARGUMENT, counted as malformed.
+pub fn durability(node: &Node, value: i32) -> Result<pb::Durability, Status> {
+    wire::check_durability(value).map_err(|error| {
+        refuse(
+            node,
+            Limit::Malformed,
+            Status::invalid_argument(error.to_string()),
+        )
+    })
+}
+
+/// The status of a failed replica call, counting limit refusals.
+pub fn replica_status(node: &Node, error: &ReplicaError) -> Status {
+    match error {
+        ReplicaError::Storage(StorageError::TooManySiblings { .. }) => {
+            node.metrics().limit_refused(Limit::ReplicaSiblings);
+        }
+        ReplicaError::Storage(StorageError::HintsFull { .. }) => {
+            node.metrics().limit_refused(Limit::Hints);
+        }
+        _ => {}
+    }
+    error.to_status()
+}
+
+/// The status of input that breaks a limit: always the caller's to fix.
+pub fn limit_status(error: &LimitError) -> Status {
+    Status::invalid_argument(error.to_string())
+}
+
+/// The status of a sibling set from a peer that cannot be taken.
+fn wire_status(error: &WireError) -> Status {
+    match error {
+        WireError::Limit(error) => limit_status(error),
+        other => Status::invalid_argument(other.to_string()),
+    }
+}
+
+/// The limit a wire error counts against.
+fn wire_limit(error: &WireError) -> Limit {
+    match error {
+        WireError::Limit(error) => error.limit(),
+        WireError::TooManyVersions { .. } => Limit::ReplicaSiblings,
+        WireError::TooManyClockEntries { .. } | WireError::ZeroDot => Limit::Malformed,
+    }
 }
 
 /// The durability a replica applies: what the message asks for, `DEFAULT`

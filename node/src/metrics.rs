@@ -18,6 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
+use crate::config::Limit;
 use crate::storage::Sizes;
 
 /// `Content-Type` of [`Metrics::render`]: Prometheus text, version 0.0.4.
@@ -374,6 +375,11 @@ struct StateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KeyspaceLabels {
     keyspace: &'static str,
 }
@@ -393,6 +399,7 @@ pub struct Metrics {
     siblings: AtomicHistogram,
     frame_items: AtomicHistogram,
     queue_wait: AtomicHistogram,
+    limit_refusals: [Counter; Limit::ALL.len()],
     hints_stored: Family<TargetLabels, Counter>,
     hints_delivered: Family<TargetLabels, Counter>,
     hints_queued: Family<TargetLabels, Gauge>,
@@ -513,6 +520,18 @@ impl Metrics {
             "Time a replica call waited in its peer's queue before its frame left",
             queue_wait.clone(),
         );
+        let limit_family = Family::<LimitLabels, Counter>::default();
+        let limit_refusals = Limit::ALL.map(|limit| {
+            limit_family.get_or_create_owned(&LimitLabels {
+                limit: limit.as_str(),
+            })
+        });
+        registry.register(
+            "limit_refusals",
+            "Requests and messages from the network refused because they broke a limit \
+             (docs/security.md), by limit",
+            limit_family,
+        );
         let metrics = Self {
             frame_items,
             queue_wait,
@@ -523,6 +542,7 @@ impl Metrics {
             peer_calls,
             peer_latency,
             siblings,
+            limit_refusals,
             hints_stored: Family::default(),
             hints_delivered: Family::default(),
             hints_queued: Family::default(),
@@ -722,6 +742,16 @@ impl Metrics {
     /// Records the number of versions a get returned.
     pub fn siblings(&self, versions: usize) {
         self.siblings.observe(versions as u64);
+    }
+
+    /// Records a request or message refused for breaking `limit`.
+    pub fn limit_refused(&self, limit: Limit) {
+        self.limit_refusals[limit as usize].inc();
+    }
+
+    /// Number of refusals for `limit` so far.
+    pub fn limit_refusal_count(&self, limit: Limit) -> u64 {
+        self.limit_refusals[limit as usize].get()
     }
 
     /// Records a hinted key accepted for `target`.

@@ -25,7 +25,7 @@ use crate::recovery::Recovery;
 use crate::replica::Replica;
 use crate::ring::{Ring, RingError};
 use crate::storage::{Storage, StorageError};
-use crate::topology::Topology;
+use crate::topology::{AdoptError, Topology};
 use crate::transfer::{Progress, TransferSettings, Transfers};
 
 /// Why a node could not start.
@@ -98,10 +98,10 @@ impl Node {
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Self>, StartError> {
         config.validate()?;
-        let storage = Arc::new(Storage::open(
-            &config.data_dir,
-            config.background.max_hints,
-        )?);
+        let storage = Arc::new(
+            Storage::open(&config.data_dir, config.background.max_hints)?
+                .with_max_versions(config.limits.max_replica_siblings),
+        );
         let ring = initial_ring(&config, &storage, seeded)?;
         let now = Instant::now();
         let incarnation = format!("{:016x}", storage.incarnation());
@@ -112,6 +112,7 @@ impl Node {
             ring,
             membership,
             Arc::clone(&storage),
+            config.limits,
         ));
         let peers = Arc::new(Peers::new(
             transport,
@@ -144,6 +145,7 @@ impl Node {
                 idle: config.request_timeout() * 4,
                 drop_delay: config.request_timeout() * 2,
                 bytes_per_second: config.background.transfer_bytes_per_second,
+                limits: config.limits,
             },
         ));
         let anti_entropy = Arc::new(AntiEntropy::new(
@@ -202,8 +204,8 @@ impl Node {
     /// [`Topology::adopt`]).
     ///
     /// # Errors
-    /// [`RingError`] when the candidate is not a valid ring.
-    pub fn adopt_ring(&self, candidate: pb::Ring) -> Result<bool, RingError> {
+    /// [`AdoptError`] when the candidate is refused.
+    pub fn adopt_ring(&self, candidate: pb::Ring) -> Result<bool, AdoptError> {
         self.topology.adopt(candidate)
     }
 

@@ -2,9 +2,19 @@
 //! protobuf and the engine's parts, and map engine errors to
 //! `tonic::Status`. Nothing else lives here; [`crate::startup`] opens the
 //! node and starts the workers.
+//!
+//! Input from the network is checked here before the engine sees it, against
+//! the node's [`Limits`] (docs/security.md): every refusal has a status a
+//! caller can act on and is counted in `dynamo_limit_refusals_total`.
+//! [`EdgeStatus`] gives bodies that do not decode `INVALID_ARGUMENT` and
+//! messages over the size limit `RESOURCE_EXHAUSTED`.
 
 use std::collections::HashSet;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::admin_server::{Admin, AdminServer};
@@ -14,16 +24,24 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::{Service, http};
 use tonic::metadata::AsciiMetadataValue;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::config::Limit;
 use crate::coordinator::KvError;
-use crate::exchange;
+use crate::exchange::{self, limit_status};
+use crate::gossip::GossipError;
+use crate::merkle::{FANOUT, INNER, LEAVES, ROOT, SEGMENTS};
+use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::peers::MAX_PEER_MESSAGE;
 use crate::replica::ReplicaError;
 use crate::storage::StorageError;
+use crate::topology::AdoptError;
+use crate::transfer::ServeStreamError;
 
 /// Streams reset by the caller before this server accepted them that one
 /// connection may have pending before it is closed.
@@ -32,6 +50,10 @@ const PENDING_RESETS: usize = 4096;
 /// Response metadata of `Admin.Status` naming where the node serves
 /// `/metrics` (absent when its HTTP server is off).
 pub const METRICS_URL_HEADER: &str = "dynamo-metrics-url";
+
+/// Inner Merkle nodes per tree: the most parents a leaf-level request may
+/// name, so an answer holds at most [`SEGMENTS`] hashes.
+const INNER_NODES: usize = SEGMENTS / FANOUT;
 
 /// The services of one node.
 #[derive(Clone)]
@@ -58,6 +80,17 @@ impl From<KvError> for Status {
     }
 }
 
+/// The status of a refused ring.
+fn adopt_status(error: &AdoptError) -> Status {
+    let message = error.to_string();
+    match error {
+        AdoptError::Invalid(_) | AdoptError::Limit(_) => Status::invalid_argument(message),
+        AdoptError::OtherCluster { .. }
+        | AdoptError::Partitions { .. }
+        | AdoptError::EpochJump { .. } => Status::failed_precondition(message),
+    }
+}
+
 #[tonic::async_trait]
 impl Kv for Services {
     async fn get(
@@ -73,8 +106,11 @@ impl Kv for Services {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        let request = request.into_inner();
+        self.durability(request.durability)?;
+        let answer = self.node.coordinator().put(request).await;
         Ok(Response::new(
-            self.node.coordinator().put(request.into_inner()).await?,
+            answer.map_err(|error| self.kv_status(error))?,
         ))
     }
 
@@ -82,8 +118,11 @@ impl Kv for Services {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let request = request.into_inner();
+        self.durability(request.durability)?;
+        let answer = self.node.coordinator().delete(request).await;
         Ok(Response::new(
-            self.node.coordinator().delete(request.into_inner()).await?,
+            answer.map_err(|error| self.kv_status(error))?,
         ))
     }
 }
@@ -210,6 +249,73 @@ impl Admin for Services {
 }
 
 impl Services {
+    /// Counts a refusal for `limit` and passes its status on.
+    fn refuse(&self, limit: Limit, status: Status) -> Status {
+        exchange::refuse(&self.node, limit, status)
+    }
+
+    /// Checks a key from a peer against the client limits.
+    fn peer_key(&self, key: &[u8]) -> Result<(), Status> {
+        exchange::peer_key(&self.node, key)
+    }
+
+    /// Checks a partition number from a peer.
+    fn partition(&self, partition: u32) -> Result<(), Status> {
+        let partitions = self.node.ring().partitions();
+        if partition >= partitions {
+            return Err(self.refuse(
+                Limit::Shape,
+                Status::invalid_argument(format!(
+                    "partition {partition} does not exist; the ring has {partitions}"
+                )),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The durability field of a request, refusing values the protocol does
+    /// not define.
+    fn durability(&self, value: i32) -> Result<pb::Durability, Status> {
+        exchange::durability(&self.node, value)
+    }
+
+    /// The status of a failed client request, counting a sibling refusal.
+    fn kv_status(&self, error: KvError) -> Status {
+        if matches!(
+            error,
+            KvError::Storage(StorageError::TooManySiblings { .. })
+        ) {
+            self.node.metrics().limit_refused(Limit::Siblings);
+        }
+        error.into()
+    }
+
+    /// Checks a Merkle level request: an existing partition and level, and
+    /// at most one parent per inner node, each existing.
+    fn merkle_request(&self, request: &pb::MerkleLevelRequest) -> Result<(), Status> {
+        self.partition(request.partition)?;
+        let shape =
+            |message: String| Err(self.refuse(Limit::Shape, Status::invalid_argument(message)));
+        if ![ROOT, INNER, LEAVES].contains(&request.level) {
+            return shape(format!(
+                "Merkle level {} does not exist; levels are {ROOT} (root), {INNER} (inner) and {LEAVES} (leaves)",
+                request.level
+            ));
+        }
+        if request.parents.len() > INNER_NODES {
+            return shape(format!(
+                "the request names {} parents; a tree has {INNER_NODES} inner nodes",
+                request.parents.len()
+            ));
+        }
+        if let Some(parent) = request.parents.iter().find(|&&p| p as usize >= INNER_NODES) {
+            return shape(format!(
+                "inner node {parent} does not exist; a tree has {INNER_NODES}"
+            ));
+        }
+        Ok(())
+    }
+
     /// Installs a proposed (`change` true) or committed ring. Installing the
     /// ring in use again is a no-op, so the driver may repeat a step.
     fn install(
@@ -220,6 +326,14 @@ impl Services {
         let candidate = request
             .ring
             .ok_or_else(|| Status::invalid_argument("the request carries no ring"))?;
+        let current = self.node.ring();
+        if candidate.cluster != current.cluster() {
+            let error = AdoptError::OtherCluster {
+                ours: current.cluster().to_owned(),
+                theirs: candidate.cluster,
+            };
+            return Err(self.refuse(error.limit(), adopt_status(&error)));
+        }
         if change == candidate.next_owners.is_empty() {
             return Err(Status::invalid_argument(if change {
                 "a proposed ring must carry next owners"
@@ -227,7 +341,6 @@ impl Services {
                 "a committed ring must not carry next owners"
             }));
         }
-        let current = self.node.ring();
         if candidate.epoch == current.epoch() {
             if candidate == current.to_pb() {
                 return Ok(Response::new(pb::RingChangeResponse {
@@ -248,7 +361,7 @@ impl Services {
         }
         self.node
             .adopt_ring(candidate)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+            .map_err(|error| self.refuse(error.limit(), adopt_status(&error)))?;
         Ok(Response::new(pb::RingChangeResponse {
             epoch: self.node.ring().epoch(),
         }))
@@ -257,25 +370,28 @@ impl Services {
 
 #[tonic::async_trait]
 impl Peer for Services {
-    type StreamPartitionStream =
-        tokio_stream::wrappers::ReceiverStream<Result<pb::PartitionChunk, Status>>;
+    type StreamPartitionStream = crate::transfer::PartitionStream;
 
     async fn stream_partition(
         &self,
         request: Request<pb::StreamPartitionRequest>,
     ) -> Result<Response<Self::StreamPartitionStream>, Status> {
         let request = request.into_inner();
-        if request.partition >= self.node.ring().partitions() {
-            return Err(Status::invalid_argument(format!(
-                "partition {} does not exist",
-                request.partition
-            )));
+        self.partition(request.partition)?;
+        if !request.after.is_empty() {
+            self.peer_key(&request.after)?;
         }
-        Ok(Response::new(crate::transfer::stream_partition(
-            Arc::clone(self.node.storage()),
-            request.partition,
-            request.after,
-        )))
+        // The transfers count a busy refusal themselves.
+        match self
+            .node
+            .transfers()
+            .serve_partition(request.partition, request.after)
+        {
+            Ok(stream) => Ok(Response::new(stream)),
+            Err(error @ ServeStreamError::Busy { .. }) => {
+                Err(Status::resource_exhausted(error.to_string()))
+            }
+        }
     }
 
     async fn replica_read(
@@ -323,7 +439,13 @@ impl Peer for Services {
         let message = request.into_inner();
         let from = message.from.clone();
         let gossip = self.node.gossip();
-        gossip.receive(message);
+        gossip.receive(message).map_err(|error| {
+            let status = match &error {
+                GossipError::Limit(limit) => limit_status(limit),
+                GossipError::Ring(adopt) => adopt_status(adopt),
+            };
+            self.refuse(error.limit(), status)
+        })?;
         self.node.topology().heard_from(&from);
         Ok(Response::new(gossip.message()))
     }
@@ -333,6 +455,7 @@ impl Peer for Services {
         request: Request<pb::MerkleLevelRequest>,
     ) -> Result<Response<pb::MerkleLevelResponse>, Status> {
         let request = request.into_inner();
+        self.merkle_request(&request)?;
         let hashes =
             self.node
                 .replica()
@@ -345,6 +468,19 @@ impl Peer for Services {
         request: Request<pb::SegmentKeysRequest>,
     ) -> Result<Response<pb::SegmentKeysResponse>, Status> {
         let request = request.into_inner();
+        self.partition(request.partition)?;
+        if request.segments.len() > SEGMENTS
+            || request.segments.iter().any(|&s| s as usize >= SEGMENTS)
+        {
+            return Err(self.refuse(
+                Limit::Shape,
+                Status::invalid_argument(format!(
+                    "a tree has {SEGMENTS} leaf segments; the request names {} segments, \
+                     each below {SEGMENTS}",
+                    request.segments.len()
+                )),
+            ));
+        }
         let segments: HashSet<u32> = request.segments.into_iter().collect();
         let keys = self
             .node
@@ -365,6 +501,7 @@ impl Peer for Services {
         request: Request<pb::HoldsHintRequest>,
     ) -> Result<Response<pb::HoldsHintResponse>, Status> {
         let key = request.into_inner().key;
+        self.peer_key(&key)?;
         let partition = self.node.ring().partition_of(&key);
         let held = self
             .node
@@ -379,6 +516,7 @@ impl Peer for Services {
         request: Request<pb::ForgetTombstoneRequest>,
     ) -> Result<Response<pb::ForgetTombstoneResponse>, Status> {
         let request = request.into_inner();
+        self.peer_key(&request.key)?;
         let partition = self.node.ring().partition_of(&request.key);
         let forgotten = self
             .node
@@ -404,6 +542,7 @@ impl Server {
         metrics_url: Option<AsciiMetadataValue>,
     ) -> Self {
         let limits = node.config().limits;
+        let metrics = Arc::clone(node.metrics());
         let (closing_tx, closing) = watch::channel(false);
         let services = Services {
             node,
@@ -421,9 +560,12 @@ impl Server {
             .max_decoding_message_size(client_message)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
         let peer = PeerServer::new(services.clone())
-            .max_decoding_message_size(MAX_PEER_MESSAGE)
+            .max_decoding_message_size(limits.max_peer_message_bytes)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
         let admin = AdminServer::new(services);
+        let kv = EdgeStatus::new(kv, &metrics);
+        let peer = EdgeStatus::new(peer, &metrics);
+        let admin = EdgeStatus::new(admin, &metrics);
         let (stop, stopped) = oneshot::channel::<()>();
         // Replies are small and latency-bound: never wait on Nagle's algorithm.
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
@@ -474,6 +616,107 @@ impl Server {
             Err(_) => Err(ServeError::Cancelled),
         }
     }
+}
+
+/// A generated gRPC service whose own refusals of bad input (before any
+/// handler runs) get the codes gRPC asks for: a body that does not decode,
+/// or no body, is `INVALID_ARGUMENT` instead of tonic's `INTERNAL`, and a
+/// message over the decoding limit is `RESOURCE_EXHAUSTED` instead of
+/// `OUT_OF_RANGE`. Each is counted as a limit refusal.
+#[derive(Clone)]
+struct EdgeStatus<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S> EdgeStatus<S> {
+    fn new(inner: S, metrics: &Arc<Metrics>) -> Self {
+        Self {
+            inner,
+            metrics: Arc::clone(metrics),
+        }
+    }
+}
+
+impl<S: NamedService> NamedService for EdgeStatus<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S, B> Service<http::Request<B>> for EdgeStatus<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>, Error = Infallible>,
+    S::Future: Unpin,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = EdgeFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        EdgeFuture {
+            inner: self.inner.call(request),
+            metrics: Arc::clone(&self.metrics),
+        }
+    }
+}
+
+/// The response future of [`EdgeStatus`].
+struct EdgeFuture<F> {
+    inner: F,
+    metrics: Arc<Metrics>,
+}
+
+impl<F> Future for EdgeFuture<F>
+where
+    F: Future<Output = Result<http::Response<tonic::body::Body>, Infallible>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut response = match Pin::new(&mut self.inner).poll(cx) {
+            Poll::Ready(Ok(response)) => response,
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => return Poll::Pending,
+        };
+        if let Some((limit, status)) = edge_refusal(response.headers()) {
+            self.metrics.limit_refused(limit);
+            let headers = response.headers_mut();
+            // The status travels in the headers of a trailers-only answer.
+            if status.add_header(headers).is_err() {
+                headers.insert(Status::GRPC_STATUS, (status.code() as i32).into());
+            }
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// The status an answer of tonic's own to bad input should have had, with
+/// the limit it counts against; `None` for every other answer.
+fn edge_refusal(headers: &http::HeaderMap) -> Option<(Limit, Status)> {
+    let code = headers.get(Status::GRPC_STATUS)?;
+    let code = Code::from_bytes(code.as_bytes());
+    if !matches!(code, Code::Internal | Code::OutOfRange) {
+        return None;
+    }
+    let status = Status::from_header_map(headers)?;
+    let message = status.message();
+    if code == Code::Internal
+        && (message.starts_with("failed to decode Protobuf message")
+            || message == "Missing request message.")
+    {
+        let message = format!("the request body is not a valid message: {message}");
+        return Some((Limit::Malformed, Status::invalid_argument(message)));
+    }
+    if code == Code::OutOfRange && message.starts_with("Error, decoded message length too large") {
+        return Some((
+            Limit::MessageBytes,
+            Status::resource_exhausted(message.to_owned()),
+        ));
+    }
+    None
 }
 
 /// Why the gRPC server ended.

@@ -3,6 +3,11 @@
 //! replica, every partition it gains, and reports progress. When the ring is
 //! committed, nodes drop the partitions they no longer replicate. The
 //! [`Transfers`] worker reacts to every ring [`Topology`] puts in use.
+//!
+//! The serving side ([`Transfers::serve_partition`]) is bounded: at most
+//! `limits.max_partition_streams` streams at once, each reading its next
+//! chunk only once the reader has room for it, and ended with `ABORTED` when
+//! its reader takes nothing for `limits.partition_stream_idle_ms`.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,11 +16,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use dynamo_proto::v1 as pb;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info, warn};
 
+use crate::config::{Limit, Limits};
 use crate::metrics::Metrics;
 use crate::peers::{PeerError, Peers};
 use crate::replica::{Replica, ReplicaError};
@@ -109,6 +116,8 @@ pub struct TransferSettings {
     pub drop_delay: Duration,
     /// Incoming rate limit in bytes per second; 0 is unlimited.
     pub bytes_per_second: u64,
+    /// Bounds on streamed entries and on the streams this node serves.
+    pub limits: Limits,
 }
 
 /// Partition streaming of one node.
@@ -119,6 +128,8 @@ pub struct Transfers {
     metrics: Arc<Metrics>,
     settings: TransferSettings,
     progress: Mutex<Progress>,
+    /// One permit per partition stream this node may serve at once.
+    streams_out: Arc<Semaphore>,
 }
 
 impl Transfers {
@@ -135,6 +146,7 @@ impl Transfers {
             replica,
             peers,
             metrics,
+            streams_out: Arc::new(Semaphore::new(settings.limits.max_partition_streams)),
             settings,
             progress: Mutex::default(),
         }
@@ -301,8 +313,12 @@ impl Transfers {
                         .siblings
                         .as_ref()
                         .map_or(0, prost::Message::encoded_len)) as u64;
-                let set =
-                    wire::set_from_pb(entry.siblings).map_err(|error| StreamError::Invalid {
+                let limits = &self.settings.limits;
+                let set = limits
+                    .check_key(&entry.key)
+                    .map_err(WireError::from)
+                    .and_then(|()| wire::set_from_peer(entry.siblings, limits))
+                    .map_err(|error| StreamError::Invalid {
                         source_id: member.id.clone(),
                         error,
                     })?;
@@ -337,43 +353,103 @@ impl Transfers {
     }
 }
 
-/// Serves a partition as a stream of chunks, read off the async workers.
-pub fn stream_partition(
-    storage: Arc<Storage>,
-    partition: u32,
-    after: Bytes,
-) -> ReceiverStream<Result<pb::PartitionChunk, tonic::Status>> {
-    let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
-    tokio::task::spawn_blocking(move || {
-        let mut after = after;
-        loop {
-            let chunk = match storage.chunk(partition, &after, CHUNK_BYTES) {
-                Ok(chunk) => chunk,
-                Err(error) => {
-                    let _ = sender.blocking_send(Err(tonic::Status::internal(error.to_string())));
-                    return;
-                }
-            };
-            let Some((last, _)) = chunk.last() else {
-                return;
-            };
-            after = last.clone();
-            let entries = chunk
-                .into_iter()
-                .map(|(key, set)| pb::PartitionEntry {
-                    key,
-                    siblings: Some(wire::set_to_pb(&set)),
+/// The chunks of a partition this node serves.
+pub type PartitionStream = BoxStream<'static, Result<pb::PartitionChunk, tonic::Status>>;
+
+/// Why this node does not serve a partition stream.
+#[derive(Debug, Error)]
+pub enum ServeStreamError {
+    /// Every stream slot is taken.
+    #[error(
+        "this node already serves {limit} partition streams (limits.max_partition_streams); retry later"
+    )]
+    Busy {
+        /// `limits.max_partition_streams`.
+        limit: usize,
+    },
+}
+
+impl Transfers {
+    /// Serves `partition` after key `after` as a stream of chunks, read off
+    /// the async workers, when a stream slot is free. The stream holds its
+    /// slot until it ends, its reader goes away, or its reader takes no
+    /// chunk for `limits.partition_stream_idle_ms` (then it ends with
+    /// `ABORTED`, never as if complete).
+    ///
+    /// # Errors
+    /// [`ServeStreamError::Busy`] when `limits.max_partition_streams`
+    /// streams are being served.
+    pub fn serve_partition(
+        &self,
+        partition: u32,
+        after: Bytes,
+    ) -> Result<PartitionStream, ServeStreamError> {
+        let limits = self.settings.limits;
+        let Ok(permit) = Arc::clone(&self.streams_out).try_acquire_owned() else {
+            self.metrics.limit_refused(Limit::PartitionStreams);
+            return Err(ServeStreamError::Busy {
+                limit: limits.max_partition_streams,
+            });
+        };
+        let storage = Arc::clone(self.replica.storage());
+        let metrics = Arc::clone(&self.metrics);
+        let idle = limits.partition_stream_idle();
+        let (sender, receiver) = mpsc::channel(CHUNKS_IN_FLIGHT);
+        let (abort, aborted) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut after = after;
+            loop {
+                // Room for the chunk first: an unread stream waits here, as
+                // a parked task holding no chunk and no thread.
+                let slot = match tokio::time::timeout(idle, sender.reserve()).await {
+                    Ok(Ok(slot)) => slot,
+                    Ok(Err(_)) => return,
+                    Err(_) => {
+                        metrics.limit_refused(Limit::StreamIdle);
+                        let _ = abort.send(tonic::Status::aborted(format!(
+                            "the reader took no chunk of partition {partition} for {idle:?} \
+                             (limits.partition_stream_idle_ms); resume after the last key received"
+                        )));
+                        return;
+                    }
+                };
+                let storage = Arc::clone(&storage);
+                let start = after.clone();
+                let read = tokio::task::spawn_blocking(move || {
+                    storage.chunk(partition, &start, CHUNK_BYTES)
                 })
-                .collect();
-            if sender
-                .blocking_send(Ok(pb::PartitionChunk { entries }))
-                .is_err()
-            {
-                return;
+                .await;
+                let chunk = match read {
+                    Ok(Ok(chunk)) => chunk,
+                    Ok(Err(error)) => {
+                        slot.send(Err(tonic::Status::internal(error.to_string())));
+                        return;
+                    }
+                    Err(_) => {
+                        slot.send(Err(tonic::Status::unavailable("the node is shutting down")));
+                        return;
+                    }
+                };
+                let Some((last, _)) = chunk.last() else {
+                    return;
+                };
+                after = last.clone();
+                let entries = chunk
+                    .into_iter()
+                    .map(|(key, set)| pb::PartitionEntry {
+                        key,
+                        siblings: Some(wire::set_to_pb(&set)),
+                    })
+                    .collect();
+                slot.send(Ok(pb::PartitionChunk { entries }));
             }
-        }
-    });
-    ReceiverStream::new(receiver)
+        });
+        // After the last chunk, the reason the stream was cut off, if it was.
+        let ending = futures::stream::once(async move { aborted.await.ok().map(Err) })
+            .filter_map(std::future::ready);
+        Ok(ReceiverStream::new(receiver).chain(ending).boxed())
+    }
 }
 
 /// Deletes the data of partitions this node does not replicate in `ring`,

@@ -3,6 +3,7 @@
 
 use dynamo_proto::v1 as pb;
 
+use crate::config::{LimitError, Limits};
 use crate::version::{Clock, Dot, SiblingSet, Version};
 use dynamo_ring::Durability;
 
@@ -29,6 +30,9 @@ pub enum WireError {
     /// A dot with counter zero, which no coordinator hands out.
     #[error("a version has the invalid dot counter 0")]
     ZeroDot,
+    /// The set breaks one of this node's [`Limits`].
+    #[error(transparent)]
+    Limit(#[from] LimitError),
 }
 
 /// Converts a version to its message.
@@ -101,6 +105,32 @@ pub fn set_from_pb(message: Option<pb::SiblingSet>) -> Result<SiblingSet, WireEr
     Ok(SiblingSet::from_versions(versions))
 }
 
+/// Checks and converts a sibling set a peer sent for this node to store
+/// (a replica write, a hint, a streamed partition): besides the checks of
+/// [`set_from_pb`], at most `max_replica_siblings` versions and no value
+/// over `max_value_bytes`. A missing set is empty.
+///
+/// # Errors
+/// [`WireError`] when the set breaks a limit or an invariant.
+pub fn set_from_peer(
+    message: Option<pb::SiblingSet>,
+    limits: &Limits,
+) -> Result<SiblingSet, WireError> {
+    if let Some(set) = &message {
+        if set.versions.len() > limits.max_replica_siblings {
+            return Err(LimitError::TooManyVersions {
+                count: set.versions.len(),
+                limit: limits.max_replica_siblings,
+            }
+            .into());
+        }
+        for version in &set.versions {
+            limits.check_value(&version.value)?;
+        }
+    }
+    set_from_pb(message)
+}
+
 /// The client-facing view of one version.
 pub fn sibling_to_pb(version: &Version) -> pb::Sibling {
     pb::Sibling {
@@ -125,5 +155,70 @@ pub fn durability_from_pb(durability: pb::Durability, default: Durability) -> Du
         pb::Durability::Sync => Durability::Sync,
         pb::Durability::Buffer => Durability::Buffer,
         pb::Durability::Default => default,
+    }
+}
+
+/// A durability field that names no [`pb::Durability`] value.
+#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
+#[error("durability {value} is unknown; use DEFAULT (0), BUFFER (1) or SYNC (2)")]
+pub struct UnknownDurability {
+    /// The value received.
+    pub value: i32,
+}
+
+/// The durability field of a message, refusing a value the protocol does
+/// not define (prost would read it as `DEFAULT`).
+///
+/// # Errors
+/// [`UnknownDurability`] for such a value.
+pub fn check_durability(value: i32) -> Result<pb::Durability, UnknownDurability> {
+    pb::Durability::try_from(value).map_err(|_| UnknownDurability { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(value: &'static [u8]) -> pb::Version {
+        pb::Version {
+            dot_node: 1,
+            dot_counter: 1,
+            value: bytes::Bytes::from_static(value),
+            ..pb::Version::default()
+        }
+    }
+
+    #[test]
+    fn sets_from_peers_keep_to_the_value_and_sibling_limits() {
+        let limits = Limits {
+            max_value_bytes: 2,
+            max_replica_siblings: 2,
+            ..Limits::default()
+        };
+        let set = |versions: Vec<pb::Version>| Some(pb::SiblingSet { versions });
+        assert!(set_from_peer(set(vec![version(b"ab")]), &limits).is_ok());
+        assert_eq!(
+            set_from_peer(set(vec![version(b"abc")]), &limits),
+            Err(WireError::Limit(LimitError::ValueTooLarge {
+                bytes: 3,
+                limit: 2
+            }))
+        );
+        let three = vec![version(b"a"), version(b"b"), version(b"c")];
+        assert!(matches!(
+            set_from_peer(set(three), &limits),
+            Err(WireError::Limit(LimitError::TooManyVersions {
+                count: 3,
+                limit: 2
+            }))
+        ));
+        assert_eq!(set_from_peer(None, &limits).map(|s| s.len()), Ok(0));
+    }
+
+    #[test]
+    fn unknown_durabilities_are_refused() {
+        assert_eq!(check_durability(2), Ok(pb::Durability::Sync));
+        assert_eq!(check_durability(99), Err(UnknownDurability { value: 99 }));
+        assert!(check_durability(-1).is_err());
     }
 }

@@ -31,6 +31,8 @@ pub struct HintStore {
     db: Database,
     hints: Keyspace,
     limit: u64,
+    /// Most versions a hinted key may hold.
+    max_versions: usize,
     /// Keys queued per target; the lock also serializes hint writes.
     counts: Mutex<BTreeMap<String, u64>>,
 }
@@ -53,15 +55,22 @@ impl HintStore {
             db: db.clone(),
             hints,
             limit,
+            max_versions: usize::MAX,
             counts: Mutex::new(counts),
         })
+    }
+
+    /// Refuses hints that would grow a key's set past `max_versions`.
+    pub fn set_max_versions(&mut self, max_versions: usize) {
+        self.max_versions = max_versions;
     }
 
     /// Adds versions for `target`, merging with a hint already queued.
     ///
     /// # Errors
-    /// [`StorageError::HintsFull`] when a new key would pass the limit, or
-    /// I/O failure.
+    /// [`StorageError::HintsFull`] when a new key would pass the limit,
+    /// [`StorageError::TooManySiblings`] when the key's hinted set would grow
+    /// past [`HintStore::set_max_versions`], or I/O failure.
     pub fn add(
         &self,
         target: &str,
@@ -83,7 +92,9 @@ impl HintStore {
             }
         };
         let is_new = set.is_empty();
+        let before = set.len();
         set.merge(incoming);
+        super::check_growth(before, set.len(), self.max_versions)?;
         let mut batch = self.db.batch();
         if durability == Durability::Sync {
             batch = batch.durability(Some(PersistMode::SyncData));

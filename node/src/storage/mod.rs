@@ -128,6 +128,8 @@ pub struct Storage {
     next_dot: AtomicU64,
     dot_ceiling: Mutex<u64>,
     group_commit: GroupCommit,
+    /// Most versions a merge may grow a key's set to.
+    max_versions: usize,
 }
 
 impl Storage {
@@ -180,7 +182,17 @@ impl Storage {
             next_dot: AtomicU64::new(ceiling),
             dot_ceiling: Mutex::new(ceiling),
             group_commit: GroupCommit::default(),
+            max_versions: usize::MAX,
         })
+    }
+
+    /// The same storage refusing merges (of replica data and of hints) that
+    /// would grow a key's set past `max_versions` versions; unbounded by
+    /// default.
+    pub fn with_max_versions(mut self, max_versions: usize) -> Self {
+        self.max_versions = max_versions;
+        self.hints.set_max_versions(max_versions);
+        self
     }
 
     /// True when this open created the database: the node starts with an
@@ -250,7 +262,10 @@ impl Storage {
     /// merged set.
     ///
     /// # Errors
-    /// [`StorageError`] on I/O failure or a corrupt local record.
+    /// [`StorageError`] on I/O failure or a corrupt local record, or
+    /// [`StorageError::TooManySiblings`] when the merge would grow the set
+    /// past the bound of [`Storage::with_max_versions`] (nothing is written
+    /// then).
     pub fn merge(
         &self,
         partition: u32,
@@ -261,7 +276,9 @@ impl Storage {
         let guard = self.lock(partition, key);
         let mut set = self.read(partition, key)?;
         let old = (!set.is_empty()).then(|| set_digest(&set));
+        let before = set.len();
         if set.merge(incoming) {
+            check_growth(before, set.len(), self.max_versions)?;
             self.store(partition, key, old, &set)?;
         }
         drop(guard);
@@ -273,7 +290,8 @@ impl Storage {
 
     /// Merges versions of many keys (one frame of replica writes) into the
     /// local copies with one journal append and at most one fsync. Each
-    /// key's outcome is its own: a corrupt local record fails only its key.
+    /// key's outcome is its own: a corrupt local record, or a merge past the
+    /// version bound (as in [`Storage::merge`]), fails only its key.
     ///
     /// # Errors
     /// [`StorageError`] when the batch could not be written or fsynced (no
@@ -312,7 +330,18 @@ impl Storage {
                 },
             };
             let old = (!set.is_empty()).then(|| set_digest(&set));
+            // Only a merge that could pass the version bound pays for a copy
+            // to fall back to.
+            let unchanged =
+                (set.len() + item.incoming.len() > self.max_versions).then(|| set.clone());
             if set.merge(&item.incoming) {
+                if let Some(unchanged) = unchanged
+                    && let Err(error) = check_growth(unchanged.len(), set.len(), self.max_versions)
+                {
+                    merged.insert(slot, unchanged);
+                    outcomes.push(Err(error));
+                    continue;
+                }
                 batch.insert(
                     &self.data,
                     data_key(item.partition, &item.key),
@@ -630,6 +659,18 @@ fn data_key(partition: u32, key: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Refuses a merge that grows a set from `before` to `after` versions past
+/// `limit`; a merge that does not grow it is always taken.
+fn check_growth(before: usize, after: usize, limit: usize) -> Result<(), StorageError> {
+    if after > limit && after > before {
+        return Err(StorageError::TooManySiblings {
+            count: after,
+            limit,
+        });
+    }
+    Ok(())
+}
+
 fn read_u64(bytes: &[u8], name: &'static str) -> Result<u64, StorageError> {
     let array: [u8; 8] = bytes
         .try_into()
@@ -737,6 +778,58 @@ mod tests {
             reopened.read(7, b"a").expect("read"),
             single.read(7, b"a").expect("read")
         );
+    }
+
+    #[test]
+    fn merges_may_not_grow_a_set_past_the_version_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path(), 100)
+            .expect("open")
+            .with_max_versions(2);
+        let version = |node: u64| Version {
+            dot: Dot { node, counter: 1 },
+            past: Clock::new(),
+            value: Bytes::from_static(b"v"),
+            tombstone: false,
+            timestamp_ms: 1,
+        };
+        let two = SiblingSet::from_versions(vec![version(1), version(2)]);
+        storage
+            .merge(0, b"k", &two, Durability::Buffer)
+            .expect("fits");
+        let third = SiblingSet::from_versions(vec![version(3)]);
+        assert!(matches!(
+            storage.merge(0, b"k", &third, Durability::Buffer),
+            Err(StorageError::TooManySiblings { count: 3, limit: 2 })
+        ));
+        assert_eq!(storage.read(0, b"k").expect("read").len(), 2, "unchanged");
+        // A merge that replaces versions without growing the set is taken.
+        let mut past = Clock::new();
+        past.observe(Dot {
+            node: 1,
+            counter: 1,
+        });
+        let newer = Version {
+            dot: Dot {
+                node: 4,
+                counter: 1,
+            },
+            past,
+            ..version(4)
+        };
+        let replacing = SiblingSet::from_versions(vec![newer]);
+        let merged = storage
+            .merge(0, b"k", &replacing, Durability::Buffer)
+            .expect("does not grow");
+        assert_eq!(merged.len(), 2);
+        let hint = storage.hints().add("t", 0, b"h", &two, Durability::Buffer);
+        assert!(hint.is_ok());
+        assert!(matches!(
+            storage
+                .hints()
+                .add("t", 0, b"h", &third, Durability::Buffer),
+            Err(StorageError::TooManySiblings { .. })
+        ));
     }
 
     #[test]
