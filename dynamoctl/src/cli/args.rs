@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use dynamo_bench::Distribution;
 use dynamo_client::{Context, Durability, WriteOptions};
 
 /// Command-line client of a DynamoKV cluster.
@@ -301,15 +302,6 @@ pub enum Workload {
     B,
     /// 100% reads.
     C,
-}
-
-/// Key popularity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Distribution {
-    /// Every key equally likely.
-    Uniform,
-    /// Zipfian with theta 0.99: a few keys take most requests.
-    Zipfian,
 }
 
 /// Options of `dynamoctl bench`.

@@ -3,7 +3,7 @@
 use dynamo_client::{Client, ClientOptions, ReadOptions, Routing};
 use futures::future::join_all;
 
-use super::args::{Args, Command, Distribution, Workload};
+use super::args::{Args, Command};
 use super::codec::Codec;
 use super::render::{self, Probe, StatusError, StatusRow};
 use super::{CliError, Exit};
@@ -56,25 +56,7 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
     match args.command {
         Command::Scale { .. } => unreachable!("scale returns before connecting"),
         Command::Bench(bench) => {
-            let plan = super::bench::BenchPlan {
-                records: bench.records,
-                duration: bench.duration,
-                warmup: bench.warmup,
-                concurrency: bench.concurrency,
-                value_size: bench.value_size,
-                read_proportion: bench.read_proportion.unwrap_or(match bench.workload {
-                    Workload::A => 0.5,
-                    Workload::B => 0.95,
-                    Workload::C => 1.0,
-                }),
-                zipfian: bench.distribution == Distribution::Zipfian,
-                rate: bench.rate,
-                r: bench.r,
-                w: bench.w,
-                skip_load: bench.skip_load,
-                sync: bench.sync,
-            };
-            let report = super::bench::run(&client, &plan).await?;
+            let report = super::bench::run(&client, &bench).await?;
             Ok(Report::ok(render::bench(format, &report)))
         }
         Command::Put { key, write, .. } => {

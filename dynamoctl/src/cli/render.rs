@@ -328,7 +328,7 @@ pub fn status(format: Format, rows: &[StatusRow<'_>]) -> String {
 }
 
 /// A benchmark's figures: throughput and latency percentiles per operation.
-pub fn bench(format: Format, report: &super::bench::BenchReport) -> String {
+pub fn bench(format: Format, report: &dynamo_bench::BenchReport) -> String {
     match format {
         Format::Json => json(report),
         Format::Text => {
