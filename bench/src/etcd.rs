@@ -131,38 +131,38 @@ impl Backend for EtcdBackend {
     type Error = EtcdError;
 
     async fn get(&self, record: u64) -> Result<(), EtcdError> {
-        let member = self.member();
         let request = RangeRequest {
             key: Bytes::from(key(record)),
             serializable: false,
         };
-        member
-            .kv
-            .clone()
-            .range(request)
+        self.call(|mut kv| async move { kv.range(request).await.map(drop) })
             .await
-            .map_err(|source| EtcdError::Status {
-                endpoint: member.endpoint.clone(),
-                source,
-            })?;
-        Ok(())
     }
 
     async fn put(&self, record: u64, value: &Bytes) -> Result<(), EtcdError> {
-        let member = self.member();
         let request = PutRequest {
             key: Bytes::from(key(record)),
             value: value.clone(),
         };
-        member
-            .kv
-            .clone()
-            .put(request)
+        self.call(|mut kv| async move { kv.put(request).await.map(drop) })
+            .await
+    }
+}
+
+impl EtcdBackend {
+    /// Runs one call on the next member's client, naming the member in
+    /// its error.
+    async fn call<F, Fut>(&self, call: F) -> Result<(), EtcdError>
+    where
+        F: FnOnce(KvClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<(), tonic::Status>>,
+    {
+        let member = self.member();
+        call(member.kv.clone())
             .await
             .map_err(|source| EtcdError::Status {
                 endpoint: member.endpoint.clone(),
                 source,
-            })?;
-        Ok(())
+            })
     }
 }

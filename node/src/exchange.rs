@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::frame_item::Call;
 use dynamo_proto::v1::item_reply::Outcome;
@@ -257,56 +258,79 @@ pub fn read(
 /// `Peer.ReplicaWrite`: merges versions into this node's copy of a key.
 ///
 /// # Errors
-/// INVALID_ARGUMENT for undecodable versions, else the status of a
-/// [`crate::replica::ReplicaError`].
+/// INVALID_ARGUMENT for input that breaks a limit or does not decode, else
+/// the status of a [`crate::replica::ReplicaError`].
 pub async fn write(
     node: &Node,
     request: pb::ReplicaWriteRequest,
 ) -> Result<pb::ReplicaWriteResponse, Status> {
-    let started = Instant::now();
-    peer_key(node, &request.key)?;
-    let (partition, span) = replica_span(node, ReplicaOp::Write, &request.key);
-    let result = async {
-        let durability = replica_durability(durability(node, request.durability)?);
-        let incoming = peer_set(node, request.siblings)?;
+    let pb::ReplicaWriteRequest {
+        key,
+        siblings,
+        durability,
+    } = request;
+    let merge = |partition, key, incoming, durability| async move {
         node.replica()
-            .merge(partition, request.key, incoming, durability)
+            .merge(partition, key, incoming, durability)
             .await
-            .map_err(|error| replica_status(node, &error))?;
-        Ok(pb::ReplicaWriteResponse {})
-    }
-    .instrument(span)
-    .await;
-    node.metrics().replica(ReplicaOp::Write, started.elapsed());
-    result
+            .map(drop)
+    };
+    store(node, ReplicaOp::Write, key, siblings, durability, merge).await
 }
 
 /// `Peer.HintWrite`: keeps versions for another replica as a hint.
 ///
 /// # Errors
-/// INVALID_ARGUMENT for undecodable versions or an unknown target, else
-/// the status of a [`crate::replica::ReplicaError`].
+/// INVALID_ARGUMENT for input that breaks a limit or does not decode, or an
+/// unknown target, else the status of a [`crate::replica::ReplicaError`].
 pub async fn hint(
     node: &Node,
     request: pb::HintWriteRequest,
 ) -> Result<pb::ReplicaWriteResponse, Status> {
-    let started = Instant::now();
-    peer_key(node, &request.key)?;
-    let (partition, span) = replica_span(node, ReplicaOp::Hint, &request.key);
-    let result = async {
-        let durability = replica_durability(durability(node, request.durability)?);
-        let incoming = peer_set(node, request.siblings)?;
-        let target = request.target;
+    let pb::HintWriteRequest {
+        target,
+        key,
+        siblings,
+        durability,
+    } = request;
+    let keep = |partition, key, incoming, durability| async move {
         node.replica()
-            .store_hint(target.clone(), partition, request.key, incoming, durability)
+            .store_hint(target.clone(), partition, key, incoming, durability)
+            .await?;
+        node.metrics().hint_stored(&target);
+        Ok(())
+    };
+    store(node, ReplicaOp::Hint, key, siblings, durability, keep).await
+}
+
+/// Checks the key, the durability and the versions of a replica write or
+/// hint, lets `apply` store them, and times it.
+async fn store<F, Fut>(
+    node: &Node,
+    op: ReplicaOp,
+    key: Bytes,
+    siblings: Option<pb::SiblingSet>,
+    asked: i32,
+    apply: F,
+) -> Result<pb::ReplicaWriteResponse, Status>
+where
+    F: FnOnce(u32, Bytes, SiblingSet, Durability) -> Fut,
+    Fut: Future<Output = Result<(), ReplicaError>>,
+{
+    let started = Instant::now();
+    peer_key(node, &key)?;
+    let (partition, span) = replica_span(node, op, &key);
+    let result = async {
+        let durability = replica_durability(durability(node, asked)?);
+        let incoming = peer_set(node, siblings)?;
+        apply(partition, key, incoming, durability)
             .await
             .map_err(|error| replica_status(node, &error))?;
-        node.metrics().hint_stored(&target);
         Ok(pb::ReplicaWriteResponse {})
     }
     .instrument(span)
     .await;
-    node.metrics().replica(ReplicaOp::Hint, started.elapsed());
+    node.metrics().replica(op, started.elapsed());
     result
 }
 
