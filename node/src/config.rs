@@ -373,6 +373,8 @@ pub struct Config {
     pub background: Background,
     /// Deadlines, in-flight bounds and keepalive of calls to peers.
     pub peer_calls: PeerCalls,
+    /// Transport security; plaintext when unset (docs/security.md).
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 /// How this node calls its peers. A replica call (read, write, hint) waits
@@ -523,6 +525,7 @@ impl Default for Config {
             read_hedge_ms: 20,
             background: Background::default(),
             peer_calls: PeerCalls::default(),
+            tls: None,
         }
     }
 }
@@ -743,6 +746,9 @@ pub struct Flags {
     /// `RUST_LOG` (default `info`).
     #[arg(long, env = "DYNAMO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Transport security files and rules.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsFlags,
 }
 
 /// How `dynamo-node` writes its log.
@@ -806,6 +812,7 @@ impl Flags {
         let limits = &mut config.limits;
         limits.max_key_bytes = self.max_key_bytes.unwrap_or(limits.max_key_bytes);
         limits.max_value_bytes = self.max_value_bytes.unwrap_or(limits.max_value_bytes);
+        self.tls.apply(&mut config.tls);
         config.validate()?;
         Ok(config)
     }

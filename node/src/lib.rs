@@ -67,6 +67,7 @@ pub mod server;
 pub mod stall;
 pub mod startup;
 pub mod storage;
+pub mod tls;
 pub mod topology;
 pub mod transfer;
 pub mod version;

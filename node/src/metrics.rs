@@ -409,6 +409,7 @@ pub struct Metrics {
     anti_entropy_keys: Counter,
     anti_entropy_bytes: Family<DirectionLabels, Counter>,
     tombstones_dropped: Counter,
+    tls_refusals: Counter,
     stream_keys: Counter,
     stream_bytes: Counter,
     stream_partitions: Counter,
@@ -552,6 +553,7 @@ impl Metrics {
             anti_entropy_keys: Counter::default(),
             anti_entropy_bytes: Family::default(),
             tombstones_dropped: Counter::default(),
+            tls_refusals: Counter::default(),
             stream_keys: Counter::default(),
             stream_bytes: Counter::default(),
             stream_partitions: Counter::default(),
@@ -613,6 +615,11 @@ impl Metrics {
             "anti_entropy_bytes",
             "Bytes anti-entropy exchanged with peers, by direction",
             self.anti_entropy_bytes.clone(),
+        );
+        r.register(
+            "tls_refusals",
+            "Connections or calls refused for their certificate (unknown CA, name outside the cluster, role)",
+            self.tls_refusals.clone(),
         );
         r.register(
             "tombstones_dropped",
@@ -742,6 +749,16 @@ impl Metrics {
     /// Records the number of versions a get returned.
     pub fn siblings(&self, versions: usize) {
         self.siblings.observe(versions as u64);
+    }
+
+    /// Records a connection or call refused for its certificate.
+    pub fn tls_refused(&self) {
+        self.tls_refusals.inc();
+    }
+
+    /// Number of certificate refusals so far.
+    pub fn tls_refusal_count(&self) -> u64 {
+        self.tls_refusals.get()
     }
 
     /// Records a request or message refused for breaking `limit`.

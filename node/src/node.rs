@@ -52,6 +52,9 @@ pub enum StartError {
         /// What each seed said.
         tried: String,
     },
+    /// The TLS files could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The listener could not be used.
     #[error("cannot serve: {0}")]
     Listener(std::io::Error),

@@ -40,6 +40,7 @@ use crate::node::Node;
 use crate::peers::MAX_PEER_MESSAGE;
 use crate::replica::ReplicaError;
 use crate::storage::StorageError;
+use crate::tls::{Api, Authorize, Tls};
 use crate::topology::AdoptError;
 use crate::transfer::ServeStreamError;
 
@@ -534,12 +535,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `node`'s services on `listener`; `Admin.Status` names
-    /// `metrics_url` when set.
+    /// Serves `node`'s services on `listener`, over `tls` when set;
+    /// `Admin.Status` names `metrics_url` when set.
     pub fn serve(
         node: Arc<Node>,
         listener: TcpListener,
         metrics_url: Option<AsciiMetadataValue>,
+        tls: Option<Arc<Tls>>,
     ) -> Self {
         let limits = node.config().limits;
         let metrics = Arc::clone(node.metrics());
@@ -563,31 +565,41 @@ impl Server {
             .max_decoding_message_size(limits.max_peer_message_bytes)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
         let admin = AdminServer::new(services);
-        let kv = EdgeStatus::new(kv, &metrics);
-        let peer = EdgeStatus::new(peer, &metrics);
-        let admin = EdgeStatus::new(admin, &metrics);
+        let authorize = |service| match &tls {
+            Some(tls) => tls.authorize(service),
+            None => Authorize::open(service),
+        };
+        let kv = EdgeStatus::new(authorize(Api::Kv).wrap(kv), &metrics);
+        let peer = EdgeStatus::new(authorize(Api::Peer).wrap(peer), &metrics);
+        let admin = EdgeStatus::new(authorize(Api::Admin).wrap(admin), &metrics);
         let (stop, stopped) = oneshot::channel::<()>();
-        // Replies are small and latency-bound: never wait on Nagle's algorithm.
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        let task = tokio::spawn(
-            tonic::transport::Server::builder()
-                // Coordinators drop calls that missed their deadline or
-                // are no longer needed once a quorum answered; each drop
-                // resets a stream. h2's default tolerates only 20 resets
-                // of streams not yet accepted before it closes the whole
-                // connection, which after a paused node resumes would fail
-                // every call on it.
-                .http2_max_pending_accept_reset_streams(Some(PENDING_RESETS))
-                .add_service(kv)
-                .add_service(admin)
-                .add_service(peer)
-                .serve_with_incoming_shutdown(incoming, async move {
-                    let _ = stopped.await;
-                    // Exchange streams last as long as their peer's link;
-                    // ending them lets the graceful shutdown finish.
-                    let _ = closing_tx.send(true);
-                }),
-        );
+        let router = tonic::transport::Server::builder()
+            // Coordinators drop calls that missed their deadline or
+            // are no longer needed once a quorum answered; each drop
+            // resets a stream. h2's default tolerates only 20 resets
+            // of streams not yet accepted before it closes the whole
+            // connection, which after a paused node resumes would fail
+            // every call on it.
+            .http2_max_pending_accept_reset_streams(Some(PENDING_RESETS))
+            .add_service(kv)
+            .add_service(admin)
+            .add_service(peer);
+        let shutdown = async move {
+            let _ = stopped.await;
+            // Exchange streams last as long as their peer's link;
+            // ending them lets the graceful shutdown finish.
+            let _ = closing_tx.send(true);
+        };
+        let task = match tls {
+            Some(tls) => {
+                tokio::spawn(router.serve_with_incoming_shutdown(tls.incoming(listener), shutdown))
+            }
+            // Replies are small and latency-bound: never wait on Nagle's algorithm.
+            None => tokio::spawn(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(listener).with_nodelay(Some(true)),
+                shutdown,
+            )),
+        };
         Self {
             stop: Some(stop),
             task,

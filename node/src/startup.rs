@@ -125,7 +125,12 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
         .as_ref()
         .and_then(|http| AsciiMetadataValue::try_from(config.metrics_url(http.address())).ok());
     let metrics = Arc::new(Metrics::new());
-    let transport = Arc::new(GrpcTransport::new(&config).with_metrics(Arc::clone(&metrics)));
+    let tls = crate::tls::from_config(&config, &metrics)?;
+    let transport = Arc::new(
+        GrpcTransport::new(&config)
+            .with_metrics(Arc::clone(&metrics))
+            .with_tls(tls.clone()),
+    );
     let seeded = if config.seeds.is_empty() {
         None
     } else {
@@ -135,7 +140,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
     node.recovery().prepare().await;
     node.membership().grace(std::time::Instant::now());
     let address = listener.local_addr().map_err(StartError::Listener)?;
-    let server = Server::serve(Arc::clone(&node), listener, metrics_url);
+    let server = Server::serve(Arc::clone(&node), listener, metrics_url, tls);
     let mut workers = Workers::new();
     // Transfers first: it resumes a change in flight, or finishes dropping
     // partitions a committed change took away.

@@ -24,6 +24,8 @@ use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
+use crate::tls::{Tls, TlsConnector};
+
 use super::link::{Link, LinkSettings};
 use super::{ChunkStream, Forward, Forwarded, PeerError, PeerFuture, Transport};
 use crate::config::Config;
@@ -51,6 +53,8 @@ pub struct GrpcTransport {
     /// `None` when batching is off.
     links: Option<LinkSettings>,
     metrics: Option<Arc<Metrics>>,
+    /// Dials over TLS when set.
+    tls: Option<Arc<Tls>>,
 }
 
 /// What this node keeps per peer address.
@@ -75,6 +79,7 @@ impl GrpcTransport {
                 max_message: MAX_PEER_MESSAGE,
             }),
             metrics: None,
+            tls: None,
             settings: ChannelSettings {
                 connect_timeout: config.peer_timeout(),
                 keepalive_interval: Duration::from_millis(
@@ -85,6 +90,12 @@ impl GrpcTransport {
                 ),
             },
         }
+    }
+
+    /// The same transport, dialling peers over `tls` when set.
+    pub fn with_tls(mut self, tls: Option<Arc<Tls>>) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The same transport, counting frames in `metrics`.
@@ -121,7 +132,10 @@ impl GrpcTransport {
             .keep_alive_while_idle(true);
         let mut channels = self.channels.write().unwrap_or_else(|e| e.into_inner());
         let peer = channels.entry(address.clone()).or_insert_with(|| {
-            let channel = endpoint.connect_lazy();
+            let channel = match &self.tls {
+                Some(tls) => endpoint.connect_with_connector_lazy(TlsConnector(Arc::clone(tls))),
+                None => endpoint.connect_lazy(),
+            };
             Peer {
                 link: self.links.map(|settings| {
                     Link::open(
