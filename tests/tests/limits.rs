@@ -1051,10 +1051,14 @@ async fn one_connection_over_its_share_is_shed_while_others_are_served() -> anyh
     workload.finish().await?;
     held.iter().for_each(JoinHandle::abort);
     // The places come back: the same connection is served again.
-    dynamo_tests::wait::until("the connection is served again", Duration::from_secs(10), || {
-        let mut client = KvClient::new(greedy.clone());
-        async move { Ok(client.get(get("other")).await.ok().map(|_| ())) }
-    })
+    dynamo_tests::wait::until(
+        "the connection is served again",
+        Duration::from_secs(10),
+        || {
+            let mut client = KvClient::new(greedy.clone());
+            async move { Ok(client.get(get("other")).await.ok().map(|_| ())) }
+        },
+    )
     .await?;
     cluster.shutdown().await
 }
@@ -1084,7 +1088,11 @@ async fn a_node_at_its_request_limit_sheds_clients_and_keeps_replicating() -> an
     assert!(refusals(&cluster, 0, "concurrent_requests") >= 1);
     workload.finish().await?;
     // A write through node 1 reaches node 0's replica meanwhile.
-    cluster.kv(1).await?.put(put("while-shed", "v", &[])).await?;
+    cluster
+        .kv(1)
+        .await?
+        .put(put("while-shed", "v", &[]))
+        .await?;
     let replica = peer(&cluster, 0).await?;
     dynamo_tests::wait::until("node 0 stores its replica", Duration::from_secs(10), || {
         let mut replica = replica.clone();
@@ -1114,7 +1122,11 @@ async fn peer_requests_over_their_limit_are_shed_while_clients_are_served() -> a
     })
     .await?;
     let workload = Workload::start(&cluster).await?;
-    let held = hold(&channel(&cluster, 0).await?, "/dynamo.v1.Peer/ReplicaRead", 4);
+    let held = hold(
+        &channel(&cluster, 0).await?,
+        "/dynamo.v1.Peer/ReplicaRead",
+        4,
+    );
     in_flight(&cluster, 0, "peer", 4).await?;
     let mut peer = peer(&cluster, 0).await?;
     assert_shed(
