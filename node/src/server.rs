@@ -565,7 +565,10 @@ impl Server {
             .max_encoding_message_size(MAX_PEER_MESSAGE);
         let admin = AdminServer::new(services);
         let kv = Shed::new(EdgeStatus::new(kv, &metrics), Gate::kv(&limits, &metrics));
-        let peer = Shed::new(EdgeStatus::new(peer, &metrics), Gate::peer(&limits, &metrics));
+        let peer = Shed::new(
+            EdgeStatus::new(peer, &metrics),
+            Gate::peer(&limits, &metrics),
+        );
         let admin = EdgeStatus::new(admin, &metrics);
         let (stop, stopped) = oneshot::channel::<()>();
         // Replies are small and latency-bound: never wait on Nagle's algorithm.

@@ -301,7 +301,10 @@ mod tests {
         assert_eq!(status.code(), tonic::Code::ResourceExhausted);
         assert!(status.message().contains("max_concurrent_peer_requests"));
         assert_eq!(
-            response.headers().get(RETRY_AFTER_HEADER).map(|v| v.as_bytes()),
+            response
+                .headers()
+                .get(RETRY_AFTER_HEADER)
+                .map(|v| v.as_bytes()),
             Some(RETRY_AFTER_MS.to_string().as_bytes())
         );
         assert_eq!(metrics.limit_refusal_count(Limit::PeerRequests), 1);
