@@ -33,7 +33,7 @@ async fn write(endpoints: Endpoints, cycle: u64, stop: Arc<AtomicBool>) -> Acked
     let mut acked = Vec::new();
     let mut round = 0u64;
     while !stop.load(Ordering::Relaxed) {
-        let sync = round % 2 == 0;
+        let sync = round.is_multiple_of(2);
         let key = format!("c{cycle}-{round}");
         let value = format!("v{cycle}-{round}");
         let request = pb::PutRequest {
@@ -94,7 +94,7 @@ async fn acknowledged_writes_survive_repeated_sigkills() -> anyhow::Result<()> {
                 .collect();
             assert_eq!(
                 values,
-                [value.clone()],
+                std::slice::from_ref(value),
                 "seed {seed}, cycle {cycle}: {key} was acknowledged with sync by all replicas"
             );
         }
@@ -106,7 +106,7 @@ async fn acknowledged_writes_survive_repeated_sigkills() -> anyhow::Result<()> {
         let read = endpoints.kv(i % 3).get(get(key)).await?.into_inner();
         assert_eq!(
             live_values(&read),
-            [value.clone()],
+            std::slice::from_ref(value),
             "seed {seed}: {key} was acknowledged"
         );
     }
