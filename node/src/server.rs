@@ -39,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::peers::MAX_PEER_MESSAGE;
 use crate::replica::ReplicaError;
+use crate::shed::{Gate, Shed};
 use crate::storage::StorageError;
 use crate::tls::{Api, Authorize, Tls};
 use crate::topology::AdoptError;
@@ -569,9 +570,16 @@ impl Server {
             Some(tls) => tls.authorize(service),
             None => Authorize::open(service),
         };
-        let kv = EdgeStatus::new(authorize(Api::Kv).wrap(kv), &metrics);
-        let peer = EdgeStatus::new(authorize(Api::Peer).wrap(peer), &metrics);
-        let admin = EdgeStatus::new(authorize(Api::Admin).wrap(admin), &metrics);
+        // Callers are authorized before they take a place in the shedder.
+        let kv = authorize(Api::Kv).wrap(Shed::new(
+            EdgeStatus::new(kv, &metrics),
+            Gate::kv(&limits, &metrics),
+        ));
+        let peer = authorize(Api::Peer).wrap(Shed::new(
+            EdgeStatus::new(peer, &metrics),
+            Gate::peer(&limits, &metrics),
+        ));
+        let admin = authorize(Api::Admin).wrap(EdgeStatus::new(admin, &metrics));
         let (stop, stopped) = oneshot::channel::<()>();
         let router = tonic::transport::Server::builder()
             // Coordinators drop calls that missed their deadline or

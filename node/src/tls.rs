@@ -15,6 +15,7 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::io;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -265,10 +266,15 @@ impl PeerIdentity {
     }
 }
 
-/// The identity a TLS connection carries: `None` for a client without a
-/// certificate, absent altogether on a plaintext server.
+/// What a TLS connection carries into its requests' extensions; absent
+/// altogether on a plaintext server.
 #[derive(Clone, Debug)]
-pub struct ConnectionIdentity(pub Option<PeerIdentity>);
+pub struct ConnectionIdentity {
+    /// The caller's certificate identity, `None` for a client without one.
+    pub peer: Option<PeerIdentity>,
+    /// The caller's address.
+    pub remote: SocketAddr,
+}
 
 /// The last-loaded material and what it was loaded from.
 struct Loaded {
@@ -386,7 +392,10 @@ impl Tls {
                             let _ = tx
                                 .send(Ok(TlsConnection {
                                     stream,
-                                    identity: ConnectionIdentity(identity),
+                                    identity: ConnectionIdentity {
+                                        peer: identity,
+                                        remote,
+                                    },
                                 }))
                                 .await;
                         }
@@ -682,7 +691,7 @@ impl Authorize {
         };
         let identity = extensions
             .get::<ConnectionIdentity>()
-            .and_then(|identity| identity.0.as_ref());
+            .and_then(|identity| identity.peer.as_ref());
         let role = tls.names.role(identity);
         if role.may_call(self.service) {
             return Ok(());
