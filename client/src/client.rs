@@ -104,7 +104,7 @@ impl Client {
     /// errors of a failed call ([`Error::Transport`], [`Error::Timeout`],
     /// [`Error::Unavailable`], ...).
     pub async fn connect_with(endpoint: &str, options: ClientOptions) -> Result<Self> {
-        let rpc = Rpc::new(options.timeout);
+        let rpc = Rpc::new(options.timeout, options.tls.clone());
         let endpoint = endpoint.trim().to_owned();
         let ring = fetch_ring(&rpc, &endpoint).await?;
         Ok(Self {

@@ -104,6 +104,13 @@ pub enum Error {
         /// The failure of the last replica tried.
         source: Box<Error>,
     },
+    /// TLS material could not be loaded, or a connection failed in the way
+    /// a mismatch of TLS and plaintext between client and node causes.
+    #[error("{message}")]
+    Tls {
+        /// What is wrong, naming the file or node.
+        message: String,
+    },
     /// Any other status a node answered with.
     #[error("{address} answered {:?}: {}", status.code(), status.message())]
     Status {

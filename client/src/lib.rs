@@ -36,6 +36,7 @@ mod routing;
 mod rpc;
 mod siblings;
 mod status;
+mod tls;
 
 pub use client::Client;
 pub use context::Context;
@@ -46,6 +47,7 @@ pub use ring::{InvalidRing, Member, Ring};
 pub use rpc::{Rpc, admin as admin_client};
 pub use siblings::{GetResult, Sibling};
 pub use status::{METRICS_URL_HEADER, MemberStatus, NodeStatus, Transfer};
+pub use tls::TlsOptions;
 
 /// Result of client operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

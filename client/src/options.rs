@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use dynamo_proto::v1 as pb;
 
-use crate::{Durability, Error};
+use crate::{Durability, Error, TlsOptions};
 
 /// How a [`Client`](crate::Client) talks to the cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub struct ClientOptions {
     pub routing: Routing,
     /// Speculative retries and the per-node health that steers them.
     pub hedge: HedgeOptions,
+    /// TLS for every connection; `None` (the default) is plaintext.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ClientOptions {
@@ -26,6 +28,7 @@ impl Default for ClientOptions {
             timeout: Duration::from_secs(5),
             routing: Routing::default(),
             hedge: HedgeOptions::default(),
+            tls: None,
         }
     }
 }

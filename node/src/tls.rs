@@ -3,10 +3,13 @@
 //! A node with a `tls` section serves over TLS 1.2/1.3 with rustls (the
 //! `ring` provider, installed explicitly) and dials its peers the same way,
 //! offering its own certificate. Certificates are identified by their
-//! subject alternative DNS names; [`Names`] turns those into a [`Role`], and
+//! subject alternative DNS names; [`Names`] turns those into a [`Role`]
+//! (by default `<member>.nodes.<cluster>` a node, `operator.<cluster>` the
+//! operator, anything else a client), and
 //! [`Authorize`] lets each role reach only its services: `Peer` only cluster
-//! nodes, `Admin` nodes and the operator, `Kv` every certificate the CA
-//! signed (or none when client certificates are optional).
+//! nodes, `Admin` changes nodes and the operator (its reads everyone), `Kv`
+//! every certificate the CA signed (or none when client certificates are
+//! optional).
 //!
 //! The CA, certificate and key files are read again when one of their
 //! modification times changes: each new connection, in or out, uses what is
@@ -65,9 +68,10 @@ pub struct TlsSettings {
     /// Whether clients must present a certificate.
     pub client_auth: ClientAuth,
     /// Names (or `*.suffix` patterns) of cluster node certificates; empty
-    /// means `*.<cluster>`.
+    /// means `*.nodes.<cluster>`.
     pub node_names: Vec<String>,
-    /// Names of the operator's certificate, allowed to call `Admin`.
+    /// Names of the operator's certificate, allowed to call `Admin`;
+    /// empty means `operator.<cluster>`.
     pub operator_names: Vec<String>,
 }
 
@@ -88,7 +92,7 @@ pub struct TlsFlags {
     #[arg(long, env = "DYNAMO_TLS_CLIENT_AUTH", value_enum)]
     pub tls_client_auth: Option<ClientAuth>,
     /// Names or `*.suffix` patterns of node certificates (default
-    /// `*.<cluster>`).
+    /// `*.nodes.<cluster>`).
     #[arg(long, env = "DYNAMO_TLS_NODE_NAMES", value_delimiter = ',')]
     pub tls_node_names: Vec<String>,
     /// Names of the operator's certificate.
@@ -182,12 +186,18 @@ pub enum Api {
     Peer,
 }
 
+/// `Admin` methods that only read, which every role may call: clients
+/// route with the ring and show the status.
+const ADMIN_READS: [&str; 3] = ["Status", "GetRing", "TransferStatus"];
+
 impl Role {
-    /// Whether this role may call `service`.
-    pub fn may_call(self, service: Api) -> bool {
+    /// Whether this role may call `method` of `service`.
+    pub fn may_call(self, service: Api, method: &str) -> bool {
         match service {
             Api::Kv => true,
-            Api::Admin => matches!(self, Self::Node | Self::Operator),
+            Api::Admin => {
+                ADMIN_READS.contains(&method) || matches!(self, Self::Node | Self::Operator)
+            }
             Api::Peer => self == Self::Node,
         }
     }
@@ -206,12 +216,13 @@ impl Names {
         let lower = |names: &[String]| names.iter().map(|n| n.to_ascii_lowercase()).collect();
         let mut nodes: Vec<String> = lower(&settings.node_names);
         if nodes.is_empty() {
-            nodes.push(format!("*.{}", cluster.to_ascii_lowercase()));
+            nodes.push(format!("*.nodes.{}", cluster.to_ascii_lowercase()));
         }
-        Self {
-            nodes,
-            operators: lower(&settings.operator_names),
+        let mut operators: Vec<String> = lower(&settings.operator_names);
+        if operators.is_empty() {
+            operators.push(format!("operator.{}", cluster.to_ascii_lowercase()));
         }
+        Self { nodes, operators }
     }
 
     /// The role of a certificate with `names` (none: no certificate).
@@ -684,24 +695,25 @@ impl Authorize {
         }
     }
 
-    /// Admits or refuses a call carrying `extensions`.
-    fn check(&self, extensions: &http::Extensions) -> Result<(), Status> {
+    /// Admits or refuses a call of `path` (`/package.Service/Method`)
+    /// carrying `extensions`.
+    fn check(&self, path: &str, extensions: &http::Extensions) -> Result<(), Status> {
         let Some(tls) = &self.tls else {
             return Ok(());
         };
+        let method = path.rsplit('/').next().unwrap_or_default();
         let identity = extensions
             .get::<ConnectionIdentity>()
             .and_then(|identity| identity.peer.as_ref());
         let role = tls.names.role(identity);
-        if role.may_call(self.service) {
+        if role.may_call(self.service, method) {
             return Ok(());
         }
         let names = identity.map(|i| i.names.clone()).unwrap_or_default();
-        warn!(?names, ?role, service = ?self.service, "refused a call for its certificate");
+        warn!(?names, ?role, %path, "refused a call for its certificate");
         tls.metrics.tls_refused();
         Err(Status::permission_denied(format!(
-            "the certificate {names:?} ({role:?}) may not call the {:?} service",
-            self.service
+            "the certificate {names:?} ({role:?}) may not call {path}"
         )))
     }
 }
@@ -734,7 +746,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        match self.authorize.check(request.extensions()) {
+        match self
+            .authorize
+            .check(request.uri().path(), request.extensions())
+        {
             Ok(()) => Either::Left(self.inner.call(request)),
             Err(status) => Either::Right(ready(Ok(status.into_http()))),
         }
@@ -793,10 +808,23 @@ mod tests {
     }
 
     #[test]
-    fn default_node_pattern_is_the_cluster() {
+    fn default_patterns_are_under_the_cluster() {
         let rules = names(&[], &["dynamo-operator"]);
-        assert_eq!(rules.role(Some(&identity(&["n1.prod"]))), Role::Node);
-        assert_eq!(rules.role(Some(&identity(&["n1.staging"]))), Role::Client);
+        assert_eq!(rules.role(Some(&identity(&["n1.nodes.prod"]))), Role::Node);
+        assert_eq!(rules.role(Some(&identity(&["n1.prod"]))), Role::Client);
+        assert_eq!(
+            rules.role(Some(&identity(&["n1.nodes.staging"]))),
+            Role::Client
+        );
+        let defaults = names(&[], &[]);
+        assert_eq!(
+            defaults.role(Some(&identity(&["operator.prod"]))),
+            Role::Operator
+        );
+        assert_eq!(
+            defaults.role(Some(&identity(&["client.prod"]))),
+            Role::Client
+        );
         assert_eq!(
             rules.role(Some(&identity(&["dynamo-operator"]))),
             Role::Operator
@@ -826,8 +854,14 @@ mod tests {
         ];
         for (role, allowed) in table {
             for (service, want) in [Kv, Admin, Peer].into_iter().zip(allowed) {
-                assert_eq!(role.may_call(service), want, "{role:?} {service:?}");
+                assert_eq!(
+                    role.may_call(service, "CommitRing"),
+                    want,
+                    "{role:?} {service:?}"
+                );
             }
+            assert!(role.may_call(Admin, "GetRing"), "{role:?} reads the ring");
+            assert!(role.may_call(Admin, "Status"), "{role:?} reads the status");
         }
     }
 }

@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use dynamo_client::Rpc;
+use dynamo_client::{Rpc, TlsOptions};
 use dynamo_proto::v1 as pb;
 use thiserror::Error;
 
@@ -90,17 +90,17 @@ pub struct GrpcAdmin {
 
 impl GrpcAdmin {
     /// A caller whose calls (and connection attempts) give up after
-    /// `timeout`.
-    pub fn new(timeout: Duration) -> Self {
+    /// `timeout`, over TLS with `tls` when set.
+    pub fn new(timeout: Duration, tls: Option<TlsOptions>) -> Self {
         Self {
-            rpc: Rpc::new(timeout),
+            rpc: Rpc::new(timeout, tls),
         }
     }
 }
 
 impl Default for GrpcAdmin {
     fn default() -> Self {
-        Self::new(DEFAULT_TIMEOUT)
+        Self::new(DEFAULT_TIMEOUT, None)
     }
 }
 
@@ -182,7 +182,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let address = listener.local_addr().expect("bound").to_string();
         drop(listener);
-        let admin = GrpcAdmin::new(Duration::from_secs(2));
+        let admin = GrpcAdmin::new(Duration::from_secs(2), None);
         let error = admin.ring(&address).await.expect_err("nobody listens");
         assert!(matches!(error, AdminError::Call { .. }), "{error:?}");
         assert!(error.to_string().contains(&address), "{error}");

@@ -4,6 +4,7 @@
 //! and restarts a member process that exits unexpectedly, with backoff, as
 //! a StatefulSet restarts its pod.
 
+pub mod certs;
 mod restart;
 
 use std::collections::BTreeMap;
@@ -23,6 +24,7 @@ use thiserror::Error;
 
 use crate::admin::{Admin, GrpcAdmin};
 use crate::driver::{Driver, DriverState, Launch, Platform, PlatformError, Shape};
+use certs::{CertError, LocalCa};
 use restart::Restarts;
 
 /// Member i serves HTTP (`/metrics`, `/readyz`, the ring page) on
@@ -46,6 +48,8 @@ pub struct LocalPlatform {
     /// How exited children ended, until the supervisor reports it.
     exits: Mutex<BTreeMap<usize, std::process::ExitStatus>>,
     admin: Arc<GrpcAdmin>,
+    /// The CA that issues each member's certificate, for a TLS cluster.
+    tls: Option<LocalCa>,
 }
 
 /// Why the local platform cannot run.
@@ -78,6 +82,9 @@ pub enum LocalError {
         #[source]
         source: SpecError,
     },
+    /// The cluster's certificates cannot be made.
+    #[error("TLS certificates: {0}")]
+    Certificates(#[from] CertError),
     /// The driver state file cannot be parsed.
     #[error("driver state file {path} is corrupt: {source}", path = path.display())]
     CorruptState {
@@ -127,7 +134,15 @@ impl LocalPlatform {
             supervised: Mutex::new(BTreeMap::new()),
             exits: Mutex::new(BTreeMap::new()),
             admin,
+            tls: None,
         }
+    }
+
+    /// Members serve and dial over mutual TLS with certificates from `ca`.
+    #[must_use]
+    pub fn with_tls(mut self, ca: LocalCa) -> Self {
+        self.tls = Some(ca);
+        self
     }
 
     fn dir(&self, index: usize) -> PathBuf {
@@ -294,6 +309,25 @@ impl Platform for LocalPlatform {
 }
 
 impl LocalPlatform {
+    /// The TLS flags of member `id`: none for a plaintext cluster.
+    fn tls_args(&self, id: &str) -> Result<Vec<std::ffi::OsString>, PlatformError> {
+        let Some(ca) = &self.tls else {
+            return Ok(Vec::new());
+        };
+        let issued = ca.member(id).map_err(|error| PlatformError::Io {
+            action: format!("issue the certificate of {id}"),
+            source: std::io::Error::other(error),
+        })?;
+        Ok(vec![
+            "--tls-ca".into(),
+            ca.ca().into(),
+            "--tls-cert".into(),
+            issued.cert.into(),
+            "--tls-key".into(),
+            issued.key.into(),
+        ])
+    }
+
     /// Starts the process of member `index` unless it runs already.
     async fn spawn(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
         if self.running_pid(index).is_some() {
@@ -327,6 +361,7 @@ impl LocalPlatform {
             .arg("--cluster")
             .arg(&self.name)
             .args(&self.node_args)
+            .args(self.tls_args(&member.id)?)
             .stdin(Stdio::null())
             .stdout(log_copy)
             .stderr(log);
@@ -374,6 +409,9 @@ pub struct LocalOptions {
     pub node_binary: PathBuf,
     /// Deadline of each Admin call to the members.
     pub admin_timeout: Duration,
+    /// Run a mutual-TLS cluster with certificates from a CA kept in
+    /// `<data_dir>/<cluster>-tls`.
+    pub tls: bool,
 }
 
 /// Reads the manifest and turns it into the shape the driver works towards
@@ -417,6 +455,19 @@ pub fn read_manifest(path: &Path) -> Result<(Shape, Vec<String>), LocalError> {
     Ok((shape, args))
 }
 
+/// The operator's TLS options: its own certificate from `ca`.
+fn operator_tls(ca: &LocalCa) -> Result<dynamo_client::TlsOptions, LocalError> {
+    let operator = ca.operator()?;
+    dynamo_client::TlsOptions::from_files(&ca.ca(), Some(&operator.cert), Some(&operator.key))
+        .map_err(|error| {
+            LocalError::Certificates(CertError::File {
+                action: "load",
+                path: operator.cert.clone(),
+                source: std::io::Error::other(error),
+            })
+        })
+}
+
 /// Runs the local platform until Ctrl-C or SIGTERM, then stops every member.
 ///
 /// # Errors
@@ -436,8 +487,28 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         })?,
         Err(_) => DriverState::default(),
     };
-    let admin = Arc::new(GrpcAdmin::new(options.admin_timeout));
-    let platform = LocalPlatform::new(
+    let ca = if options.tls {
+        let ca = LocalCa::open(
+            &options.data_dir.join(format!("{}-tls", shape.name)),
+            &shape.name,
+        )?;
+        let client = ca.client()?;
+        info!(
+            "TLS: dynamoctl --ca {} --cert {} --key {}",
+            ca.ca().display(),
+            client.cert.display(),
+            client.key.display()
+        );
+        Some(ca)
+    } else {
+        None
+    };
+    let admin_tls = match &ca {
+        Some(ca) => Some(operator_tls(ca)?),
+        None => None,
+    };
+    let admin = Arc::new(GrpcAdmin::new(options.admin_timeout, admin_tls));
+    let mut platform = LocalPlatform::new(
         &shape.name,
         options.base_port,
         &options.data_dir,
@@ -445,6 +516,9 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         node_args,
         Arc::clone(&admin),
     );
+    if let Some(ca) = ca {
+        platform = platform.with_tls(ca);
+    }
     // Members that ran before (an earlier operator stopped them) come back
     // with their data and persisted ring.
     let existing = platform.existing_members();

@@ -68,6 +68,9 @@ enum Command {
         /// This replica's identity in the Lease and in Events.
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// TLS for the operator's Admin calls to the nodes.
+        #[command(flatten)]
+        tls: TlsFlags,
     },
     /// Prints the objects the operator makes for a DynamoCluster manifest,
     /// as a multi-document YAML stream.
@@ -98,7 +101,42 @@ enum Command {
         /// The `dynamo-node` binary; by default the one next to this program.
         #[arg(long, env = "DYNAMO_NODE_BIN")]
         node_binary: Option<PathBuf>,
+        /// Run a mutual-TLS cluster, with a CA generated under --data-dir.
+        #[arg(long)]
+        tls: bool,
     },
+}
+
+/// The operator's certificate for its calls to TLS nodes.
+#[derive(Debug, clap::Args)]
+struct TlsFlags {
+    /// PEM file of the cluster CA; set for clusters that serve TLS.
+    #[arg(long, env = "DYNAMO_OPERATOR_TLS_CA")]
+    tls_ca: Option<PathBuf>,
+    /// PEM file of the operator's certificate (its names are the nodes'
+    /// `operator_names`).
+    #[arg(long, env = "DYNAMO_OPERATOR_TLS_CERT", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// PEM file of the operator's private key.
+    #[arg(long, env = "DYNAMO_OPERATOR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    /// The client TLS options the flags ask for.
+    fn options(&self) -> anyhow::Result<Option<dynamo_client::TlsOptions>> {
+        self.tls_ca
+            .as_deref()
+            .map(|ca| {
+                dynamo_client::TlsOptions::from_files(
+                    ca,
+                    self.tls_cert.as_deref(),
+                    self.tls_key.as_deref(),
+                )
+            })
+            .transpose()
+            .context("the operator's TLS files")
+    }
 }
 
 fn init_logs(format: LogFormat) -> anyhow::Result<()> {
@@ -133,6 +171,7 @@ struct RunOptions {
     lease_name: String,
     lease_namespace: Option<String>,
     identity: Option<String>,
+    tls: Option<dynamo_client::TlsOptions>,
 }
 
 async fn run(options: RunOptions) -> anyhow::Result<()> {
@@ -209,7 +248,7 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         client,
         metrics: Arc::clone(&metrics),
         address: platform::cluster_dns(),
-        admin: Arc::new(GrpcAdmin::new(admin::DEFAULT_TIMEOUT)),
+        admin: Arc::new(GrpcAdmin::new(admin::DEFAULT_TIMEOUT, options.tls.clone())),
         clock: k8s_openapi::jiff::Timestamp::now,
     });
     let controller = controller::run(context, options.namespace.as_deref(), shutdown);
@@ -264,6 +303,7 @@ async fn main() -> anyhow::Result<()> {
             lease_name,
             lease_namespace,
             identity,
+            tls,
         } => {
             run(RunOptions {
                 namespace,
@@ -272,6 +312,7 @@ async fn main() -> anyhow::Result<()> {
                 lease_name,
                 lease_namespace,
                 identity,
+                tls: tls.options()?,
             })
             .await
         }
@@ -297,6 +338,7 @@ async fn main() -> anyhow::Result<()> {
             data_dir,
             base_port,
             node_binary,
+            tls,
         } => {
             let node_binary = match node_binary {
                 Some(path) => path,
@@ -315,6 +357,7 @@ async fn main() -> anyhow::Result<()> {
                 base_port,
                 node_binary,
                 admin_timeout: admin::DEFAULT_TIMEOUT,
+                tls,
             })
             .await
             .map_err(anyhow::Error::from)

@@ -1,10 +1,11 @@
 //! Command-line arguments of `dynamoctl`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use dynamo_bench::Distribution;
-use dynamo_client::{Context, Durability, WriteOptions};
+use dynamo_client::{Context, Durability, TlsOptions, WriteOptions};
 
 /// Command-line client of a DynamoKV cluster.
 ///
@@ -39,9 +40,39 @@ pub struct Args {
     /// included, for example 5s, 500ms or 1m.
     #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
     pub timeout: Duration,
+    /// PEM file of the cluster's CA: talk TLS and verify the nodes'
+    /// certificates with it.
+    #[arg(long, global = true, env = "DYNAMO_CA")]
+    pub ca: Option<PathBuf>,
+    /// PEM file of this client's certificate, for clusters that require
+    /// client certificates (with --key).
+    #[arg(long, global = true, env = "DYNAMO_CERT", requires = "ca")]
+    pub cert: Option<PathBuf>,
+    /// PEM file of this client's private key (with --cert).
+    #[arg(long, global = true, env = "DYNAMO_KEY", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// The name the nodes' certificates must carry, instead of each
+    /// address's host (for a port-forward to 127.0.0.1, say).
+    #[arg(long, global = true, env = "DYNAMO_SERVER_NAME", requires = "ca")]
+    pub server_name: Option<String>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Args {
+    /// The TLS options the flags ask for; `None` for plaintext.
+    ///
+    /// # Errors
+    /// A file that cannot be read, or a certificate without its key.
+    pub fn tls(&self) -> Result<Option<TlsOptions>, dynamo_client::Error> {
+        let Some(ca) = &self.ca else {
+            return Ok(None);
+        };
+        let mut tls = TlsOptions::from_files(ca, self.cert.as_deref(), self.key.as_deref())?;
+        tls.server_name.clone_from(&self.server_name);
+        Ok(Some(tls))
+    }
 }
 
 /// Output format.

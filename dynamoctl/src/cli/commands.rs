@@ -50,6 +50,7 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
         } else {
             Routing::Direct
         },
+        tls: args.tls()?,
         ..ClientOptions::default()
     };
     let client = Client::connect_with(&args.endpoint, options).await?;

@@ -83,9 +83,10 @@ pub fn context(nodes: &FakeNodes) -> (Arc<Context>, ApiServer) {
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:1".into())
         }),
-        admin: Arc::new(dynamo_operator::admin::GrpcAdmin::new(Duration::from_secs(
-            2,
-        ))),
+        admin: Arc::new(dynamo_operator::admin::GrpcAdmin::new(
+            Duration::from_secs(2),
+            None,
+        )),
         clock: || k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time"),
     };
     (Arc::new(context), ApiServer(handle))
