@@ -18,19 +18,65 @@ use std::time::Duration;
 
 use dynamo_node::config::{Config, Limits};
 use dynamo_node::ring::{Member, Replication};
+use dynamo_node::tls::TlsSettings;
 use dynamo_node::{RunningNode, start};
+use dynamo_operator::local::certs::{Issued, LocalCa};
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::admin_client::AdminClient;
 use dynamo_proto::v1::kv_client::KvClient;
+use dynamo_proto::v1::peer_client::PeerClient;
 use tempfile::TempDir;
 use tokio::net::TcpListener;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// Set to run every in-process cluster over mutual TLS, its harness
+/// clients included (the engine suite runs so in CI).
+pub const TLS_ENV: &str = "DYNAMO_TEST_TLS";
 
 /// A cluster of in-process nodes. Dropping it stops every node.
 pub struct Cluster {
     configs: Vec<Config>,
     nodes: Vec<Option<RunningNode>>,
+    pki: Option<Pki>,
     _dirs: Vec<TempDir>,
+}
+
+/// The CA of a cluster that runs over TLS.
+struct Pki {
+    _dir: TempDir,
+    ca: LocalCa,
+}
+
+impl Pki {
+    /// A CA for cluster `test` when [`TLS_ENV`] is set.
+    fn from_env() -> anyhow::Result<Option<Self>> {
+        if std::env::var_os(TLS_ENV).is_none_or(|v| v.is_empty() || v == "0") {
+            return Ok(None);
+        }
+        let dir = tempfile::tempdir()?;
+        let ca = LocalCa::open(dir.path(), "test")?;
+        Ok(Some(Self { _dir: dir, ca }))
+    }
+
+    /// The TLS section of member `id`.
+    fn node(&self, id: &str) -> anyhow::Result<TlsSettings> {
+        let issued = self.ca.member(id)?;
+        Ok(TlsSettings {
+            ca: self.ca.ca(),
+            cert: issued.cert,
+            key: issued.key,
+            ..TlsSettings::default()
+        })
+    }
+
+    /// Client TLS presenting `issued`, which the harness picks by the
+    /// service it calls.
+    fn client(&self, issued: &Issued) -> anyhow::Result<ClientTlsConfig> {
+        let read = |path: &std::path::Path| std::fs::read(path);
+        Ok(ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(&self.ca.ca())?))
+            .identity(Identity::from_pem(read(&issued.cert)?, read(&issued.key)?)))
+    }
 }
 
 impl Cluster {
@@ -69,6 +115,7 @@ impl Cluster {
         let mut cluster = Self {
             configs: Vec::new(),
             nodes: Vec::new(),
+            pki: Pki::from_env()?,
             _dirs: Vec::new(),
         };
         for (i, listener) in listeners.into_iter().enumerate() {
@@ -87,6 +134,9 @@ impl Cluster {
                 ..Config::default()
             };
             let mut config = config;
+            if let Some(pki) = &cluster.pki {
+                config.tls = Some(pki.node(&config.id)?);
+            }
             tweak(&mut config);
             let node = start(config.clone(), listener).await?;
             cluster.configs.push(config);
@@ -156,25 +206,67 @@ impl Cluster {
         Ok(())
     }
 
-    /// An `Admin` client connected to node `i`.
+    /// A channel to node `i`; over TLS the harness presents the
+    /// certificate of `role` (see [`Pki`]).
+    async fn channel(&self, i: usize, role: Role) -> anyhow::Result<Channel> {
+        let endpoint = match &self.pki {
+            None => Channel::from_shared(format!("http://{}", self.address(i)))?,
+            Some(pki) => {
+                let issued = match role {
+                    Role::Client => pki.ca.client()?,
+                    Role::Operator => pki.ca.operator()?,
+                    Role::Node => pki.ca.member("harness")?,
+                };
+                Channel::from_shared(format!("https://{}", self.address(i)))?
+                    .tls_config(pki.client(&issued)?)?
+            }
+        };
+        Ok(endpoint
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(5))
+            .connect()
+            .await?)
+    }
+
+    /// An `Admin` client connected to node `i`, allowed ring changes.
     ///
     /// # Errors
     /// When node `i` cannot be reached.
     pub async fn admin(&self, i: usize) -> anyhow::Result<AdminClient<Channel>> {
-        Ok(AdminClient::connect(format!("http://{}", self.address(i))).await?)
+        Ok(AdminClient::new(self.channel(i, Role::Operator).await?))
     }
 
     /// A `Kv` client connected to node `i`.
     ///
     /// # Errors
-    /// When the address is not a valid endpoint.
+    /// When node `i` cannot be reached.
     pub async fn kv(&self, i: usize) -> anyhow::Result<KvClient<Channel>> {
-        let channel = Channel::from_shared(format!("http://{}", self.address(i)))?
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .connect()
-            .await?;
-        Ok(KvClient::new(channel))
+        Ok(KvClient::new(self.channel(i, Role::Client).await?))
+    }
+
+    /// A `Peer` client connected to node `i`, as a node of the cluster.
+    ///
+    /// # Errors
+    /// When node `i` cannot be reached.
+    pub async fn peer(&self, i: usize) -> anyhow::Result<PeerClient<Channel>> {
+        Ok(PeerClient::new(self.channel(i, Role::Node).await?))
+    }
+
+    /// Client options that reach this cluster: its CA and a client
+    /// certificate when it runs over TLS.
+    ///
+    /// # Errors
+    /// When the certificate cannot be issued.
+    pub fn client_tls(&self) -> anyhow::Result<Option<dynamo_client::TlsOptions>> {
+        let Some(pki) = &self.pki else {
+            return Ok(None);
+        };
+        let client = pki.ca.client()?;
+        Ok(Some(dynamo_client::TlsOptions::from_files(
+            &pki.ca.ca(),
+            Some(&client.cert),
+            Some(&client.key),
+        )?))
     }
 
     /// Stops every running node.
@@ -187,6 +279,14 @@ impl Cluster {
         }
         Ok(())
     }
+}
+
+/// Whose certificate the harness presents on a TLS cluster.
+#[derive(Clone, Copy)]
+enum Role {
+    Client,
+    Operator,
+    Node,
 }
 
 /// `dynamoctl` from the dynamoctl crate, next to the test binaries; built

@@ -3,7 +3,6 @@
 use dynamo_node::ring::Replication;
 use dynamo_node::version::Clock;
 use dynamo_proto::v1 as pb;
-use dynamo_proto::v1::peer_client::PeerClient;
 use dynamo_tests::{Cluster, get, live_values, put};
 use tonic::Code;
 
@@ -25,7 +24,7 @@ fn replicas(cluster: &Cluster, key: &str) -> (Vec<usize>, usize) {
 
 /// What node `i` stores locally for `key`, read through the Peer service.
 async fn local_copy(cluster: &Cluster, i: usize, key: &str) -> anyhow::Result<pb::SiblingSet> {
-    let mut peer = PeerClient::connect(format!("http://{}", cluster.address(i))).await?;
+    let mut peer = cluster.peer(i).await?;
     let response = peer
         .replica_read(pb::ReplicaReadRequest {
             key: key.as_bytes().to_vec().into(),
