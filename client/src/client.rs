@@ -349,30 +349,43 @@ impl Client {
                 .map(|index| ring.members()[index].address.as_str())
                 .collect();
             let begun = Instant::now();
-            let plan = self.inner.health.plan(&addresses, begun);
+            let deadline = begun + self.inner.timeout;
             let all_unreachable = AtomicBool::new(true);
-            let result = race(
-                &self.inner.health,
-                plan,
-                begun + self.inner.timeout,
-                self.inner.health.options().enabled,
-                |address, timeout| {
-                    let address = address.to_owned();
-                    let message = message.clone();
-                    let (rpc, method, all_unreachable) =
-                        (&self.inner.rpc, &method, &all_unreachable);
-                    async move {
-                        let result = rpc.call_within(&address, timeout, message, method).await;
-                        if let Err(err) = &result
-                            && !matches!(err, Error::Transport { .. })
-                        {
-                            all_unreachable.store(false, Ordering::Relaxed);
+            let result = loop {
+                let plan = self.inner.health.plan(&addresses, Instant::now());
+                let result = race(
+                    &self.inner.health,
+                    plan,
+                    deadline,
+                    self.inner.health.options().enabled,
+                    |address, timeout| {
+                        let address = address.to_owned();
+                        let message = message.clone();
+                        let (rpc, method, all_unreachable) =
+                            (&self.inner.rpc, &method, &all_unreachable);
+                        async move {
+                            let result = rpc.call_within(&address, timeout, message, method).await;
+                            if let Err(err) = &result
+                                && !matches!(err, Error::Transport { .. })
+                            {
+                                all_unreachable.store(false, Ordering::Relaxed);
+                            }
+                            result
                         }
-                        result
+                    },
+                )
+                .await;
+                // Every replica shed the request: wait the hint and try
+                // again while the deadline leaves room for it.
+                match &result {
+                    Err(Error::Overloaded { retry_after, .. })
+                        if Instant::now() + *retry_after * 2 < deadline =>
+                    {
+                        tokio::time::sleep(*retry_after).await;
                     }
-                },
-            )
-            .await;
+                    _ => break result,
+                }
+            };
             let failure = match result {
                 Ok(response) => return Ok(response),
                 Err(failure) => failure,

@@ -1,6 +1,7 @@
 //! The client's error type and how gRPC statuses map onto it.
 
 use std::error::Error as _;
+use std::time::Duration;
 
 use tonic::Code;
 
@@ -30,6 +31,20 @@ pub enum Error {
         address: String,
         /// The node's explanation.
         message: String,
+    },
+    /// The node shed the request because it had too many in flight
+    /// (`RESOURCE_EXHAUSTED` with a `retry-after-ms` hint). Another replica
+    /// is tried at once; when every replica sheds, the client waits the
+    /// hint and tries again while the request's deadline leaves time
+    /// (direct routing only).
+    #[error("{address} is overloaded: {message}")]
+    Overloaded {
+        /// The node that answered.
+        address: String,
+        /// The node's explanation.
+        message: String,
+        /// How long the node asked callers to wait.
+        retry_after: Duration,
     },
     /// The request never got an answer from the node: it could not be
     /// reached or the connection broke.
@@ -115,6 +130,18 @@ impl Error {
             };
         }
         let message = status.message().to_owned();
+        let retry_after = status
+            .metadata()
+            .get(RETRY_AFTER_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.parse::<u64>().ok());
+        if let (Code::ResourceExhausted, Some(ms)) = (status.code(), retry_after) {
+            return Self::Overloaded {
+                address,
+                message,
+                retry_after: Duration::from_millis(ms),
+            };
+        }
         match status.code() {
             Code::InvalidArgument => Self::InvalidArgument { message },
             Code::Unavailable => Self::Unavailable { address, message },
@@ -124,14 +151,21 @@ impl Error {
     }
 
     /// Whether another node may succeed where this attempt failed: true for
-    /// transport errors, timeouts and `Unavailable`.
+    /// transport errors, timeouts, `Unavailable` and shed requests.
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Self::Transport { .. } | Self::Timeout { .. } | Self::Unavailable { .. }
+            Self::Transport { .. }
+                | Self::Timeout { .. }
+                | Self::Unavailable { .. }
+                | Self::Overloaded { .. }
         )
     }
 }
+
+/// Metadata key of a shed request's retry hint, in milliseconds (the node's
+/// `shed::RETRY_AFTER_HEADER`).
+const RETRY_AFTER_HEADER: &str = "retry-after-ms";
 
 /// The message of a locally produced status followed by the distinct
 /// messages of its source chain, for example
@@ -190,6 +224,24 @@ mod tests {
         let err = Error::from_status("a:1", tonic::Status::internal("disk full"));
         assert!(!err.is_retryable());
         assert_eq!(err.to_string(), "a:1 answered Internal: disk full");
+    }
+
+    #[test]
+    fn shed_requests_are_overloaded_with_their_hint() {
+        let mut status = tonic::Status::resource_exhausted("the node is overloaded");
+        status.metadata_mut().insert(
+            RETRY_AFTER_HEADER,
+            tonic::metadata::MetadataValue::from(20u64),
+        );
+        let err = Error::from_status("a:1", status);
+        assert!(
+            matches!(err, Error::Overloaded { retry_after, .. } if retry_after == Duration::from_millis(20)),
+            "{err:?}"
+        );
+        assert!(err.is_retryable());
+        // A message over the size limit has no hint and is not retried.
+        let err = Error::from_status("a:1", tonic::Status::resource_exhausted("too large"));
+        assert!(!err.is_retryable(), "{err:?}");
     }
 
     #[test]

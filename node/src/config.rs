@@ -57,6 +57,18 @@ pub struct Limits {
     /// one 1 MiB chunk takes at the receiver's
     /// `background.transfer_bytes_per_second`.
     pub partition_stream_idle_ms: u64,
+    /// Most `Kv` requests this node serves at once (default 1024); one more
+    /// is answered at once with `RESOURCE_EXHAUSTED` and a `retry-after-ms`
+    /// hint ([`crate::shed`]), never queued.
+    pub max_concurrent_requests: usize,
+    /// Most `Kv` requests one connection may have in flight at once
+    /// (default 256, at most `max_concurrent_requests`), so one client
+    /// cannot take the whole node. Forwarded requests share the
+    /// forwarding node's connection.
+    pub max_concurrent_requests_per_connection: usize,
+    /// Most `Peer` requests this node serves at once (default 4096), kept
+    /// apart from `Kv` so replication is not starved by clients.
+    pub max_concurrent_peer_requests: usize,
 }
 
 /// The largest `limits.max_key_bytes` accepted: storage keys carry the key
@@ -79,6 +91,9 @@ impl Default for Limits {
             max_epoch_step: 1_000_000,
             max_partition_streams: 16,
             partition_stream_idle_ms: 60_000,
+            max_concurrent_requests: 1024,
+            max_concurrent_requests_per_connection: 256,
+            max_concurrent_peer_requests: 4096,
         }
     }
 }
@@ -178,6 +193,15 @@ impl Limits {
                     .into(),
             );
         }
+        if self.max_concurrent_requests_per_connection == 0
+            || self.max_concurrent_requests < self.max_concurrent_requests_per_connection
+            || self.max_concurrent_peer_requests == 0
+        {
+            return invalid(
+                "limits.max_concurrent_requests_per_connection and max_concurrent_peer_requests must be positive, and limits.max_concurrent_requests at least max_concurrent_requests_per_connection"
+                    .into(),
+            );
+        }
         Ok(())
     }
 }
@@ -215,11 +239,18 @@ pub enum Limit {
     StreamIdle,
     /// The hint store is full (`background.max_hints`).
     Hints,
+    /// `max_concurrent_requests` `Kv` requests already in flight.
+    ConcurrentRequests,
+    /// `max_concurrent_requests_per_connection` `Kv` requests already in
+    /// flight on the caller's connection.
+    ConnectionRequests,
+    /// `max_concurrent_peer_requests` `Peer` requests already in flight.
+    PeerRequests,
 }
 
 impl Limit {
     /// Every limit, in label order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 16] = [
         Self::KeyBytes,
         Self::ValueBytes,
         Self::Siblings,
@@ -233,6 +264,9 @@ impl Limit {
         Self::PartitionStreams,
         Self::StreamIdle,
         Self::Hints,
+        Self::ConcurrentRequests,
+        Self::ConnectionRequests,
+        Self::PeerRequests,
     ];
 
     /// The `limit` label.
@@ -251,6 +285,9 @@ impl Limit {
             Self::PartitionStreams => "partition_streams",
             Self::StreamIdle => "stream_idle",
             Self::Hints => "hints",
+            Self::ConcurrentRequests => "concurrent_requests",
+            Self::ConnectionRequests => "concurrent_requests_per_connection",
+            Self::PeerRequests => "concurrent_peer_requests",
         }
     }
 }

@@ -18,7 +18,7 @@
 //!   [`recovery`] after an empty disk.
 //! - [`node`]: the composition root; [`startup`]: start-up, the background
 //!   [`worker`]s and shutdown.
-//! - [`server`]: the gRPC services; [`http`]: health, readiness, the
+//! - [`server`]: the gRPC services, behind the [`shed`] load shedder; [`http`]: health, readiness, the
 //!   Prometheus [`metrics`] and the ring page.
 //!
 //! # Layering
@@ -39,7 +39,8 @@
 //!    (uses `transfer`).
 //! 6. `coordinator` (uses `handoff`).
 //! 7. `node`: builds every part and wires them together.
-//! 8. The edges: `server` (gRPC) and `http`.
+//! 8. The edges: `shed` (uses `metrics`), `server` (gRPC, uses `shed`) and
+//!    `http`.
 //! 9. `startup`: opens the node, serves it, starts the workers.
 //!
 //! `tests/layering.rs` fails on an import loop between top-level modules.
@@ -64,6 +65,7 @@ pub mod recovery;
 pub mod replica;
 pub mod ring;
 pub mod server;
+pub mod shed;
 pub mod stall;
 pub mod startup;
 pub mod storage;

@@ -380,6 +380,11 @@ struct LimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ServiceLabels {
+    service: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KeyspaceLabels {
     keyspace: &'static str,
 }
@@ -400,6 +405,7 @@ pub struct Metrics {
     frame_items: AtomicHistogram,
     queue_wait: AtomicHistogram,
     limit_refusals: [Counter; Limit::ALL.len()],
+    requests_in_flight: Family<ServiceLabels, Gauge>,
     hints_stored: Family<TargetLabels, Counter>,
     hints_delivered: Family<TargetLabels, Counter>,
     hints_queued: Family<TargetLabels, Gauge>,
@@ -532,6 +538,12 @@ impl Metrics {
              (docs/security.md), by limit",
             limit_family,
         );
+        let requests_in_flight = Family::<ServiceLabels, Gauge>::default();
+        registry.register(
+            "requests_in_flight",
+            "Requests admitted by the load shedder and not yet answered, by service (kv, peer)",
+            requests_in_flight.clone(),
+        );
         let metrics = Self {
             frame_items,
             queue_wait,
@@ -543,6 +555,7 @@ impl Metrics {
             peer_latency,
             siblings,
             limit_refusals,
+            requests_in_flight,
             hints_stored: Family::default(),
             hints_delivered: Family::default(),
             hints_queued: Family::default(),
@@ -747,6 +760,12 @@ impl Metrics {
     /// Records a request or message refused for breaking `limit`.
     pub fn limit_refused(&self, limit: Limit) {
         self.limit_refusals[limit as usize].inc();
+    }
+
+    /// The gauge of `service`'s requests in flight (`kv`, `peer`).
+    pub fn requests_in_flight(&self, service: &'static str) -> Gauge {
+        self.requests_in_flight
+            .get_or_create_owned(&ServiceLabels { service })
     }
 
     /// Number of refusals for `limit` so far.

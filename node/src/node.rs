@@ -40,6 +40,23 @@ pub enum StartError {
     /// The database could not be opened.
     #[error("cannot open the data directory: {0}")]
     Storage(#[from] StorageError),
+    /// The database in the data directory is unreadable or corrupt: the
+    /// node refuses to start rather than serve what it cannot read.
+    #[error(
+        "cannot open the database in {}: {source}; the node does not start on storage it cannot read. \
+         To repair: stop the node, move {} aside (keep it for inspection) and start the node with an \
+         empty data directory; it then streams every partition it replicates back from the other \
+         replicas (at least one of them must be up) and answers no reads for a partition until it is \
+         back (docs/security.md, \"Crash safety and repair\")",
+        data_dir.display(),
+        data_dir.display()
+    )]
+    UnreadableStorage {
+        /// The data directory.
+        data_dir: std::path::PathBuf,
+        /// What fjall or the node's own meta records reported.
+        source: StorageError,
+    },
     /// The persisted ring does not decode.
     #[error("the persisted ring is corrupt: {source}")]
     PersistedRing {
@@ -99,7 +116,11 @@ impl Node {
     ) -> Result<Arc<Self>, StartError> {
         config.validate()?;
         let storage = Arc::new(
-            Storage::open(&config.data_dir, config.background.max_hints)?
+            Storage::open(&config.data_dir, config.background.max_hints)
+                .map_err(|source| StartError::UnreadableStorage {
+                    data_dir: config.data_dir.clone(),
+                    source,
+                })?
                 .with_max_versions(config.limits.max_replica_siblings),
         );
         let ring = initial_ring(&config, &storage, seeded)?;

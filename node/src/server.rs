@@ -39,6 +39,7 @@ use crate::metrics::Metrics;
 use crate::node::Node;
 use crate::peers::MAX_PEER_MESSAGE;
 use crate::replica::ReplicaError;
+use crate::shed::{Gate, Shed};
 use crate::storage::StorageError;
 use crate::topology::AdoptError;
 use crate::transfer::ServeStreamError;
@@ -563,8 +564,11 @@ impl Server {
             .max_decoding_message_size(limits.max_peer_message_bytes)
             .max_encoding_message_size(MAX_PEER_MESSAGE);
         let admin = AdminServer::new(services);
-        let kv = EdgeStatus::new(kv, &metrics);
-        let peer = EdgeStatus::new(peer, &metrics);
+        let kv = Shed::new(EdgeStatus::new(kv, &metrics), Gate::kv(&limits, &metrics));
+        let peer = Shed::new(
+            EdgeStatus::new(peer, &metrics),
+            Gate::peer(&limits, &metrics),
+        );
         let admin = EdgeStatus::new(admin, &metrics);
         let (stop, stopped) = oneshot::channel::<()>();
         // Replies are small and latency-bound: never wait on Nagle's algorithm.

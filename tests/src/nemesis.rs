@@ -211,7 +211,8 @@ fn random_fault(rng: &mut StdRng, nodes: usize, busy: &mut Vec<usize>) -> Fault 
     }
 }
 
-fn env_number(name: &str) -> Option<u64> {
+/// The number in environment variable `name`, if set.
+pub fn env_number(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
     Some(
         text.trim()

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail, ensure};
-use dynamo_node::config::{Background, Config};
+use dynamo_node::config::{Background, Config, Limits};
 use dynamo_node::ring::{Member, Replication};
 use dynamo_proto::v1 as pb;
 use nix::sys::signal::{Signal, kill};
@@ -47,6 +47,8 @@ pub struct Options {
     pub background: Background,
     /// How long a node may take to answer `Admin.Status` after it starts.
     pub startup_timeout: Duration,
+    /// The nodes' limits.
+    pub limits: Limits,
 }
 
 impl Default for Options {
@@ -66,6 +68,7 @@ impl Default for Options {
                 ..Background::default()
             },
             startup_timeout: Duration::from_secs(60),
+            limits: Limits::default(),
         }
     }
 }
@@ -380,6 +383,7 @@ impl ProcessCluster {
             request_timeout_ms: self.options.request_timeout_ms,
             peer_timeout_ms: self.options.peer_timeout_ms,
             background: self.options.background,
+            limits: self.options.limits,
             ..Config::default()
         }
     }

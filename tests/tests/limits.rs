@@ -70,8 +70,13 @@ struct Workload {
 
 impl Workload {
     async fn start(cluster: &Cluster) -> anyhow::Result<Self> {
+        Self::start_on(cluster, &[0, 1, 2]).await
+    }
+
+    /// The workload through `nodes` only (three entries, repeats allowed).
+    async fn start_on(cluster: &Cluster, nodes: &[usize; 3]) -> anyhow::Result<Self> {
         let mut clients = Vec::new();
-        for i in 0..cluster.len() {
+        for &i in nodes {
             clients.push(cluster.kv(i).await?);
         }
         let stop = Arc::new(AtomicBool::new(false));
@@ -967,5 +972,173 @@ async fn a_stream_unread_for_the_idle_limit_ends_aborted_and_frees_its_slot() ->
     let status = end.expect_err("an idle stream never ends as if complete");
     assert_eq!(status.code(), Code::Aborted, "{status:?}");
     workload.finish().await?;
+    cluster.shutdown().await
+}
+
+/// Requests on `channel` to `path` whose body never comes: the node admits
+/// each and its handler waits for the message, so each holds its place
+/// under the load shedder until the returned tasks are aborted.
+fn hold(channel: &Channel, path: &'static str, count: usize) -> Vec<JoinHandle<()>> {
+    (0..count)
+        .map(|_| {
+            let channel = channel.clone();
+            tokio::spawn(async move {
+                let mut grpc = tonic::client::Grpc::new(channel);
+                if grpc.ready().await.is_err() {
+                    return;
+                }
+                let path = tonic::codegen::http::uri::PathAndQuery::from_static(path);
+                let body = futures::stream::pending::<Bytes>();
+                let _ = grpc
+                    .streaming(tonic::Request::new(body), path, RawCodec)
+                    .await;
+            })
+        })
+        .collect()
+}
+
+/// Waits until node `i` has at least `count` `service` requests in flight.
+async fn in_flight(cluster: &Cluster, i: usize, service: &str, count: u64) -> anyhow::Result<()> {
+    let series = format!("dynamo_requests_in_flight{{service=\"{service}\"}} ");
+    dynamo_tests::wait::until("requests held in flight", Duration::from_secs(10), || {
+        let text = cluster.node(i).node().render_metrics().expect("metrics");
+        let now: u64 = text
+            .lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0);
+        async move { Ok((now >= count).then_some(())) }
+    })
+    .await?;
+    Ok(())
+}
+
+/// A shed request: `RESOURCE_EXHAUSTED` naming `setting`, with the retry
+/// hint.
+fn assert_shed<T: std::fmt::Debug>(result: Result<T, tonic::Status>, setting: &str) {
+    let status = result.expect_err("shed");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains(setting), "{status:?}");
+    let hint = status
+        .metadata()
+        .get(dynamo_node::shed::RETRY_AFTER_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    assert_eq!(hint, Some(dynamo_node::shed::RETRY_AFTER_MS), "{status:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_connection_over_its_share_is_shed_while_others_are_served() -> anyhow::Result<()> {
+    let _shared = MEASURING.read().await;
+    let cluster = Cluster::start_with(3, N3, |config| {
+        quiet(config);
+        config.limits.max_concurrent_requests_per_connection = 4;
+    })
+    .await?;
+    let workload = Workload::start(&cluster).await?;
+    let greedy = channel(&cluster, 0).await?;
+    let held = hold(&greedy, "/dynamo.v1.Kv/Get", 4);
+    in_flight(&cluster, 0, "kv", 4).await?;
+    assert_shed(
+        KvClient::new(greedy.clone()).get(get("k")).await,
+        "max_concurrent_requests_per_connection",
+    );
+    // Another connection to the same node is served meanwhile.
+    let mut other = KvClient::new(channel(&cluster, 0).await?);
+    other.put(put("other", "v", &[])).await?;
+    assert!(!other.get(get("other")).await?.get_ref().siblings.is_empty());
+    assert!(refusals(&cluster, 0, "concurrent_requests_per_connection") >= 1);
+    workload.finish().await?;
+    held.iter().for_each(JoinHandle::abort);
+    // The places come back: the same connection is served again.
+    dynamo_tests::wait::until(
+        "the connection is served again",
+        Duration::from_secs(10),
+        || {
+            let mut client = KvClient::new(greedy.clone());
+            async move { Ok(client.get(get("other")).await.ok().map(|_| ())) }
+        },
+    )
+    .await?;
+    cluster.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_at_its_request_limit_sheds_clients_and_keeps_replicating() -> anyhow::Result<()> {
+    let _shared = MEASURING.read().await;
+    let cluster = Cluster::start_with(3, N3, |config| {
+        quiet(config);
+        if config.id == "node-0" {
+            config.limits.max_concurrent_requests = 8;
+            config.limits.max_concurrent_requests_per_connection = 4;
+        }
+    })
+    .await?;
+    // Clients of the other nodes write, and node 0 takes their replicas.
+    let workload = Workload::start_on(&cluster, &[1, 2, 1]).await?;
+    let held: Vec<_> = [channel(&cluster, 0).await?, channel(&cluster, 0).await?]
+        .iter()
+        .flat_map(|channel| hold(channel, "/dynamo.v1.Kv/Put", 4))
+        .collect();
+    in_flight(&cluster, 0, "kv", 8).await?;
+    assert_shed(
+        cluster.kv(0).await?.get(get("k")).await,
+        "limits.max_concurrent_requests)",
+    );
+    assert!(refusals(&cluster, 0, "concurrent_requests") >= 1);
+    workload.finish().await?;
+    // A write through node 1 reaches node 0's replica meanwhile.
+    cluster
+        .kv(1)
+        .await?
+        .put(put("while-shed", "v", &[]))
+        .await?;
+    let replica = peer(&cluster, 0).await?;
+    dynamo_tests::wait::until("node 0 stores its replica", Duration::from_secs(10), || {
+        let mut replica = replica.clone();
+        async move {
+            let read = replica
+                .replica_read(pb::ReplicaReadRequest {
+                    key: Bytes::from_static(b"while-shed"),
+                })
+                .await?;
+            Ok(read.get_ref().siblings.is_some().then_some(()))
+        }
+    })
+    .await?;
+    assert_eq!(refusals(&cluster, 0, "concurrent_peer_requests"), 0);
+    held.iter().for_each(JoinHandle::abort);
+    cluster.shutdown().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn peer_requests_over_their_limit_are_shed_while_clients_are_served() -> anyhow::Result<()> {
+    let _shared = MEASURING.read().await;
+    let cluster = Cluster::start_with(3, N3, |config| {
+        quiet(config);
+        if config.id == "node-0" {
+            config.limits.max_concurrent_peer_requests = 4;
+        }
+    })
+    .await?;
+    let workload = Workload::start(&cluster).await?;
+    let held = hold(
+        &channel(&cluster, 0).await?,
+        "/dynamo.v1.Peer/ReplicaRead",
+        4,
+    );
+    in_flight(&cluster, 0, "peer", 4).await?;
+    let mut peer = peer(&cluster, 0).await?;
+    assert_shed(
+        peer.replica_read(pb::ReplicaReadRequest {
+            key: Bytes::from_static(b"k"),
+        })
+        .await,
+        "max_concurrent_peer_requests",
+    );
+    assert!(refusals(&cluster, 0, "concurrent_peer_requests") >= 1);
+    // Clients of node 0 are served meanwhile.
+    workload.finish().await?;
+    held.iter().for_each(JoinHandle::abort);
     cluster.shutdown().await
 }
