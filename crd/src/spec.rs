@@ -229,7 +229,7 @@ pub struct DynamoClusterSpec {
 
     /// Network isolation of the storage pods: a NetworkPolicy that admits
     /// the cluster's own pods, the operator and the sources listed. No
-    /// policy when not set.
+    /// policy when not set; removing the field deletes one made before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
 }
