@@ -372,3 +372,34 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_pod_labels_need_the_operators_namespace() {
+        assert_eq!(operator_pods(None, None).expect("no labels"), None);
+        let error = operator_pods(Some("app=op"), None).expect_err("no namespace");
+        assert!(error.to_string().contains("POD_NAMESPACE"), "{error}");
+        assert!(operator_pods(Some("app"), Some("ops")).is_err());
+        let pods = operator_pods(Some("app=op"), Some("ops"))
+            .expect("labels and a namespace")
+            .expect("operator pods");
+        assert_eq!(pods.namespace, "ops");
+        assert_eq!(pods.labels.get("app").map(String::as_str), Some("op"));
+    }
+
+    #[test]
+    fn render_takes_the_operator_flags_together() {
+        let parsed = Cli::try_parse_from([
+            "dynamo-operator",
+            "render",
+            "-f",
+            "x.yaml",
+            "--operator-pod-labels",
+            "app=op",
+        ]);
+        assert!(parsed.is_err(), "labels without a namespace were accepted");
+    }
+}

@@ -470,6 +470,39 @@ async fn the_network_policy_is_applied_when_enabled_and_deleted_when_disabled() 
     );
 }
 
+#[tokio::test]
+async fn a_policy_that_cannot_admit_the_operator_is_a_warning_once() {
+    let mut sim = Sim::new(3).await;
+    Arc::get_mut(&mut sim.ctx)
+        .expect("no reconcile holds the context")
+        .operator_pods = None;
+    sim.created().await;
+    sim.cluster.spec.network_policy = Some(NetworkPolicySpec {
+        enabled: true,
+        ..NetworkPolicySpec::default()
+    });
+    sim.edited();
+    let on = sim.step(sim.ready_pods(3), 1).await;
+    event("Warning", "NetworkPolicyOmitsOperator", &on, 0);
+    assert!(
+        on.events[0].2.contains("--operator-pod-labels"),
+        "{}",
+        on.events[0].2
+    );
+    let PolicyChange::Applied(policy) = &on.applied.network_policy else {
+        panic!(
+            "expected an applied policy, got {:?}",
+            on.applied.network_policy
+        );
+    };
+    let trusted = policy["spec"]["ingress"][0]["from"]
+        .as_array()
+        .expect("trusted sources");
+    assert_eq!(trusted.len(), 1, "members only: {trusted:?}");
+    // The same spec again: no second Warning.
+    sim.unchanged(3).await;
+}
+
 fn deleting(policy: PvcPolicy) -> DynamoCluster {
     let mut cluster = cluster(NAME, 3);
     cluster.spec.pvc_policy_on_scale_down = policy;

@@ -528,8 +528,9 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
     if let Some(problem) = &problem {
         warn_if_new(ctx, cluster, previous, problem).await;
     }
+    let edited = previous.and_then(|s| s.observed_generation) != cluster.metadata.generation;
     let (_, relaxed) = builders::disruption_allowance(&spec.replication);
-    if relaxed && previous.and_then(|s| s.observed_generation) != cluster.metadata.generation {
+    if relaxed && edited {
         publish(
             ctx,
             cluster,
@@ -538,6 +539,19 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
             format!(
                 "replication.n equals replication.w ({}), so any voluntary disruption makes some writes fail; the PodDisruptionBudget still allows 1 pod down so nodes can be drained: lower spec.replication.w or raise spec.replication.n",
                 spec.replication.w
+            ),
+        )
+        .await;
+    }
+    if edited && ctx.operator_pods.is_none() && network::wants_network_policy(&validated) {
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "NetworkPolicyOmitsOperator",
+            format!(
+                "the NetworkPolicy {} admits no operator pod: the operator runs without --operator-pod-labels (DYNAMO_OPERATOR_POD_LABELS), so where a network plugin enforces the policy its Admin calls to the nodes are blocked unless spec.networkPolicy.clients admits it; set the labels (the chart does) or list the operator's pods in spec.networkPolicy.clients",
+                names::network_policy(&name)
             ),
         )
         .await;

@@ -93,6 +93,20 @@ fn rule(
     }
 }
 
+/// Whether `cluster`'s spec asks for a NetworkPolicy: `spec.networkPolicy`
+/// is set and enabled.
+pub fn wants_network_policy(cluster: &ValidatedCluster) -> bool {
+    enabled_spec(cluster).is_some()
+}
+
+fn enabled_spec(cluster: &ValidatedCluster) -> Option<&dynamo_crd::NetworkPolicySpec> {
+    cluster
+        .spec
+        .network_policy
+        .as_ref()
+        .filter(|spec| spec.enabled)
+}
+
 /// The NetworkPolicy of `cluster`'s storage pods, or `None` when the spec
 /// asks for none. It admits the cluster's own pods and the operator's
 /// (`operator`, when the operator runs in the cluster) on every port,
@@ -103,11 +117,7 @@ pub fn build_network_policy(
     cluster: &ValidatedCluster,
     operator: Option<&OperatorPods>,
 ) -> Option<NetworkPolicy> {
-    let spec = cluster
-        .spec
-        .network_policy
-        .as_ref()
-        .filter(|spec| spec.enabled)?;
+    let spec = enabled_spec(cluster)?;
     let members = NetworkPolicyPeer {
         pod_selector: Some(match_labels(cluster.selector_labels())),
         ..NetworkPolicyPeer::default()
