@@ -22,6 +22,7 @@
 
 mod formats;
 mod manifest;
+mod network;
 mod spec;
 mod status;
 mod validate;
@@ -29,6 +30,7 @@ mod yaml;
 
 pub use kube::CustomResourceExt;
 pub use manifest::ManifestError;
+pub use network::NetworkPolicySpec;
 pub use spec::{
     DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_IMAGE, DEFAULT_N,
     DEFAULT_PARTITIONS, DEFAULT_R, DEFAULT_STORAGE_SIZE, DEFAULT_TOMBSTONE_GRACE_SECONDS,

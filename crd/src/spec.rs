@@ -14,6 +14,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::network::NetworkPolicySpec;
 use crate::status::DynamoClusterStatus;
 
 /// Image used when `spec.image` is not set: the node image of this release.
@@ -225,6 +226,12 @@ pub struct DynamoClusterSpec {
     /// node has left the ring.
     #[serde(default)]
     pub pvc_policy_on_scale_down: PvcPolicy,
+
+    /// Network isolation of the storage pods: a NetworkPolicy that admits
+    /// the cluster's own pods, the operator and the sources listed. No
+    /// policy when not set; removing the field deletes one made before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_policy: Option<NetworkPolicySpec>,
 }
 
 /// Replication factor N and the read and write quorums R and W.
@@ -376,6 +383,7 @@ impl DynamoClusterSpec {
             tombstone_grace_seconds: DEFAULT_TOMBSTONE_GRACE_SECONDS,
             durability: Durability::default(),
             pvc_policy_on_scale_down: PvcPolicy::default(),
+            network_policy: None,
         }
     }
 

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use dynamo_operator::admin::{self, GrpcAdmin};
 use dynamo_operator::k8s::leader::{Elector, LeaseConfig};
 use dynamo_operator::k8s::metrics::{self, Endpoint, Metrics};
+use dynamo_operator::k8s::network::OperatorPods;
 use dynamo_operator::k8s::{controller, names, platform, render};
 use dynamo_operator::local::{self, LocalOptions};
 use kube::runtime::events::Reporter;
@@ -71,6 +72,12 @@ enum Command {
         /// TLS for the operator's Admin calls to the nodes.
         #[command(flatten)]
         tls: TlsFlags,
+        /// Labels of the operator's own pods (`k=v,k2=v2`), in the namespace
+        /// of `--lease-namespace`/`POD_NAMESPACE`: the storage pods'
+        /// NetworkPolicy admits them. When unset, the operator must run
+        /// where every policy admits it.
+        #[arg(long, env = "DYNAMO_OPERATOR_POD_LABELS")]
+        operator_pod_labels: Option<String>,
     },
     /// Prints the objects the operator makes for a DynamoCluster manifest,
     /// as a multi-document YAML stream.
@@ -84,6 +91,13 @@ enum Command {
         /// Print the DynamoCluster CRD first.
         #[arg(long)]
         crd: bool,
+        /// Labels of the operator's pods (`k=v,k2=v2`), admitted by the
+        /// NetworkPolicy; needs `--operator-namespace`.
+        #[arg(long, requires = "operator_namespace")]
+        operator_pod_labels: Option<String>,
+        /// Namespace of the operator's pods.
+        #[arg(long, requires = "operator_pod_labels")]
+        operator_namespace: Option<String>,
     },
     /// Runs a cluster of local `dynamo-node` processes described by a
     /// DynamoCluster manifest, and follows edits of its `replicas`.
@@ -172,9 +186,37 @@ struct RunOptions {
     lease_namespace: Option<String>,
     identity: Option<String>,
     tls: Option<dynamo_client::TlsOptions>,
+    operator_pod_labels: Option<String>,
+}
+
+/// The operator's own pods from `--operator-pod-labels`, in its namespace.
+fn operator_pods(
+    labels: Option<&str>,
+    namespace: Option<&str>,
+) -> anyhow::Result<Option<OperatorPods>> {
+    let Some(labels) = labels else {
+        return Ok(None);
+    };
+    let namespace = namespace.context(
+        "--operator-pod-labels needs the operator's namespace: --lease-namespace or POD_NAMESPACE",
+    )?;
+    let pods = OperatorPods::parse(namespace, labels).context("--operator-pod-labels")?;
+    Ok(Some(pods))
 }
 
 async fn run(options: RunOptions) -> anyhow::Result<()> {
+    let operator_pods = operator_pods(
+        options.operator_pod_labels.as_deref(),
+        options.lease_namespace.as_deref(),
+    )?;
+    match &operator_pods {
+        Some(pods) => {
+            info!(namespace = pods.namespace, labels = ?pods.labels, "NetworkPolicies admit the operator's pods")
+        }
+        None => warn!(
+            "--operator-pod-labels (DYNAMO_OPERATOR_POD_LABELS) is not set: the NetworkPolicy of a cluster with spec.networkPolicy admits no operator pod, so where a network plugin enforces it the operator's Admin calls to the nodes are blocked unless its pods match spec.networkPolicy.clients"
+        ),
+    }
     let (stop, stopped) = watch::channel(false);
     let until = |mut receiver: watch::Receiver<bool>| async move {
         let _ = receiver.wait_for(|stop| *stop).await;
@@ -250,6 +292,7 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         address: platform::cluster_dns(),
         admin: Arc::new(GrpcAdmin::new(admin::DEFAULT_TIMEOUT, options.tls.clone())),
         clock: k8s_openapi::jiff::Timestamp::now,
+        operator_pods,
     });
     let controller = controller::run(context, options.namespace.as_deref(), shutdown);
     let result = match &elector {
@@ -304,6 +347,7 @@ async fn main() -> anyhow::Result<()> {
             lease_namespace,
             identity,
             tls,
+            operator_pod_labels,
         } => {
             run(RunOptions {
                 namespace,
@@ -313,6 +357,7 @@ async fn main() -> anyhow::Result<()> {
                 lease_namespace,
                 identity,
                 tls: tls.options()?,
+                operator_pod_labels,
             })
             .await
         }
@@ -320,10 +365,16 @@ async fn main() -> anyhow::Result<()> {
             file,
             namespace,
             crd,
+            operator_pod_labels,
+            operator_namespace,
         } => {
+            let operator = operator_pods(
+                operator_pod_labels.as_deref(),
+                operator_namespace.as_deref(),
+            )?;
             let manifest = std::fs::read_to_string(&file)
                 .with_context(|| format!("read {}", file.display()))?;
-            let objects = render::render(&manifest, &namespace)
+            let objects = render::render(&manifest, &namespace, operator.as_ref())
                 .with_context(|| format!("render {}", file.display()))?;
             if crd {
                 use dynamo_crd::CustomResourceExt;
@@ -362,5 +413,36 @@ async fn main() -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::from)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operator_pod_labels_need_the_operators_namespace() {
+        assert_eq!(operator_pods(None, None).expect("no labels"), None);
+        let error = operator_pods(Some("app=op"), None).expect_err("no namespace");
+        assert!(error.to_string().contains("POD_NAMESPACE"), "{error}");
+        assert!(operator_pods(Some("app"), Some("ops")).is_err());
+        let pods = operator_pods(Some("app=op"), Some("ops"))
+            .expect("labels and a namespace")
+            .expect("operator pods");
+        assert_eq!(pods.namespace, "ops");
+        assert_eq!(pods.labels.get("app").map(String::as_str), Some("op"));
+    }
+
+    #[test]
+    fn render_takes_the_operator_flags_together() {
+        let parsed = Cli::try_parse_from([
+            "dynamo-operator",
+            "render",
+            "-f",
+            "x.yaml",
+            "--operator-pod-labels",
+            "app=op",
+        ]);
+        assert!(parsed.is_err(), "labels without a namespace were accepted");
     }
 }

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use dynamo_crd::{CustomResourceExt, DynamoCluster};
+use dynamo_operator::k8s::network::OperatorPods;
 use dynamo_operator::k8s::render::render;
 
 fn manifests() -> Vec<PathBuf> {
@@ -45,10 +46,16 @@ fn rendered_objects_and_the_crd_pass_strict_schema_validation() {
 
     let files = manifests();
     assert!(files.len() >= 4, "examples and fixtures: {files:?}");
+    let operator = OperatorPods::parse(
+        "dynamo-system",
+        "app.kubernetes.io/name=dynamo,app.kubernetes.io/instance=dynamo,app.kubernetes.io/component=operator",
+    )
+    .expect("operator labels");
+    let mut policies = 0;
     for file in &files {
         let manifest = std::fs::read_to_string(file).expect("read manifest");
-        let objects =
-            render(&manifest, "default").unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let objects = render(&manifest, "default", Some(&operator))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let kinds = ["Service", "ConfigMap", "StatefulSet", "PodDisruptionBudget"];
         for kind in kinds {
             assert!(
@@ -57,9 +64,25 @@ fn rendered_objects_and_the_crd_pass_strict_schema_validation() {
                 file.display()
             );
         }
+        let wants_policy = DynamoCluster::from_yaml(&manifest)
+            .expect("manifest parses")
+            .spec
+            .network_policy
+            .is_some_and(|policy| policy.enabled);
+        assert_eq!(
+            objects.contains("kind: NetworkPolicy\n"),
+            wants_policy,
+            "{}: a NetworkPolicy exactly when spec.networkPolicy is enabled",
+            file.display()
+        );
+        policies += usize::from(wants_policy);
         let name = file.file_name().expect("file name");
         std::fs::write(out.join(name), objects).expect("write rendered objects");
     }
+    assert!(
+        policies > 0,
+        "no manifest renders a NetworkPolicy to validate"
+    );
     let crd = dynamo_crd::to_kubernetes_yaml(&DynamoCluster::crd()).expect("CRD as YAML");
     std::fs::write(out.join("crd.yaml"), crd).expect("write CRD");
 

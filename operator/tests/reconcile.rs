@@ -1,11 +1,14 @@
 //! Reconcile tests against a mocked API server and fake nodes: create, scale
-//! up, scale down, an operator restart in the middle of a join, delete with
-//! each volume policy, and a refused spec. Each reconcile asserts the exact
+//! up, scale down, an operator restart in the middle of a join, the
+//! NetworkPolicy turned on and off, delete with each volume policy, and a
+//! refused spec. Each reconcile asserts the exact
 //! requests in order and the status it writes.
 
 mod support;
 
-use dynamo_crd::{ClusterPhase, DynamoCluster, DynamoClusterStatus, MemberState, PvcPolicy};
+use dynamo_crd::{
+    ClusterPhase, DynamoCluster, DynamoClusterStatus, MemberState, NetworkPolicySpec, PvcPolicy,
+};
 use dynamo_proto::v1 as pb;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
@@ -14,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use support::nodes::FakeNodes;
-use support::{ApiServer, Applied, PARTITIONS, cluster, context, pod, reconcile};
+use support::{
+    ApiServer, Applied, OPERATOR_NS, PARTITIONS, PolicyChange, cluster, context, pod, reconcile,
+};
 
 const NAME: &str = "demo";
 
@@ -86,6 +91,24 @@ impl Sim {
         }
     }
 
+    /// One reconcile that finds nothing to change: it lists `ready` ready
+    /// pods and applies every object, with no status write and no Event.
+    async fn unchanged(&mut self, ready: usize) -> Applied {
+        let cluster = self.cluster.clone();
+        let pods = self.ready_pods(ready);
+        let (_, applied) = reconcile(
+            &cluster,
+            &self.ctx,
+            &mut self.api,
+            async |api: &mut ApiServer| {
+                api.list_pods(NAME, pods).await;
+                api.apply_all(NAME).await
+            },
+        )
+        .await;
+        applied
+    }
+
     fn members(&self, count: usize) -> Vec<pb::Member> {
         (0..count)
             .map(|i| pb::Member {
@@ -98,6 +121,11 @@ impl Sim {
 
     fn scale(&mut self, replicas: i32) {
         self.cluster.spec.replicas = replicas;
+        self.edited();
+    }
+
+    /// The spec was edited: the API server raised the generation.
+    fn edited(&mut self) {
         let generation = self.cluster.metadata.generation.unwrap_or(1);
         self.cluster.metadata.generation = Some(generation + 1);
     }
@@ -239,18 +267,7 @@ async fn create_adds_the_finalizer_then_bootstraps_and_converges() {
     assert_eq!(running.action, Action::requeue(Duration::from_secs(60)));
 
     // Nothing changed: no status write, the same applies, no Event.
-    let cluster = sim.cluster.clone();
-    reconcile(
-        &cluster,
-        &sim.ctx,
-        &mut sim.api,
-        async |api: &mut ApiServer| {
-            api.list_pods(NAME, (0..3).map(|i| pod(NAME, i, true)).collect())
-                .await;
-            api.apply_all(NAME).await;
-        },
-    )
-    .await;
+    sim.unchanged(3).await;
 }
 
 /// Scale up 3 -> 4: start the pod, propose the join once it is ready,
@@ -394,6 +411,96 @@ async fn a_restarted_operator_finishes_the_join_from_the_status() {
     assert_eq!(converged.status.phase, Some(ClusterPhase::Running));
     assert_eq!(converged.status.members.len(), 4);
     event("Normal", "Converged", &converged, 0);
+}
+
+#[tokio::test]
+async fn the_network_policy_is_applied_when_enabled_and_deleted_when_disabled() {
+    let mut sim = Sim::new(3).await;
+    let created = sim.created().await;
+    assert_eq!(
+        created.applied.network_policy,
+        PolicyChange::Deleted { existed: false },
+        "no policy without spec.networkPolicy"
+    );
+
+    sim.cluster.spec.network_policy = Some(NetworkPolicySpec {
+        enabled: true,
+        ..NetworkPolicySpec::default()
+    });
+    sim.edited();
+    let on = sim.step(sim.ready_pods(3), 0).await;
+    let PolicyChange::Applied(policy) = &on.applied.network_policy else {
+        panic!(
+            "expected an applied policy, got {:?}",
+            on.applied.network_policy
+        );
+    };
+    assert_eq!(policy["kind"], "NetworkPolicy");
+    assert_eq!(policy["metadata"]["ownerReferences"][0]["name"], NAME);
+    assert_eq!(policy["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(
+        policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"],
+        NAME
+    );
+    let trusted = &policy["spec"]["ingress"][0]["from"];
+    assert_eq!(
+        trusted[1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], OPERATOR_NS,
+        "the operator's pods are admitted: {trusted}"
+    );
+    assert_eq!(on.status.observed_generation, Some(2));
+
+    // Unchanged: applied again, the same body.
+    let again = sim.unchanged(3).await;
+    assert_eq!(again.network_policy, on.applied.network_policy);
+
+    if let Some(spec) = sim.cluster.spec.network_policy.as_mut() {
+        spec.enabled = false;
+    }
+    sim.edited();
+    let off = sim.step(sim.ready_pods(3), 0).await;
+    assert_eq!(
+        off.applied.network_policy,
+        PolicyChange::Deleted { existed: true }
+    );
+    // Gone: a delete answered 404 is no error.
+    let gone = sim.unchanged(3).await;
+    assert_eq!(
+        gone.network_policy,
+        PolicyChange::Deleted { existed: false }
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_cannot_admit_the_operator_is_a_warning_once() {
+    let mut sim = Sim::new(3).await;
+    Arc::get_mut(&mut sim.ctx)
+        .expect("no reconcile holds the context")
+        .operator_pods = None;
+    sim.created().await;
+    sim.cluster.spec.network_policy = Some(NetworkPolicySpec {
+        enabled: true,
+        ..NetworkPolicySpec::default()
+    });
+    sim.edited();
+    let on = sim.step(sim.ready_pods(3), 1).await;
+    event("Warning", "NetworkPolicyOmitsOperator", &on, 0);
+    assert!(
+        on.events[0].2.contains("--operator-pod-labels"),
+        "{}",
+        on.events[0].2
+    );
+    let PolicyChange::Applied(policy) = &on.applied.network_policy else {
+        panic!(
+            "expected an applied policy, got {:?}",
+            on.applied.network_policy
+        );
+    };
+    let trusted = policy["spec"]["ingress"][0]["from"]
+        .as_array()
+        .expect("trusted sources");
+    assert_eq!(trusted.len(), 1, "members only: {trusted:?}");
+    // The same spec again: no second Warning.
+    sim.unchanged(3).await;
 }
 
 fn deleting(policy: PvcPolicy) -> DynamoCluster {

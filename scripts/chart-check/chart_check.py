@@ -485,10 +485,19 @@ def check_chart_invariants(objects: list[dict], where: str, problems: Problems) 
     context = {**(pod.get("securityContext") or {}), **(container.get("securityContext") or {})}
     if context.get("runAsNonRoot") is not True or context.get("readOnlyRootFilesystem") is not True:
         problems.add(where, "the operator must run as non-root with a read-only root filesystem")
-    env = {item["name"] for item in container.get("env", [])}
-    for needed in ("POD_NAME", "POD_NAMESPACE", "RUST_LOG"):
+    env = {item["name"]: item for item in container.get("env", [])}
+    for needed in ("POD_NAME", "POD_NAMESPACE", "RUST_LOG", "DYNAMO_OPERATOR_POD_LABELS"):
         if needed not in env:
             problems.add(where, f"the operator container has no {needed} variable")
+    # The storage pods' NetworkPolicies admit the operator's pods by these
+    # labels: they must select the Deployment's own pods.
+    selector = deployments[0]["spec"]["selector"].get("matchLabels") or {}
+    pod_labels = deployments[0]["spec"]["template"]["metadata"].get("labels") or {}
+    listed = env.get("DYNAMO_OPERATOR_POD_LABELS", {}).get("value") or ""
+    pairs = dict(pair.split("=", 1) for pair in listed.split(",") if "=" in pair)
+    if "DYNAMO_OPERATOR_POD_LABELS" in env and (pairs != selector or any(pod_labels.get(k) != v for k, v in pairs.items())):
+        problems.add(where, f"DYNAMO_OPERATOR_POD_LABELS {listed!r} is not the Deployment's selector {selector}")
+    check_operator_rules(objects, where, problems)
     kinds = {obj["kind"] for obj in objects}
     # A namespaced install has one cluster-wide role: the Node reader.
     node_reader = [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
@@ -500,6 +509,34 @@ def check_chart_invariants(objects: list[dict], where: str, problems: Problems) 
             for rule in obj.get("rules", []):
                 if "*" in rule.get("verbs", []) or "*" in rule.get("resources", []) or "*" in rule.get("apiGroups", []):
                     problems.add(where, f"{name_of(obj)} grants a wildcard: {rule}")
+
+
+# What the operator applies (server-side apply creates through patch),
+# watches as owned objects and deletes: (API group, resource).
+OWNED_RESOURCES = [
+    ("apps", "statefulsets"),
+    ("", "services"),
+    ("", "configmaps"),
+    ("policy", "poddisruptionbudgets"),
+    ("networking.k8s.io", "networkpolicies"),
+]
+OWNED_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
+
+
+def check_operator_rules(objects: list[dict], where: str, problems: Problems) -> None:
+    """The operator's role grants every verb it uses on each owned kind."""
+    roles = [obj for obj in objects if obj["kind"] in ("ClusterRole", "Role")
+             and any(rule.get("resources") == ["dynamoclusters"] for rule in obj.get("rules", []))]
+    if len(roles) != 1:
+        problems.add(where, f"expected one operator role (the one granting dynamoclusters), got {len(roles)}")
+        return
+    for group, resource in OWNED_RESOURCES:
+        granted = set()
+        for rule in roles[0].get("rules", []):
+            if group in rule.get("apiGroups", []) and resource in rule.get("resources", []):
+                granted.update(rule.get("verbs", []))
+        if not OWNED_VERBS <= granted:
+            problems.add(where, f"{name_of(roles[0])} lacks {sorted(OWNED_VERBS - granted)} on {group or 'core'}/{resource}")
 
 
 def check_values_rejected(helm: Helm, repo: Path, problems: Problems) -> None:

@@ -108,6 +108,21 @@ class BrokenCopyTest(unittest.TestCase):
             r"FAIL charts/dynamo/templates/NOTES\.txt: `dynamoctl put cart apples` follows a port-forward but lacks --via-endpoint"
         )
 
+    def test_operator_pod_labels_that_miss_the_operator_pods(self) -> None:
+        self.edit(
+            "charts/dynamo/templates/deployment.yaml",
+            '{{ include "dynamo.selectorLabelList" . | quote }}',
+            '"app.kubernetes.io/component=operator"',
+        )
+        self.assert_fails_with(r"FAIL render with default values: DYNAMO_OPERATOR_POD_LABELS 'app.kubernetes.io/component=operator' is not the Deployment's selector")
+
+    def test_role_without_network_policies(self) -> None:
+        self.edit("charts/dynamo/templates/rbac.yaml", 'resources: ["networkpolicies"]', 'resources: ["ingresses"]')
+        self.assert_fails_with(
+            r"FAIL render with default values: ClusterRole/dynamo-operator lacks \['create', 'delete', 'get', 'list', 'patch', 'watch'\] on networking\.k8s\.io/networkpolicies",
+            r"FAIL render with .*namespaced.*: Role/dynamo-operator lacks .* on networking\.k8s\.io/networkpolicies",
+        )
+
     def test_crd_edited_by_hand_is_drift(self) -> None:
         self.edit(
             "charts/dynamo/crds/dynamoclusters.dynamokv.io.yaml",

@@ -48,6 +48,7 @@ class Suite:
         self.logs = root / "logs"
         self.passed: list[tuple[str, float]] = []
         self.watched: list[tuple[str, str]] = []
+        self.operator_pod_labels = ""
 
     # --- tools -------------------------------------------------------------
     def run(self, argv: list[str], check: bool = True, timeout: float = 60, env: dict | None = None):
@@ -188,7 +189,15 @@ class Suite:
                   "--create-namespace")
         if not self.get("crd", "dynamoclusters.dynamokv.io", RELEASE_NS):
             raise Failure("helm install did not install the DynamoCluster CRD")
-        self.start_operator("op-a", RELEASE_NS)
+        # The labels the chart gives the operator, so the NetworkPolicy
+        # admits its pods (this out-of-cluster operator is not one of them).
+        deployment = self.get("deployment", "dynamo-operator", RELEASE_NS) or {}
+        containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
+        env = {item["name"]: item.get("value") for item in containers[0].get("env", [])}
+        self.operator_pod_labels = env.get("DYNAMO_OPERATOR_POD_LABELS") or ""
+        if "app.kubernetes.io/component=operator" not in self.operator_pod_labels.split(","):
+            raise Failure(f"the chart's Deployment sets DYNAMO_OPERATOR_POD_LABELS={self.operator_pod_labels!r}")
+        self.start_operator("op-a", RELEASE_NS, [f"--operator-pod-labels={self.operator_pod_labels}"])
         self.wait("op-a to take the Lease", lambda: (self.get("lease", "dynamo-operator", RELEASE_NS) or {})
                   .get("spec", {}).get("holderIdentity") == "op-a", 60)
 
@@ -200,6 +209,27 @@ class Suite:
         # The client Service's address as kubectl shows it: the guide's port-forward target.
         if not self.get("service", "demo"):
             raise Failure("the client Service demo is missing")
+
+    def network_policy(self) -> None:
+        # The API server stores NetworkPolicies without a network plugin; none
+        # enforces them here, so this checks the object, not the isolation.
+        self.kubectl("patch", "dyc", "demo", "--type=merge", "-p", '{"spec":{"networkPolicy":{"enabled":true}}}')
+
+        def owned():
+            policy = self.get("networkpolicy", "demo-nodes") or {}
+            owners = policy.get("metadata", {}).get("ownerReferences") or []
+            return policy if any(o.get("kind") == "DynamoCluster" and o.get("name") == "demo" and o.get("controller")
+                                 for o in owners) else None
+        policy = self.wait("NetworkPolicy demo-nodes owned by DynamoCluster demo", owned, 60)
+        trusted = policy["spec"]["ingress"][0]["from"]
+        operator = [peer for peer in trusted
+                    if (peer.get("namespaceSelector") or {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                    == RELEASE_NS]
+        expected = dict(pair.split("=", 1) for pair in self.operator_pod_labels.split(","))
+        if not operator or operator[0].get("podSelector", {}).get("matchLabels") != expected:
+            raise Failure(f"the policy does not admit the operator's pods {expected} in {RELEASE_NS}: {trusted}")
+        self.kubectl("patch", "dyc", "demo", "--type=merge", "-p", '{"spec":{"networkPolicy":{"enabled":false}}}')
+        self.wait("NetworkPolicy demo-nodes to be deleted", lambda: self.get("networkpolicy", "demo-nodes") is None, 60)
 
     def scale_up_with_a_killed_operator(self) -> None:
         self.kubectl("scale", "dyc/demo", "--replicas=5")
@@ -216,7 +246,7 @@ class Suite:
         self.check_keys("demo", "default", range(0, 30), index=4)
 
     def second_replica_takes_over(self) -> None:
-        self.start_operator("op-b", RELEASE_NS)
+        self.start_operator("op-b", RELEASE_NS, [f"--operator-pod-labels={self.operator_pod_labels}"])
         lease = lambda: (self.get("lease", "dynamo-operator", RELEASE_NS) or {}).get("spec", {})  # noqa: E731
         self.wait("op-a to hold the Lease", lambda: lease().get("holderIdentity") == "op-a", 30)
         self.kill_operator("op-a", signal.SIGTERM)
@@ -389,6 +419,8 @@ def main() -> int:
         suite.start_kubelet()
         suite.step("helm install; the operator runs with the chart's ServiceAccount", suite.install)
         suite.step("examples/dynamocluster.yaml: Available, put and get", suite.create_demo)
+        suite.step("networkPolicy on: an owned NetworkPolicy that admits the operator; off: deleted",
+                   suite.network_policy)
         suite.step("scale 3 -> 5 with the operator SIGKILLed mid-change", suite.scale_up_with_a_killed_operator)
         suite.step("a second operator takes the Lease; scale 5 -> 3 keeps every key", suite.second_replica_takes_over)
         suite.step("bad specs are refused", suite.bad_specs)

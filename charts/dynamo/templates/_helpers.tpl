@@ -51,6 +51,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/*
+The selector labels as `k=v,k2=v2`: the operator's DYNAMO_OPERATOR_POD_LABELS,
+so that the storage pods' NetworkPolicies admit the operator's pods.
+*/}}
+{{- define "dynamo.selectorLabelList" -}}
+{{- $pairs := list }}
+{{- range $key, $value := include "dynamo.selectorLabels" . | fromYaml }}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
 {{/* ServiceAccount the operator runs as. */}}
 {{- define "dynamo.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}

@@ -30,7 +30,8 @@ const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
 /// Seconds a stopping node gets to flush and hand off.
 const TERMINATION_GRACE_SECONDS: i64 = 60;
 
-fn metadata(cluster: &ValidatedCluster, name: String) -> ObjectMeta {
+/// Metadata of a cluster's object `name`: namespace, labels, owner.
+pub(super) fn metadata(cluster: &ValidatedCluster, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(cluster.namespace.clone()),

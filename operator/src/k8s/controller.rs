@@ -1,8 +1,9 @@
 //! The reconciler: one `reconcile` per DynamoCluster event, inside kube's
 //! `finalizer` helper. Apply reads the pods, takes one membership driver
 //! step through a [`KubePlatform`], writes the status (the driver's state
-//! included) and then applies the objects that state implies. Cleanup
-//! handles the data volumes according to the PVC policy.
+//! included) and then applies the objects that state implies (and deletes
+//! the NetworkPolicy when the spec asks for none). Cleanup handles the data
+//! volumes according to the PVC policy.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
@@ -14,6 +15,7 @@ use futures::StreamExt;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -31,6 +33,7 @@ use super::builders;
 use super::cluster::{ValidatedCluster, selector_string};
 use super::metrics::{ErrorLabels, Metrics, StepLabels};
 use super::names;
+use super::network::{self, OperatorPods};
 use super::platform::{AddressFn, KubePlatform, PodView};
 use super::state::ClusterState;
 use super::status::{Observation, Problem, build_status, step_reason};
@@ -112,6 +115,10 @@ pub struct Context {
     pub admin: Arc<GrpcAdmin>,
     /// The clock of condition transition times.
     pub clock: fn() -> Timestamp,
+    /// The operator's own pods, which the storage pods' NetworkPolicy
+    /// admits; `None` when unknown (the operator then needs a namespace or
+    /// pod the policy admits anyway).
+    pub operator_pods: Option<OperatorPods>,
 }
 
 /// Reconciles one DynamoCluster.
@@ -234,15 +241,44 @@ where
     Ok(())
 }
 
+/// Deletes object `name` of kind `K`; one that is already gone is no error.
+async fn delete_object<K>(ctx: &Context, namespace: &str, name: &str) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), namespace);
+    match api.delete(name, &DeleteParams::background()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Kube {
+            action: format!("delete {} {name}", K::kind(&())),
+            source,
+        }),
+    }
+}
+
 /// Applies every object, in order: Services and the ConfigMap before the
-/// StatefulSet that uses them, the PodDisruptionBudget last.
+/// StatefulSet that uses them, then the PodDisruptionBudget and the
+/// NetworkPolicy, which is deleted instead when the spec asks for none (a
+/// delete of a policy that does not exist is answered 404 and costs one
+/// request).
 async fn apply_objects(ctx: &Context, cluster: &ValidatedCluster) -> Result<(), Error> {
     let namespace = &cluster.namespace;
     apply_object(ctx, namespace, &builders::build_peer_service(cluster)).await?;
     apply_object(ctx, namespace, &builders::build_client_service(cluster)).await?;
     apply_object(ctx, namespace, &builders::build_config_map(cluster)).await?;
     apply_object(ctx, namespace, &builders::build_statefulset(cluster)).await?;
-    apply_object(ctx, namespace, &builders::build_pdb(cluster)).await
+    apply_object(ctx, namespace, &builders::build_pdb(cluster)).await?;
+    match network::build_network_policy(cluster, ctx.operator_pods.as_ref()) {
+        Some(policy) => apply_object(ctx, namespace, &policy).await,
+        None => {
+            delete_object::<NetworkPolicy>(ctx, namespace, &names::network_policy(&cluster.name))
+                .await
+        }
+    }
 }
 
 async fn patch_status(
@@ -492,8 +528,9 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
     if let Some(problem) = &problem {
         warn_if_new(ctx, cluster, previous, problem).await;
     }
+    let edited = previous.and_then(|s| s.observed_generation) != cluster.metadata.generation;
     let (_, relaxed) = builders::disruption_allowance(&spec.replication);
-    if relaxed && previous.and_then(|s| s.observed_generation) != cluster.metadata.generation {
+    if relaxed && edited {
         publish(
             ctx,
             cluster,
@@ -502,6 +539,19 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
             format!(
                 "replication.n equals replication.w ({}), so any voluntary disruption makes some writes fail; the PodDisruptionBudget still allows 1 pod down so nodes can be drained: lower spec.replication.w or raise spec.replication.n",
                 spec.replication.w
+            ),
+        )
+        .await;
+    }
+    if edited && ctx.operator_pods.is_none() && network::wants_network_policy(&validated) {
+        publish(
+            ctx,
+            cluster,
+            EventType::Warning,
+            "NetworkPolicyOmitsOperator",
+            format!(
+                "the NetworkPolicy {} admits no operator pod: the operator runs without --operator-pod-labels (DYNAMO_OPERATOR_POD_LABELS), so where a network plugin enforces the policy its Admin calls to the nodes are blocked unless spec.networkPolicy.clients admits it; set the labels (the chart does) or list the operator's pods in spec.networkPolicy.clients",
+                names::network_policy(&name)
             ),
         )
         .await;
@@ -527,16 +577,7 @@ async fn cleanup(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error
     match cluster.spec.pvc_policy_on_scale_down {
         PvcPolicy::Delete => {
             for claim in &claim_names {
-                match api.delete(claim, &DeleteParams::background()).await {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(status)) if status.code == 404 => {}
-                    Err(source) => {
-                        return Err(Error::Kube {
-                            action: format!("delete volume {claim}"),
-                            source,
-                        });
-                    }
-                }
+                delete_object::<PersistentVolumeClaim>(ctx, &namespace, claim).await?;
             }
             publish(
                 ctx,
@@ -615,7 +656,11 @@ pub async fn run(
         .owns(scoped::<StatefulSet>(&client, namespace), owned.clone())
         .owns(scoped::<Service>(&client, namespace), owned.clone())
         .owns(scoped::<ConfigMap>(&client, namespace), owned.clone())
-        .owns(scoped::<PodDisruptionBudget>(&client, namespace), owned)
+        .owns(
+            scoped::<PodDisruptionBudget>(&client, namespace),
+            owned.clone(),
+        )
+        .owns(scoped::<NetworkPolicy>(&client, namespace), owned)
         .watches(scoped::<Pod>(&client, namespace), node_pods, |pod| {
             let cluster = pod.labels().get(names::LABEL_INSTANCE)?.clone();
             Some(ObjectRef::<DynamoCluster>::new(&cluster).within(&pod.namespace()?))

@@ -1,6 +1,6 @@
 //! The Kubernetes side of the operator: a kube-rs `Controller` that turns a
-//! `DynamoCluster` into Services, a ConfigMap, a StatefulSet and a
-//! PodDisruptionBudget, and runs the membership [`Driver`](crate::driver::Driver)
+//! `DynamoCluster` into Services, a ConfigMap, a StatefulSet, a
+//! PodDisruptionBudget and optionally a NetworkPolicy, and runs the membership [`Driver`](crate::driver::Driver)
 //! through a [`KubePlatform`] whose state lives in the custom resource's status.
 //!
 //! The pipeline is split by what needs a client: [`cluster`] validates a
@@ -14,6 +14,7 @@ pub mod controller;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod network;
 pub mod nodeconfig;
 pub mod platform;
 pub mod render;

@@ -85,6 +85,11 @@ pub fn disruption_budget(cluster: &str) -> String {
     cluster.to_owned()
 }
 
+/// Name of the storage pods' NetworkPolicy.
+pub fn network_policy(cluster: &str) -> String {
+    format!("{cluster}-nodes")
+}
+
 /// Name of member `index`'s pod, which is also its member id.
 pub fn pod(cluster: &str, index: usize) -> String {
     format!("{}-{index}", stateful_set(cluster))

@@ -8,6 +8,7 @@ use dynamo_proto::v1 as pb;
 use super::builders;
 use super::cluster::ValidatedCluster;
 use super::names;
+use super::network::{self, OperatorPods};
 use super::state::{LaunchMember, MemberLaunch};
 
 /// Why a manifest could not be rendered.
@@ -25,11 +26,16 @@ pub enum RenderError {
 }
 
 /// The objects for the DynamoCluster in `manifest`, placed in `namespace`
-/// when the manifest names none, as a multi-document YAML stream.
+/// when the manifest names none, as a multi-document YAML stream; the
+/// NetworkPolicy (when the spec asks for one) admits `operator`.
 ///
 /// # Errors
 /// A [`RenderError`] when the manifest is invalid.
-pub fn render(manifest: &str, namespace: &str) -> Result<String, RenderError> {
+pub fn render(
+    manifest: &str,
+    namespace: &str,
+    operator: Option<&OperatorPods>,
+) -> Result<String, RenderError> {
     let mut cluster = DynamoCluster::from_yaml(manifest)?;
     if cluster.metadata.namespace.is_none() {
         cluster.metadata.namespace = Some(namespace.to_owned());
@@ -52,12 +58,15 @@ pub fn render(manifest: &str, namespace: &str) -> Result<String, RenderError> {
     validated.state.launches = (0..replicas)
         .map(|i| (i, MemberLaunch::Bootstrap))
         .collect();
-    let documents = [
+    let mut documents = vec![
         dynamo_crd::to_kubernetes_yaml(&builders::build_peer_service(&validated))?,
         dynamo_crd::to_kubernetes_yaml(&builders::build_client_service(&validated))?,
         dynamo_crd::to_kubernetes_yaml(&builders::build_config_map(&validated))?,
         dynamo_crd::to_kubernetes_yaml(&builders::build_statefulset(&validated))?,
         dynamo_crd::to_kubernetes_yaml(&builders::build_pdb(&validated))?,
     ];
+    if let Some(policy) = network::build_network_policy(&validated, operator) {
+        documents.push(dynamo_crd::to_kubernetes_yaml(&policy)?);
+    }
     Ok(documents.join("---\n"))
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use dynamo_crd::{DynamoCluster, DynamoClusterSpec, DynamoClusterStatus};
 use dynamo_operator::k8s::controller::{self, Context};
 use dynamo_operator::k8s::metrics::Metrics;
+use dynamo_operator::k8s::network::OperatorPods;
 use futures::FutureExt;
 use http::{Method, Request, Response};
 use kube::Client;
@@ -23,6 +24,8 @@ use nodes::FakeNodes;
 pub const NS: &str = "shop";
 /// Partitions of every test cluster (small rings keep the rings readable).
 pub const PARTITIONS: u32 = 16;
+/// Namespace of the operator's pods in every test context.
+pub const OPERATOR_NS: &str = "dynamo-system";
 
 /// A DynamoCluster as the API server returns it, finalizer in place.
 pub fn cluster(name: &str, replicas: i32) -> DynamoCluster {
@@ -88,8 +91,16 @@ pub fn context(nodes: &FakeNodes) -> (Arc<Context>, ApiServer) {
             None,
         )),
         clock: || k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time"),
+        operator_pods: Some(
+            OperatorPods::parse(OPERATOR_NS, "app.kubernetes.io/component=operator")
+                .expect("operator labels"),
+        ),
     };
-    (Arc::new(context), ApiServer(handle))
+    let api = ApiServer {
+        handle,
+        network_policy: None,
+    };
+    (Arc::new(context), api)
 }
 
 /// Runs one reconcile of `cluster` while `script` answers the API server.
@@ -111,20 +122,44 @@ pub async fn reconcile<T>(
     (action, value)
 }
 
-/// The five objects applied, in order, as JSON.
+/// What one reconcile applied, as JSON, and what it did to the
+/// NetworkPolicy.
 pub struct Applied {
     /// The ConfigMap.
     pub config_map: Value,
     /// The StatefulSet.
     pub stateful_set: Value,
+    /// The NetworkPolicy request.
+    pub network_policy: PolicyChange,
 }
 
-/// The mocked API server.
-pub struct ApiServer(Handle<Request<Body>, Response<Body>>);
+/// What a reconcile did to the storage pods' NetworkPolicy.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PolicyChange {
+    /// Applied this body.
+    Applied(Value),
+    /// Deleted it; `existed` says whether the mock held one (404 if not).
+    Deleted {
+        /// Whether a policy was applied before.
+        existed: bool,
+    },
+}
+
+/// The mocked API server, holding the NetworkPolicy last applied so that a
+/// delete is answered as a real API server would.
+pub struct ApiServer {
+    handle: Handle<Request<Body>, Response<Body>>,
+    network_policy: Option<Value>,
+}
 
 fn respond(send: SendResponse<Response<Body>>, body: &Value) {
+    respond_with(send, http::StatusCode::OK, body);
+}
+
+fn respond_with(send: SendResponse<Response<Body>>, code: http::StatusCode, body: &Value) {
     send.send_response(
         Response::builder()
+            .status(code)
             .body(Body::from(serde_json::to_vec(body).expect("json")))
             .expect("response"),
     );
@@ -138,18 +173,29 @@ impl ApiServer {
         method: Method,
         path: &str,
     ) -> (String, Value, SendResponse<Response<Body>>) {
+        let (_, query, body, send) = self.next_of(&[method], path).await;
+        (query, body, send)
+    }
+
+    /// The next request, which must have one of `methods` and `path`;
+    /// returns its method, query, JSON body and the response slot.
+    async fn next_of(
+        &mut self,
+        methods: &[Method],
+        path: &str,
+    ) -> (Method, String, Value, SendResponse<Response<Body>>) {
         let (request, send) = self
-            .0
+            .handle
             .next_request()
             .await
             .expect("the operator sends a request");
-        assert_eq!(
-            (request.method(), request.uri().path()),
-            (&method, path),
-            "unexpected request {} {}",
+        assert!(
+            methods.contains(request.method()) && request.uri().path() == path,
+            "unexpected request {} {}, expected {methods:?} {path}",
             request.method(),
             request.uri()
         );
+        let method = request.method().clone();
         let query = request.uri().query().unwrap_or_default().to_owned();
         let bytes = request.into_body().collect_bytes().await.expect("body");
         let body = if bytes.is_empty() {
@@ -157,12 +203,12 @@ impl ApiServer {
         } else {
             serde_json::from_slice(&bytes).expect("a JSON body")
         };
-        (query, body, send)
+        (method, query, body, send)
     }
 
     /// Fails when a request is waiting.
     pub fn assert_idle(&mut self) {
-        if let Some(Some((request, _))) = self.0.next_request().now_or_never() {
+        if let Some(Some((request, _))) = self.handle.next_request().now_or_never() {
             panic!("unexpected request {} {}", request.method(), request.uri());
         }
     }
@@ -215,13 +261,7 @@ impl ApiServer {
     /// Answers one server-side apply of an object and returns its body.
     pub async fn apply(&mut self, path: &str) -> Value {
         let (query, body, send) = self.next(Method::PATCH, path).await;
-        assert_server_side_apply(&query);
-        assert_eq!(
-            body["metadata"]["ownerReferences"][0]["kind"], "DynamoCluster",
-            "{path} is owned by its cluster"
-        );
-        respond(send, &body);
-        body
+        answer_apply(path, &query, send, body)
     }
 
     /// Answers the applies of every object, in their order.
@@ -242,9 +282,41 @@ impl ApiServer {
             "/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}"
         ))
         .await;
+        let network_policy = self.network_policy(name).await;
         Applied {
             config_map,
             stateful_set,
+            network_policy,
+        }
+    }
+
+    /// Answers the server-side apply or the delete of the cluster's
+    /// NetworkPolicy, whichever the operator sends.
+    pub async fn network_policy(&mut self, name: &str) -> PolicyChange {
+        let path =
+            format!("/apis/networking.k8s.io/v1/namespaces/{NS}/networkpolicies/{name}-nodes");
+        let (method, query, body, send) =
+            self.next_of(&[Method::PATCH, Method::DELETE], &path).await;
+        if method == Method::PATCH {
+            let body = answer_apply(&path, &query, send, body);
+            self.network_policy = Some(body.clone());
+            return PolicyChange::Applied(body);
+        }
+        let existed = self.network_policy.take();
+        match &existed {
+            Some(policy) => respond(send, policy),
+            None => respond_with(
+                send,
+                http::StatusCode::NOT_FOUND,
+                &json!({
+                    "apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                    "reason": "NotFound", "code": 404,
+                    "message": format!("networkpolicies.networking.k8s.io \"{name}-nodes\" not found"),
+                }),
+            ),
+        }
+        PolicyChange::Deleted {
+            existed: existed.is_some(),
         }
     }
 
@@ -252,7 +324,7 @@ impl ApiServer {
     /// the same Event repeats, and returns its type, reason and note.
     pub async fn event(&mut self) -> (String, String, String) {
         let (request, send) = self
-            .0
+            .handle
             .next_request()
             .await
             .expect("the operator sends an Event");
@@ -316,6 +388,18 @@ impl ApiServer {
             &json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": name, "namespace": NS}}),
         );
     }
+}
+
+/// Checks a server-side apply of an owned object at `path` and answers it
+/// with the applied `body`, which it returns.
+fn answer_apply(path: &str, query: &str, send: SendResponse<Response<Body>>, body: Value) -> Value {
+    assert_server_side_apply(query);
+    assert_eq!(
+        body["metadata"]["ownerReferences"][0]["kind"], "DynamoCluster",
+        "{path} is owned by its cluster"
+    );
+    respond(send, &body);
+    body
 }
 
 fn assert_server_side_apply(query: &str) {
