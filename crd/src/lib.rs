@@ -25,12 +25,14 @@ mod manifest;
 mod network;
 mod spec;
 mod status;
+mod tls;
 mod validate;
 mod yaml;
 
 pub use kube::CustomResourceExt;
 pub use manifest::ManifestError;
 pub use network::NetworkPolicySpec;
+pub use tls::{ClientAuthMode, DEFAULT_OPERATOR_NAME, TlsSpec};
 pub use spec::{
     DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_IMAGE, DEFAULT_N,
     DEFAULT_PARTITIONS, DEFAULT_R, DEFAULT_STORAGE_SIZE, DEFAULT_TOMBSTONE_GRACE_SECONDS,

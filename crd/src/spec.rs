@@ -15,6 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::network::NetworkPolicySpec;
+use crate::tls::TlsSpec;
 use crate::status::DynamoClusterStatus;
 
 /// Image used when `spec.image` is not set: the node image of this release.
@@ -232,6 +233,11 @@ pub struct DynamoClusterSpec {
     /// policy when not set; removing the field deletes one made before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+
+    /// Mutual TLS for all gRPC traffic, from a Secret with the nodes'
+    /// certificate. Plaintext when not set (the nodes warn at start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
 }
 
 /// Replication factor N and the read and write quorums R and W.
@@ -384,6 +390,7 @@ impl DynamoClusterSpec {
             durability: Durability::default(),
             pvc_policy_on_scale_down: PvcPolicy::default(),
             network_policy: None,
+            tls: None,
         }
     }
 

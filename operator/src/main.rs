@@ -290,7 +290,10 @@ async fn run(options: RunOptions) -> anyhow::Result<()> {
         client,
         metrics: Arc::clone(&metrics),
         address: platform::cluster_dns(),
-        admin: Arc::new(GrpcAdmin::new(admin::DEFAULT_TIMEOUT, options.tls.clone())),
+        admin: Arc::new(GrpcAdmin::new(admin::DEFAULT_TIMEOUT, None)),
+        admin_tls: options
+            .tls
+            .map(|tls| Arc::new(GrpcAdmin::new(admin::DEFAULT_TIMEOUT, Some(tls)))),
         clock: k8s_openapi::jiff::Timestamp::now,
         operator_pods,
     });

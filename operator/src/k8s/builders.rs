@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, TopologySpreadConstraint,
+    SecretVolumeSource, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, TopologySpreadConstraint,
     Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
@@ -235,7 +235,13 @@ fn node_container(cluster: &ValidatedCluster) -> Container {
                 ..mount(names::VOLUME_CONFIG, names::CONFIG_PATH)
             },
             mount(names::VOLUME_TMP, names::TMP_MOUNT),
-        ]),
+        ]
+        .into_iter()
+        .chain(spec.tls.as_ref().map(|_| VolumeMount {
+            read_only: Some(true),
+            ..mount(names::VOLUME_TLS, names::TLS_MOUNT)
+        }))
+        .collect()),
         ..Container::default()
     }
 }
@@ -306,7 +312,18 @@ fn pod_spec(cluster: &ValidatedCluster) -> PodSpec {
                 empty_dir: Some(Default::default()),
                 ..Volume::default()
             },
-        ]),
+        ]
+        .into_iter()
+        .chain(spec.tls.as_ref().map(|tls| Volume {
+            name: names::VOLUME_TLS.into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(tls.secret_name.clone()),
+                default_mode: Some(0o440),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        }))
+        .collect()),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         enable_service_links: Some(false),
         automount_service_account_token: Some(false),

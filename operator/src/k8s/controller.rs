@@ -113,6 +113,10 @@ pub struct Context {
     /// Admin calls to the nodes, shared by every reconciliation (one
     /// channel per node, one deadline per call).
     pub admin: Arc<GrpcAdmin>,
+    /// Admin calls to the nodes of clusters with `spec.tls`, presenting
+    /// the operator's certificate; `None` when the operator has none
+    /// (its calls to TLS clusters then fail and say so).
+    pub admin_tls: Option<Arc<GrpcAdmin>>,
     /// The clock of condition transition times.
     pub clock: fn() -> Timestamp,
     /// The operator's own pods, which the storage pods' NetworkPolicy
@@ -428,17 +432,21 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         r: spec.replication.r,
         w: spec.replication.w,
     };
+    let admin = match (&spec.tls, &ctx.admin_tls) {
+        (Some(_), Some(admin_tls)) => Arc::clone(admin_tls),
+        _ => Arc::clone(&ctx.admin),
+    };
     let platform = KubePlatform::new(
         &namespace,
         &name,
         Arc::clone(&ctx.address),
         pods.clone(),
         old_state.clone(),
-        Arc::clone(&ctx.admin),
+        Arc::clone(&admin),
     );
     let mut driver = Driver::new(
         platform,
-        Arc::clone(&ctx.admin),
+        admin,
         shape,
         old_state.driver.clone(),
     );

@@ -115,6 +115,18 @@ pub fn index_of_pod(cluster: &str, pod: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
+/// Where a TLS cluster's Secret is mounted in the storage pods.
+pub const TLS_MOUNT: &str = "/etc/dynamo/tls";
+
+/// Name of the TLS Secret's volume.
+pub const VOLUME_TLS: &str = "tls";
+
+/// The name a TLS cluster's node certificate carries: it matches every
+/// member's address, and the nodes take its holders for members.
+pub fn node_certificate_name(namespace: &str, cluster: &str) -> String {
+    format!("*.{}.{namespace}.svc", peer_service(cluster))
+}
+
 /// The stable DNS address of member `index`, through the headless Service.
 pub fn member_address(namespace: &str, cluster: &str, index: usize) -> String {
     format!(

@@ -23,6 +23,17 @@ struct Background {
     tombstone_grace_ms: u64,
 }
 
+/// The node's `tls` section: the Secret's files, and who is who.
+#[derive(Serialize)]
+struct Tls<'a> {
+    ca: String,
+    cert: String,
+    key: String,
+    client_auth: &'a str,
+    node_names: Vec<String>,
+    operator_names: &'a [String],
+}
+
 #[derive(Serialize)]
 struct NodeFile<'a> {
     cluster: &'a str,
@@ -37,6 +48,8 @@ struct NodeFile<'a> {
     members: &'a [LaunchMember],
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     seeds: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls: Option<Tls<'a>>,
 }
 
 fn render(cluster: &ValidatedCluster, members: &[LaunchMember], seeds: &[String]) -> String {
@@ -60,6 +73,14 @@ fn render(cluster: &ValidatedCluster, members: &[LaunchMember], seeds: &[String]
         },
         members,
         seeds,
+        tls: spec.tls.as_ref().map(|tls| Tls {
+            ca: format!("{}/ca.crt", names::TLS_MOUNT),
+            cert: format!("{}/tls.crt", names::TLS_MOUNT),
+            key: format!("{}/tls.key", names::TLS_MOUNT),
+            client_auth: tls.client_auth.as_str(),
+            node_names: vec![names::node_certificate_name(&cluster.namespace, &cluster.name)],
+            operator_names: &tls.operator_names,
+        }),
     };
     serde_yaml::to_string(&file).expect("the node file is plain data")
 }

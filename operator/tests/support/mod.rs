@@ -90,6 +90,7 @@ pub fn context(nodes: &FakeNodes) -> (Arc<Context>, ApiServer) {
             Duration::from_secs(2),
             None,
         )),
+        admin_tls: None,
         clock: || k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time"),
         operator_pods: Some(
             OperatorPods::parse(OPERATOR_NS, "app.kubernetes.io/component=operator")
