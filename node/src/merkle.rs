@@ -3,6 +3,8 @@
 //! root. XOR makes every update O(1): a write folds out the key's old entry
 //! and folds in the new one.
 
+use std::collections::BTreeSet;
+
 use md5::{Digest, Md5};
 
 use crate::version::SiblingSet;
@@ -113,6 +115,17 @@ pub fn differing(local: &[u64], remote: &[u64]) -> Vec<u32> {
         .enumerate()
         .filter(|(_, (a, b))| a != b)
         .map(|(index, _)| index as u32)
+        .collect()
+}
+
+/// The leaf segments where `local` and `remote` differ, numbered below
+/// [`SEGMENTS`]: `inner` are the inner nodes asked for (each below
+/// `SEGMENTS / FANOUT`), `local` this tree's [`Tree::level`] of [`LEAVES`]
+/// under them and `remote` the peer's answer, which may be of any length.
+pub fn differing_segments(inner: &[u32], local: &[u64], remote: &[u64]) -> BTreeSet<u32> {
+    differing(local, remote)
+        .into_iter()
+        .map(|i| inner[i as usize / FANOUT] * FANOUT as u32 + i % FANOUT as u32)
         .collect()
 }
 
