@@ -10,7 +10,9 @@
 use std::sync::LazyLock;
 
 use bytes::Bytes;
-use dynamo_fuzz::{check_context, cluster_id, limits_for, sample_ring, sample_sets, write_seeds};
+use dynamo_fuzz::{
+    check_context, cluster_id, limits_for, sample_ring, sample_sets, with_mode, write_seeds,
+};
 use dynamo_node::config::Limits;
 use dynamo_node::context;
 use dynamo_node::ring::Ring;
@@ -45,10 +47,6 @@ fn write(limits: &Limits, key: &[u8], value: Option<&[u8]>, context: &[u8], dura
         return;
     }
     check_context(cluster_id(), context);
-}
-
-fn with_mode(mode: u8, body: &[u8]) -> Vec<u8> {
-    [&[mode][..], body].concat()
 }
 
 fuzz_target!(

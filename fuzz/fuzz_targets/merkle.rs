@@ -13,7 +13,7 @@
 
 use std::sync::LazyLock;
 
-use dynamo_fuzz::write_seeds;
+use dynamo_fuzz::{with_mode, write_seeds};
 use dynamo_node::merkle::{self, FANOUT, INNER, KeyHash, LEAVES, ROOT, SEGMENTS, Tree};
 use dynamo_proto::v1 as pb;
 use libfuzzer_sys::fuzz_target;
@@ -27,12 +27,6 @@ static TREE: LazyLock<Tree> = LazyLock::new(|| {
     }
     tree
 });
-
-fn with_mode(mode: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![mode];
-    out.extend_from_slice(body);
-    out
-}
 
 fuzz_target!(
     init: {

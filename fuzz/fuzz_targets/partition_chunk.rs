@@ -5,7 +5,7 @@
 
 #![no_main]
 
-use dynamo_fuzz::{check_peer_set, limits_for, sample_sets, write_seeds};
+use dynamo_fuzz::{check_peer_set, limits_for, sample_sets, with_mode, write_seeds};
 use dynamo_node::transfer::entry_from_peer;
 use dynamo_node::wire;
 use dynamo_proto::v1 as pb;
@@ -23,7 +23,7 @@ fuzz_target!(
             })
             .collect();
         let chunk = pb::PartitionChunk { entries }.encode_to_vec();
-        write_seeds([[&[0][..], &chunk].concat(), [&[1][..], &chunk].concat()]);
+        write_seeds([with_mode(0, &chunk), with_mode(1, &chunk)]);
     },
     |data: &[u8]| {
         let Some((&mode, body)) = data.split_first() else {

@@ -9,7 +9,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use dynamo_fuzz::{check_peer_set, limits_for, sample_sets, write_seeds};
+use dynamo_fuzz::{check_peer_set, limits_for, sample_sets, with_mode, write_seeds};
 use dynamo_node::config::Limits;
 use dynamo_node::wire;
 use dynamo_proto::v1 as pb;
@@ -37,10 +37,6 @@ fn replica_answer(siblings: Option<pb::SiblingSet>) {
         let again = wire::set_from_pb(Some(wire::set_to_pb(&set)));
         assert_eq!(again.as_ref(), Ok(&set), "wire round trip");
     }
-}
-
-fn with_mode(mode: u8, body: &[u8]) -> Vec<u8> {
-    [&[mode][..], body].concat()
 }
 
 fuzz_target!(

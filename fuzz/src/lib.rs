@@ -45,6 +45,12 @@ pub fn write_seeds(seeds: impl IntoIterator<Item = Vec<u8>>) {
     }
 }
 
+/// A seed for a target whose first input byte is a mode: `mode`, then
+/// `body`.
+pub fn with_mode(mode: u8, body: &[u8]) -> Vec<u8> {
+    [&[mode][..], body].concat()
+}
+
 /// The limits a target checks against: small enough for fuzz inputs to
 /// reach them when `mode` is odd, the node's defaults when it is even.
 pub fn limits_for(mode: u8) -> Limits {
