@@ -54,7 +54,7 @@ pub fn with_mode(mode: u8, body: &[u8]) -> Vec<u8> {
 /// The limits a target checks against: small enough for fuzz inputs to
 /// reach them when `mode` is odd, the node's defaults when it is even.
 pub fn limits_for(mode: u8) -> Limits {
-    if mode % 2 == 0 {
+    if mode.is_multiple_of(2) {
         return Limits::default();
     }
     Limits {
