@@ -152,6 +152,21 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    #[test]
+    fn a_peer_answer_of_any_length_names_only_segments_under_the_nodes_asked() {
+        let local = vec![0; 2 * FANOUT];
+        let mut remote = vec![0; 3 * FANOUT];
+        remote[1] = 1;
+        remote[FANOUT + 2] = 1;
+        remote[2 * FANOUT + 3] = 1;
+        let segments = differing_segments(&[4, 30], &local, &remote);
+        assert_eq!(
+            segments.into_iter().collect::<Vec<_>>(),
+            vec![4 * FANOUT as u32 + 1, 30 * FANOUT as u32 + 2]
+        );
+        assert!(differing_segments(&[4, 30], &local, &[]).is_empty());
+    }
+
     proptest! {
         #[test]
         fn tree_depends_only_on_the_final_contents(
