@@ -106,7 +106,9 @@ impl Client {
     pub async fn connect_with(endpoint: &str, options: ClientOptions) -> Result<Self> {
         let rpc = Rpc::new(options.timeout, options.tls.clone());
         let endpoint = endpoint.trim().to_owned();
-        let ring = fetch_ring(&rpc, &endpoint).await?;
+        let ring = fetch_ring(&rpc, &endpoint)
+            .await
+            .map_err(|error| rpc.mismatch(error))?;
         Ok(Self {
             inner: Arc::new(Inner {
                 endpoint,

@@ -69,7 +69,7 @@ impl Rpc {
         request.set_timeout(timeout);
         match tokio::time::timeout(timeout, method(channel, request)).await {
             Ok(Ok(response)) => Ok(response.into_inner()),
-            Ok(Err(status)) => Err(self.mismatch(Error::from_status(address, status))),
+            Ok(Err(status)) => Err(Error::from_status(address, status)),
             Err(_elapsed) => Err(Error::Timeout {
                 address: address.to_owned(),
                 message: format!("no answer within {timeout:?}"),
@@ -77,9 +77,11 @@ impl Rpc {
         }
     }
 
-    /// `error`, explained when a broken connection looks like TLS on one
-    /// side and plaintext on the other.
-    fn mismatch(&self, error: Error) -> Error {
+    /// `error` of a first contact, explained when a broken connection
+    /// looks like TLS on one side and plaintext on the other. Only for the
+    /// first call to an endpoint: later resets are node failures, which
+    /// stay retryable transport errors.
+    pub(crate) fn mismatch(&self, error: Error) -> Error {
         let Error::Transport { .. } = &error else {
             return error;
         };

@@ -411,7 +411,7 @@ pub struct Config {
     /// Deadlines, in-flight bounds and keepalive of calls to peers.
     pub peer_calls: PeerCalls,
     /// Transport security; plaintext when unset (docs/security.md).
-    pub tls: Option<crate::tls::TlsSettings>,
+    pub tls: Option<crate::tls_settings::TlsSettings>,
 }
 
 /// How this node calls its peers. A replica call (read, write, hint) waits
@@ -785,7 +785,7 @@ pub struct Flags {
     pub log_format: LogFormat,
     /// Transport security files and rules.
     #[command(flatten)]
-    pub tls: crate::tls::TlsFlags,
+    pub tls: crate::tls_settings::TlsFlags,
 }
 
 /// How `dynamo-node` writes its log.

@@ -70,6 +70,7 @@ pub mod stall;
 pub mod startup;
 pub mod storage;
 pub mod tls;
+pub mod tls_settings;
 pub mod topology;
 pub mod transfer;
 pub mod version;

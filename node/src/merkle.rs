@@ -3,6 +3,8 @@
 //! root. XOR makes every update O(1): a write folds out the key's old entry
 //! and folds in the new one.
 
+use std::collections::BTreeSet;
+
 use md5::{Digest, Md5};
 
 use crate::version::SiblingSet;
@@ -116,6 +118,17 @@ pub fn differing(local: &[u64], remote: &[u64]) -> Vec<u32> {
         .collect()
 }
 
+/// The leaf segments where `local` and `remote` differ, numbered below
+/// [`SEGMENTS`]: `inner` are the inner nodes asked for (each below
+/// `SEGMENTS / FANOUT`), `local` this tree's [`Tree::level`] of [`LEAVES`]
+/// under them and `remote` the peer's answer, which may be of any length.
+pub fn differing_segments(inner: &[u32], local: &[u64], remote: &[u64]) -> BTreeSet<u32> {
+    differing(local, remote)
+        .into_iter()
+        .map(|i| inner[i as usize / FANOUT] * FANOUT as u32 + i % FANOUT as u32)
+        .collect()
+}
+
 /// Digest of a sibling set: its dots and tombstone flags. A dot names one
 /// version, so equal digests mean equal sets.
 pub fn set_digest(set: &SiblingSet) -> u64 {
@@ -138,6 +151,21 @@ fn mix(mut x: u64) -> u64 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_peer_answer_of_any_length_names_only_segments_under_the_nodes_asked() {
+        let local = vec![0; 2 * FANOUT];
+        let mut remote = vec![0; 3 * FANOUT];
+        remote[1] = 1;
+        remote[FANOUT + 2] = 1;
+        remote[2 * FANOUT + 3] = 1;
+        let segments = differing_segments(&[4, 30], &local, &remote);
+        assert_eq!(
+            segments.into_iter().collect::<Vec<_>>(),
+            vec![4 * FANOUT as u32 + 1, 30 * FANOUT as u32 + 2]
+        );
+        assert!(differing_segments(&[4, 30], &local, &[]).is_empty());
+    }
 
     proptest! {
         #[test]

@@ -125,7 +125,7 @@ pub async fn start(config: Config, listener: TcpListener) -> Result<RunningNode,
         .as_ref()
         .and_then(|http| AsciiMetadataValue::try_from(config.metrics_url(http.address())).ok());
     let metrics = Arc::new(Metrics::new());
-    let tls = crate::tls::from_config(&config, &metrics)?;
+    let tls = crate::tls::from_config(config.tls.as_ref(), &config.cluster, &config.id, &metrics)?;
     let transport = Arc::new(
         GrpcTransport::new(&config)
             .with_metrics(Arc::clone(&metrics))

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, PeerCalls};
 use crate::coordinator::KvError;
+use crate::membership::Liveness;
 use crate::metrics::{PeerOp, PeerOutcome};
 use crate::node::Node;
 use crate::peers::memory::Fault;
@@ -490,4 +491,30 @@ async fn the_replica_reads_merges_writes_and_gates_recovering_partitions() {
         unknown,
         Err(ReplicaError::UnknownHintTarget { .. })
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_success_right_after_failed_calls_ends_their_suspicion_at_once() {
+    let cluster = Cluster::new(2, replication(2, 1, 1));
+    let node = cluster.node(0);
+    let peers = Arc::clone(node.peers());
+    let other = node.ring().member(1).clone();
+    let read = || {
+        peers.replica_read(
+            &other,
+            Bytes::from_static(b"k"),
+            Instant::now() + Duration::from_secs(1),
+        )
+    };
+    read().await.expect("answered");
+    cluster.transport.inject(&other.id, Fault::Fail);
+    for _ in 0..2 {
+        read().await.expect_err("refused");
+    }
+    assert_eq!(node.liveness(&other.id), Liveness::Down, "suspected");
+    // No time passes: the success falls within the report throttle of the
+    // first one and still ends the suspicion.
+    cluster.transport.heal(&other.id);
+    read().await.expect("answered");
+    assert_eq!(node.liveness(&other.id), Liveness::Up);
 }

@@ -29,6 +29,7 @@ use crate::replica::{Replica, ReplicaError};
 use crate::ring::Ring;
 use crate::storage::{Durability, Storage, StorageError};
 use crate::topology::Topology;
+use crate::version::SiblingSet;
 use crate::wire::{self, WireError};
 use crate::worker::Stop;
 
@@ -313,16 +314,13 @@ impl Transfers {
                         .siblings
                         .as_ref()
                         .map_or(0, prost::Message::encoded_len)) as u64;
-                let limits = &self.settings.limits;
-                let set = limits
-                    .check_key(&entry.key)
-                    .map_err(WireError::from)
-                    .and_then(|()| wire::set_from_peer(entry.siblings, limits))
-                    .map_err(|error| StreamError::Invalid {
+                let entry = entry_from_peer(entry, &self.settings.limits).map_err(|error| {
+                    StreamError::Invalid {
                         source_id: member.id.clone(),
                         error,
-                    })?;
-                entries.push((entry.key, set));
+                    }
+                })?;
+                entries.push(entry);
             }
             let last = entries.last().map(|(key, _)| key.clone());
             let storage = Arc::clone(self.replica.storage());
@@ -351,6 +349,20 @@ impl Transfers {
             progress.bytes += bytes;
         }
     }
+}
+
+/// Checks and converts one entry of a streamed partition chunk: its key
+/// and its sibling set, held to `limits` like a replica write.
+///
+/// # Errors
+/// [`WireError`] when the key or the set breaks a limit or an invariant.
+pub fn entry_from_peer(
+    entry: pb::PartitionEntry,
+    limits: &Limits,
+) -> Result<(Bytes, SiblingSet), WireError> {
+    limits.check_key(&entry.key)?;
+    let set = wire::set_from_peer(entry.siblings, limits)?;
+    Ok((entry.key, set))
 }
 
 /// The chunks of a partition this node serves.

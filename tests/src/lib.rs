@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use dynamo_node::config::{Config, Limits};
+use dynamo_node::membership::Liveness;
 use dynamo_node::ring::{Member, Replication};
 use dynamo_node::tls::TlsSettings;
 use dynamo_node::{RunningNode, start};
@@ -183,6 +184,37 @@ impl Cluster {
             node.stop().await?;
         }
         Ok(())
+    }
+
+    /// Waits until every running node's failure detector sees every other
+    /// running node as up. Calls made while a cluster starts may fail (a
+    /// node's listener is bound before it serves), and a member suspected
+    /// for them sends its writes to fallbacks until it is heard from again;
+    /// a test that counts hints waits for this first.
+    ///
+    /// # Errors
+    /// When some node still suspects another after `timeout`, naming them.
+    pub async fn wait_until_all_up(&self, timeout: Duration) -> anyhow::Result<()> {
+        let running: Vec<&RunningNode> = self.nodes.iter().flatten().collect();
+        wait::until("every node to see the others up", timeout, || async {
+            let mut suspected = Vec::new();
+            for observer in &running {
+                let observer = observer.node();
+                for other in &running {
+                    let id = other.node().id();
+                    if id != observer.id() && observer.liveness(id) != Liveness::Up {
+                        suspected.push(format!("{} suspects {id}", observer.id()));
+                    }
+                }
+            }
+            if suspected.is_empty() {
+                Ok(Some(()))
+            } else {
+                anyhow::bail!("{}", suspected.join(", "))
+            }
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Deletes the data directory of stopped node `i`: its disk is lost.

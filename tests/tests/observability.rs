@@ -235,9 +235,11 @@ async fn hints_are_counted_per_target_when_stored_and_delivered() -> anyhow::Res
     // healthy replica whose call fails would take that fallback first and
     // leave node-3's slot without one, so nothing here may fail a healthy
     // replica on a loaded machine: no latency deadline below the call's own,
-    // no suspicion from heartbeats, and calls that may take seconds (the
-    // other tests of this binary run at the same time on two cores). The
-    // stopped node refuses connections, so its calls still fail at once.
+    // no suspicion from heartbeats, none left from calls that failed while
+    // the cluster started (waited out below), and calls that may take
+    // seconds (the other tests of this binary run at the same time on two
+    // cores). The stopped node refuses connections, so its calls still fail
+    // at once.
     let mut cluster = Cluster::start_with(4, N3, |config| {
         with_http(config);
         config.request_timeout_ms = 20_000;
@@ -247,6 +249,7 @@ async fn hints_are_counted_per_target_when_stored_and_delivered() -> anyhow::Res
         config.background.suspect_after_ms = 60_000;
     })
     .await?;
+    cluster.wait_until_all_up(SETTLE).await?;
     let ring = cluster.node(0).node().ring();
     let down = ring.index_of("node-3").expect("member");
     cluster.stop(3).await?;
@@ -279,7 +282,17 @@ async fn hints_are_counted_per_target_when_stored_and_delivered() -> anyhow::Res
     };
     let (queued, _) = wait::until("hints for node-3", SETTLE, || async {
         let scrapes = scrapes(&cluster).await?;
-        Ok((sum(&scrapes, "dynamo_hints_stored_total") == f64::from(hinted)).then_some(scrapes))
+        let stored: Vec<f64> = scrapes
+            .iter()
+            .map(|s| s.total("dynamo_hints_stored_total", &target))
+            .collect();
+        if stored.iter().sum::<f64>() == f64::from(hinted) {
+            Ok(Some(scrapes))
+        } else {
+            anyhow::bail!(
+                "{hinted} keys have node-3 as a replica; hints stored by node: {stored:?}"
+            )
+        }
     })
     .await?;
     assert_eq!(sum(&queued, "dynamo_hints_queued"), f64::from(hinted));

@@ -127,6 +127,14 @@ async fn the_ring_page_draws_partitions_members_and_hints() -> anyhow::Result<()
     for k in 0..60 {
         client.put(put(&format!("key-{k}"), "value", &[])).await?;
     }
+    let hints_for_node_3 = |view: &serde_json::Value| {
+        view["hints"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|h| h["target"] == "node-3")
+            .and_then(|h| h["keys"].as_u64())
+    };
     let (view, _) = wait::until(
         "node 0 to see node-3 down with hints",
         Duration::from_secs(20),
@@ -138,27 +146,14 @@ async fn the_ring_page_draws_partitions_members_and_hints() -> anyhow::Result<()
                 .into_iter()
                 .flatten()
                 .any(|m| m["id"] == "node-3" && m["liveness"] == "down");
-            let hints = view["hints"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .any(|h| h["target"] == "node-3" && h["keys"].as_u64() > Some(0));
+            let hints = hints_for_node_3(&view).is_some_and(|keys| keys > 0);
             Ok((down && hints).then_some(view))
         },
     )
     .await?;
-    let hints_for_node_3 = |view: &serde_json::Value| {
-        view["hints"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|h| h["target"] == "node-3")
-            .and_then(|h| h["keys"].as_u64())
-            .expect("hints for node-3")
-    };
     // Fallback writes may still land after their puts were acknowledged,
     // so the page's count lies between what the API said before and after.
-    let hints_before = hints_for_node_3(&view);
+    let hints_before = hints_for_node_3(&view).expect("hints for node-3");
 
     let dir = tempfile::tempdir()?;
     let url = format!("http://{address}/");
@@ -182,7 +177,7 @@ async fn the_ring_page_draws_partitions_members_and_hints() -> anyhow::Result<()
     }
     let after: serde_json::Value =
         serde_json::from_str(&http::get(address, "/api/ring").await?.body)?;
-    let hints_after = hints_for_node_3(&after);
+    let hints_after = hints_for_node_3(&after).expect("hints for node-3");
     let row = member_row(&dom, "node-3").expect("node-3 row");
     assert!(row.contains("<td class=\"state-down\">down</td>"), "{row}");
     let shown: u64 = row

@@ -13,7 +13,7 @@ use prost::Message;
 use thiserror::Error;
 
 use super::{Pacer, Stats};
-use crate::merkle::{self, FANOUT, INNER, KeyHash, LEAVES, ROOT, set_digest};
+use crate::merkle::{self, INNER, KeyHash, LEAVES, ROOT, set_digest};
 use crate::peers::{PeerError, Peers};
 use crate::replica::{Replica, ReplicaError};
 use crate::ring::{Member, Ring};
@@ -68,13 +68,11 @@ impl Exchange<'_> {
         let remote_leaves = self
             .level(&mut stats, partition, LEAVES, inner.clone())
             .await?;
-        let segments: BTreeSet<u32> = merkle::differing(
+        let segments = merkle::differing_segments(
+            &inner,
             &replica.tree_level(partition, LEAVES, &inner),
             &remote_leaves,
-        )
-        .into_iter()
-        .map(|i| inner[i as usize / FANOUT] * FANOUT as u32 + i % FANOUT as u32)
-        .collect();
+        );
         if segments.is_empty() {
             return Ok(stats);
         }

@@ -647,15 +647,17 @@ impl Peers {
             state.latency.record(elapsed);
         }
         if reached {
-            state.failed_at_us.store(0, Ordering::Relaxed);
+            // A success right after a failure is reported at once: it ends
+            // a suspicion that the throttle would otherwise keep.
+            let was_failing = state.failed_at_us.swap(0, Ordering::Relaxed) != 0;
             let now_us = self.micros(now);
             let reported = state.reported_at_us.load(Ordering::Relaxed);
-            if now_us.saturating_sub(reported) >= micros(REPORT_EVERY)
+            let due = now_us.saturating_sub(reported) >= micros(REPORT_EVERY)
                 && state
                     .reported_at_us
                     .compare_exchange(reported, now_us, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+                    .is_ok();
+            if was_failing || due {
                 self.topology.heard_from(&to.id);
             }
         } else {

@@ -206,14 +206,17 @@ fn target_prefix(target: &str) -> Vec<u8> {
     out
 }
 
-fn make_key(target: &str, partition: u32, key: &[u8]) -> Vec<u8> {
+/// The hint store key of `key` in `partition`, queued for `target`.
+pub fn make_key(target: &str, partition: u32, key: &[u8]) -> Vec<u8> {
     let mut out = target_prefix(target);
     out.extend_from_slice(&partition.to_be_bytes());
     out.extend_from_slice(key);
     out
 }
 
-fn split_key(key: &[u8]) -> Option<(&str, u32, &[u8])> {
+/// Splits a hint store key read from disk into target, partition and user
+/// key; `None` when the bytes are not such a key.
+pub fn split_key(key: &[u8]) -> Option<(&str, u32, &[u8])> {
     let len = u16::from_be_bytes(key.get(..2)?.try_into().ok()?) as usize;
     let target = std::str::from_utf8(key.get(2..2 + len)?).ok()?;
     let rest = key.get(2 + len..)?;
