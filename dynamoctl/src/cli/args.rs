@@ -42,18 +42,30 @@ pub struct Args {
     pub timeout: Duration,
     /// PEM file of the cluster's CA: talk TLS and verify the nodes'
     /// certificates with it.
-    #[arg(long, global = true, env = "DYNAMO_CA")]
+    #[arg(id = "tls_ca", long = "ca", global = true, env = "DYNAMO_CA")]
     pub ca: Option<PathBuf>,
     /// PEM file of this client's certificate, for clusters that require
     /// client certificates (with --key).
-    #[arg(long, global = true, env = "DYNAMO_CERT", requires = "ca")]
+    #[arg(
+        id = "tls_cert",
+        long = "cert",
+        global = true,
+        env = "DYNAMO_CERT",
+        requires = "tls_ca"
+    )]
     pub cert: Option<PathBuf>,
     /// PEM file of this client's private key (with --cert).
-    #[arg(long, global = true, env = "DYNAMO_KEY", requires = "cert")]
+    #[arg(
+        id = "tls_key",
+        long = "key",
+        global = true,
+        env = "DYNAMO_KEY",
+        requires = "tls_cert"
+    )]
     pub key: Option<PathBuf>,
     /// The name the nodes' certificates must carry, instead of each
     /// address's host (for a port-forward to 127.0.0.1, say).
-    #[arg(long, global = true, env = "DYNAMO_SERVER_NAME", requires = "ca")]
+    #[arg(long, global = true, env = "DYNAMO_SERVER_NAME", requires = "tls_ca")]
     pub server_name: Option<String>,
     /// What to do.
     #[command(subcommand)]
@@ -279,6 +291,32 @@ mod tests {
         let args = Args::try_parse_from(["dynamoctl", "--via-endpoint", "status"])
             .expect("valid arguments");
         assert!(args.via_endpoint);
+    }
+
+    #[test]
+    fn tls_flags_do_not_collide_with_a_put_key() {
+        let args = Args::try_parse_from([
+            "dynamoctl",
+            "put",
+            "the-key",
+            "v",
+            "--ca",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "k.pem",
+        ])
+        .expect("valid arguments");
+        assert_eq!(args.key, Some(PathBuf::from("k.pem")));
+        assert_eq!(args.ca, Some(PathBuf::from("ca.pem")));
+        assert!(matches!(&args.command, Command::Put { key, .. } if key == "the-key"));
+        let error = Args::try_parse_from(["dynamoctl", "--key", "k.pem", "status"])
+            .expect_err("--key needs --cert");
+        assert_eq!(
+            error.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
     }
 
     #[test]
