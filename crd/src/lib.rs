@@ -32,7 +32,6 @@ mod yaml;
 pub use kube::CustomResourceExt;
 pub use manifest::ManifestError;
 pub use network::NetworkPolicySpec;
-pub use tls::{ClientAuthMode, DEFAULT_OPERATOR_NAME, TlsSpec};
 pub use spec::{
     DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_IMAGE, DEFAULT_N,
     DEFAULT_PARTITIONS, DEFAULT_R, DEFAULT_STORAGE_SIZE, DEFAULT_TOMBSTONE_GRACE_SECONDS,
@@ -46,5 +45,6 @@ pub use status::{
     CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING, ClusterPhase,
     DynamoClusterStatus, MemberState, MemberStatus, TransferStatus,
 };
+pub use tls::{ClientAuthMode, DEFAULT_OPERATOR_NAME, TlsSpec};
 pub use validate::SpecError;
 pub use yaml::to_kubernetes_yaml;

@@ -15,8 +15,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::network::NetworkPolicySpec;
-use crate::tls::TlsSpec;
 use crate::status::DynamoClusterStatus;
+use crate::tls::TlsSpec;
 
 /// Image used when `spec.image` is not set: the node image of this release.
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/dynamokv/dynamo-node:", env!("CARGO_PKG_VERSION"));

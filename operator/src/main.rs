@@ -99,6 +99,28 @@ enum Command {
         #[arg(long, requires = "operator_pod_labels")]
         operator_namespace: Option<String>,
     },
+    /// Issues the certificates of a cluster with `spec.tls` from a CA kept
+    /// in --dir and prints them as Secrets (`kubectl apply -f -`): the
+    /// nodes' (`<cluster>-tls`), the operator's and a client's
+    /// (`<cluster>-client-tls`, also left in --dir for dynamoctl).
+    Certs {
+        /// The DynamoCluster's name.
+        #[arg(long)]
+        cluster: String,
+        /// The DynamoCluster's namespace.
+        #[arg(long, default_value = "default")]
+        namespace: String,
+        /// The operator release's namespace, where its Secret goes.
+        #[arg(long, default_value = "dynamo-system")]
+        operator_namespace: String,
+        /// Name of the operator's Secret (the chart's `tls.secretName`).
+        #[arg(long, default_value = "dynamo-operator-tls")]
+        operator_secret: String,
+        /// Directory of the CA (created, or reused when it holds one) and
+        /// of the issued files.
+        #[arg(long, default_value = "dynamo-ca")]
+        dir: PathBuf,
+    },
     /// Runs a cluster of local `dynamo-node` processes described by a
     /// DynamoCluster manifest, and follows edits of its `replicas`.
     Local {
@@ -385,6 +407,29 @@ async fn main() -> anyhow::Result<()> {
                 println!("{crd}---");
             }
             print!("{objects}");
+            Ok(())
+        }
+        Command::Certs {
+            cluster,
+            namespace,
+            operator_namespace,
+            operator_secret,
+            dir,
+        } => {
+            let request = dynamo_operator::k8s::certs::CertsRequest {
+                dir,
+                cluster,
+                namespace,
+                operator_namespace,
+                operator_secret,
+            };
+            let secrets = dynamo_operator::k8s::certs::secrets(&request).with_context(|| {
+                format!(
+                    "issue certificates from the CA in {}",
+                    request.dir.display()
+                )
+            })?;
+            print!("{secrets}");
             Ok(())
         }
         Command::Local {

@@ -10,7 +10,7 @@ runs each bound pod's first container as a local process:
   /etc/hosts inside a private mount namespace;
 * with the container's env (values and field references) and its args with
   $(VAR) expanded; `command[0]` is mapped to a local binary (--binary);
-* with its volumes as host directories: ConfigMaps written to a per-pod
+* with its volumes as host directories: ConfigMaps and Secrets written to a per-pod
   directory and kept up to date, emptyDirs per pod, and claims as one
   directory per PersistentVolume that outlives its pods. A container path
   in the args or in a mounted file is translated to its host path, and the
@@ -27,6 +27,7 @@ image to run) stay Pending. Standard library only.
 from __future__ import annotations
 
 import argparse
+import base64
 import copy
 import json
 import os
@@ -281,6 +282,18 @@ class Kubelet:
                 for item in items:
                     if item["key"] in data:
                         files[str(host / item["path"])] = data[item["key"]]
+            elif "secret" in volume:
+                source = volume["secret"]
+                secret = self.api.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{source['secretName']}")
+                if secret is None:
+                    if source.get("optional"):
+                        continue
+                    return [], {}, f"secret \"{source['secretName']}\" not found"
+                data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+                items = source.get("items") or [{"key": k, "path": k} for k in data]
+                for item in items:
+                    if item["key"] in data:
+                        files[str(host / item["path"])] = data[item["key"]]
             elif "persistentVolumeClaim" in volume:
                 claim = self.api.get_or_none(f"/api/v1/namespaces/{namespace}/persistentvolumeclaims/"
                                              f"{volume['persistentVolumeClaim']['claimName']}")
@@ -289,7 +302,7 @@ class Kubelet:
                 pv = self.api.get(f"/api/v1/persistentvolumes/{claim['spec']['volumeName']}")
                 host = Path(pv["spec"]["hostPath"]["path"])
             elif "emptyDir" not in volume:
-                return [], {}, f"volume {name}: only configMap, emptyDir and claims are supported"
+                return [], {}, f"volume {name}: only configMap, secret, emptyDir and claims are supported"
             host.mkdir(parents=True, exist_ok=True)
             sources[name] = host
         mounts = []

@@ -30,6 +30,7 @@ from kube import Timeout, spawn, stop, wait_for  # noqa: E402
 NODES = [(f"e2e-{zone}-{i}", zone) for zone in ("zone-a", "zone-b", "zone-c") for i in (1, 2)]
 RELEASE_NS = "dynamo-system"
 TEAM_NS = "team-a"
+TLS_NS = "secure"
 
 
 class Failure(Exception):
@@ -383,6 +384,51 @@ class Suite:
         if self.get("clusterrole", "dynamo-operator-nodes"):
             raise Failure("helm uninstall left the Node reader ClusterRole")
 
+    def tls_cluster(self) -> None:
+        """examples/dynamocluster-tls.yaml with Secrets from `dynamo-operator
+        certs`: the operator reaches the nodes with its certificate, a client
+        with the client certificate, a plaintext client is told why not."""
+        self.kubectl("create", "namespace", TLS_NS)
+        ca_dir = self.root / "tls-ca"
+        secrets = self.run([str(self.args.operator_binary), "certs", "--cluster", "vault", "--namespace", TLS_NS,
+                            "--operator-namespace", TLS_NS, "--dir", str(ca_dir)]).stdout
+        manifest = self.root / "tls-secrets.yaml"
+        manifest.write_text(secrets)
+        self.kubectl("apply", "-f", str(manifest))
+        self.helm("install", "dynamo", str(self.repo / "charts/dynamo"), "--namespace", TLS_NS,
+                  "--set", f"watchNamespace={TLS_NS}", "--set", "tls.secretName=dynamo-operator-tls")
+        deployment = self.get("deployment", "dynamo-operator", TLS_NS) or {}
+        pod = deployment.get("spec", {}).get("template", {}).get("spec", {})
+        env = {item["name"]: item.get("value") for item in (pod.get("containers") or [{}])[0].get("env", [])}
+        secret_volumes = [v["secret"]["secretName"] for v in pod.get("volumes", []) if "secret" in v]
+        if env.get("DYNAMO_OPERATOR_TLS_CERT") != "/etc/dynamo-operator/tls/tls.crt" \
+                or secret_volumes != ["dynamo-operator-tls"]:
+            raise Failure(f"the chart's operator does not mount its certificate: env {env}, volumes {secret_volumes}")
+        # This out-of-cluster operator presents the same files as the chart's pod would.
+        operator = [f"--tls-ca={ca_dir / 'ca.pem'}", f"--tls-cert={ca_dir / f'vault.{TLS_NS}-operator.pem'}",
+                    f"--tls-key={ca_dir / f'vault.{TLS_NS}-operator-key.pem'}"]
+        self.start_operator("op-tls", TLS_NS, ["--namespace", TLS_NS, *operator])
+        self.kubectl("apply", "-n", TLS_NS, "-f", str(self.repo / "examples/dynamocluster-tls.yaml"))
+        self.wait_available("vault", TLS_NS, 3)
+        client = ["--ca", str(ca_dir / "ca.pem"), "--cert", str(ca_dir / f"vault.{TLS_NS}-client.pem"),
+                  "--key", str(ca_dir / f"vault.{TLS_NS}-client-key.pem")]
+        endpoint = self.endpoint("vault", TLS_NS)
+        for i in range(10):
+            self.dynamoctl("--endpoint", endpoint, *client, "put", f"key-{i}", f"value-{i}")
+        for i in range(10):
+            got = self.dynamoctl("--endpoint", self.endpoint("vault", TLS_NS, i % 3), *client, "--output", "json",
+                                 "get", f"key-{i}")
+            if f"value-{i}" not in got.stdout:
+                raise Failure(f"key-{i} over TLS: {got.stdout}")
+        plain = self.dynamoctl("--endpoint", endpoint, "get", "key-0", check=False)
+        if plain.returncode == 0 or "TLS" not in plain.stderr:
+            raise Failure(f"a plaintext client was not told about TLS: exit {plain.returncode}: {plain.stderr}")
+        self.kubectl("patch", "dyc", "vault", "-n", TLS_NS, "--type=merge", "-p",
+                     '{"spec":{"pvcPolicyOnScaleDown":"Delete"}}')
+        self.delete_cluster("vault", TLS_NS, keep_claims=False)
+        self.kill_operator("op-tls", sig=signal.SIGTERM)
+        self.helm("uninstall", "dynamo", "--namespace", TLS_NS, "--wait", "--timeout=60s")
+
     # --- failure report ------------------------------------------------------------
     def report(self) -> None:
         print("=== what the cluster looked like", flush=True)
@@ -427,6 +473,8 @@ def main() -> int:
         suite.step("delete with pvcPolicy Delete; n5 example; delete with Retain", suite.delete_demo_and_n5)
         suite.step("helm uninstall (no cluster in the release)", suite.uninstall)
         suite.step("namespaced install; zones example spread over zones", suite.namespaced_zones)
+        suite.step("TLS example: certificates from `dynamo-operator certs`, operator and client over mutual TLS",
+                   suite.tls_cluster)
     except (Failure, Timeout, subprocess.TimeoutExpired, RuntimeError) as error:
         failed = error
         failed_step = len(suite.passed) + 1

@@ -11,8 +11,9 @@ use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, ObjectFieldSelector, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodAffinityTerm, PodAntiAffinity, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    SecretVolumeSource, SeccompProfile, SecurityContext, Service, ServicePort, ServiceSpec, TopologySpreadConstraint,
-    Volume, VolumeMount, VolumeResourceRequirements, WeightedPodAffinityTerm,
+    SeccompProfile, SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec,
+    TopologySpreadConstraint, Volume, VolumeMount, VolumeResourceRequirements,
+    WeightedPodAffinityTerm,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -227,21 +228,23 @@ fn node_container(cluster: &ValidatedCluster) -> Container {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            mount(names::VOLUME_DATA, names::DATA_MOUNT),
-            VolumeMount {
+        volume_mounts: Some(
+            vec![
+                mount(names::VOLUME_DATA, names::DATA_MOUNT),
+                VolumeMount {
+                    read_only: Some(true),
+                    sub_path_expr: Some(format!("$({}).yaml", names::ENV_POD_NAME)),
+                    ..mount(names::VOLUME_CONFIG, names::CONFIG_PATH)
+                },
+                mount(names::VOLUME_TMP, names::TMP_MOUNT),
+            ]
+            .into_iter()
+            .chain(spec.tls.as_ref().map(|_| VolumeMount {
                 read_only: Some(true),
-                sub_path_expr: Some(format!("$({}).yaml", names::ENV_POD_NAME)),
-                ..mount(names::VOLUME_CONFIG, names::CONFIG_PATH)
-            },
-            mount(names::VOLUME_TMP, names::TMP_MOUNT),
-        ]
-        .into_iter()
-        .chain(spec.tls.as_ref().map(|_| VolumeMount {
-            read_only: Some(true),
-            ..mount(names::VOLUME_TLS, names::TLS_MOUNT)
-        }))
-        .collect()),
+                ..mount(names::VOLUME_TLS, names::TLS_MOUNT)
+            }))
+            .collect(),
+        ),
         ..Container::default()
     }
 }
@@ -298,32 +301,34 @@ fn pod_spec(cluster: &ValidatedCluster) -> PodSpec {
             }),
             ..PodSecurityContext::default()
         }),
-        volumes: Some(vec![
-            Volume {
-                name: names::VOLUME_CONFIG.into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::config_map(&cluster.name),
-                    ..ConfigMapVolumeSource::default()
+        volumes: Some(
+            vec![
+                Volume {
+                    name: names::VOLUME_CONFIG.into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: names::config_map(&cluster.name),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: names::VOLUME_TMP.into(),
+                    empty_dir: Some(Default::default()),
+                    ..Volume::default()
+                },
+            ]
+            .into_iter()
+            .chain(spec.tls.as_ref().map(|tls| Volume {
+                name: names::VOLUME_TLS.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(tls.secret_name.clone()),
+                    default_mode: Some(0o440),
+                    ..SecretVolumeSource::default()
                 }),
                 ..Volume::default()
-            },
-            Volume {
-                name: names::VOLUME_TMP.into(),
-                empty_dir: Some(Default::default()),
-                ..Volume::default()
-            },
-        ]
-        .into_iter()
-        .chain(spec.tls.as_ref().map(|tls| Volume {
-            name: names::VOLUME_TLS.into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(tls.secret_name.clone()),
-                default_mode: Some(0o440),
-                ..SecretVolumeSource::default()
-            }),
-            ..Volume::default()
-        }))
-        .collect()),
+            }))
+            .collect(),
+        ),
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         enable_service_links: Some(false),
         automount_service_account_token: Some(false),

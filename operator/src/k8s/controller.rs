@@ -444,12 +444,7 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         old_state.clone(),
         Arc::clone(&admin),
     );
-    let mut driver = Driver::new(
-        platform,
-        admin,
-        shape,
-        old_state.driver.clone(),
-    );
+    let mut driver = Driver::new(platform, admin, shape, old_state.driver.clone());
     let (converged, mut problem) = match driver.step().await {
         Ok(converged) => (converged, None),
         Err(error) => (

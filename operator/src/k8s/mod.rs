@@ -9,6 +9,7 @@
 //! writes the status and applies the objects.
 
 pub mod builders;
+pub mod certs;
 pub mod cluster;
 pub mod controller;
 pub mod leader;

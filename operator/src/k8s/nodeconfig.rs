@@ -78,7 +78,10 @@ fn render(cluster: &ValidatedCluster, members: &[LaunchMember], seeds: &[String]
             cert: format!("{}/tls.crt", names::TLS_MOUNT),
             key: format!("{}/tls.key", names::TLS_MOUNT),
             client_auth: tls.client_auth.as_str(),
-            node_names: vec![names::node_certificate_name(&cluster.namespace, &cluster.name)],
+            node_names: vec![names::node_certificate_name(
+                &cluster.namespace,
+                &cluster.name,
+            )],
             operator_names: &tls.operator_names,
         }),
     };

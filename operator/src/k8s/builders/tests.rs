@@ -226,3 +226,79 @@ fn every_config_file_is_one_the_node_accepts() {
         }
     }
 }
+
+const TLS: &str = r#"
+apiVersion: dynamokv.io/v1alpha1
+kind: DynamoCluster
+metadata:
+  name: orders
+  namespace: shop
+spec:
+  replicas: 3
+  tls: {secretName: orders-tls, clientAuth: Optional}
+"#;
+
+#[test]
+fn a_tls_cluster_mounts_its_secret_and_every_node_file_names_it() {
+    use clap::Parser;
+    let cluster = validated(TLS);
+    let set = build_statefulset(&cluster);
+    let pod = set.spec.template.spec.as_ref().expect("pod spec");
+    let volume = pod
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == names::VOLUME_TLS)
+        .and_then(|v| v.secret.as_ref())
+        .expect("the Secret volume");
+    assert_eq!(volume.secret_name.as_deref(), Some("orders-tls"));
+    assert_eq!(volume.default_mode, Some(0o440));
+    let mount = pod.containers[0]
+        .volume_mounts
+        .iter()
+        .flatten()
+        .find(|m| m.name == names::VOLUME_TLS)
+        .expect("the Secret mount");
+    assert_eq!(
+        (mount.mount_path.as_str(), mount.read_only),
+        (names::TLS_MOUNT, Some(true))
+    );
+    let plain = build_statefulset(&validated(STRICT));
+    let plain_pod = plain.spec.template.spec.as_ref().expect("pod spec");
+    assert!(
+        plain_pod
+            .volumes
+            .iter()
+            .flatten()
+            .all(|v| v.name != names::VOLUME_TLS),
+        "no Secret without spec.tls"
+    );
+    let data = build_config_map(&cluster).data.expect("data");
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (key, text) in &data {
+        let path = dir.path().join(key);
+        std::fs::write(&path, text).expect("write");
+        let flags = dynamo_node::config::Flags::parse_from([
+            "dynamo-node",
+            "--config",
+            path.to_str().expect("utf-8"),
+            "--id",
+            "orders-0",
+            "--advertise",
+            &names::member_address("shop", "orders", 0),
+        ]);
+        let config = flags
+            .load()
+            .unwrap_or_else(|e| panic!("{key}: {e}\n{text}"));
+        let tls = config
+            .tls
+            .unwrap_or_else(|| panic!("{key}: no tls\n{text}"));
+        assert_eq!(tls.ca, std::path::Path::new("/etc/dynamo/tls/ca.crt"));
+        assert_eq!(tls.node_names, ["*.orders-peers.shop.svc"], "{key}");
+        assert_eq!(tls.operator_names, ["dynamo-operator"], "{key}");
+        assert_eq!(
+            tls.client_auth,
+            dynamo_node::tls_settings::ClientAuth::Optional
+        );
+    }
+}
