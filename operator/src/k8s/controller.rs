@@ -39,7 +39,7 @@ use super::state::ClusterState;
 use super::status::{Observation, Problem, build_status, step_reason};
 use super::zones;
 use crate::admin::GrpcAdmin;
-use crate::driver::{Driver, Shape, Step};
+use crate::driver::{Driver, DriverError, Shape, Step};
 
 /// Requeue delay while a change is in flight.
 const BUSY_REQUEUE: Duration = Duration::from_secs(5);
@@ -445,15 +445,10 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         Arc::clone(&admin),
     );
     let mut driver = Driver::new(platform, admin, shape, old_state.driver.clone());
+    let without_certificate = spec.tls.is_some() && ctx.admin_tls.is_none();
     let (converged, mut problem) = match driver.step().await {
         Ok(converged) => (converged, None),
-        Err(error) => (
-            false,
-            Some(Problem {
-                reason: "DriverError".into(),
-                message: error.to_string(),
-            }),
-        ),
+        Err(error) => (false, Some(driver_problem(&error, without_certificate))),
     };
     if converged {
         driver.platform().settle(driver.state().members);
@@ -689,10 +684,50 @@ fn is_expected<R, Q>(error: &kube::runtime::controller::Error<R, Q>) -> bool {
     matches!(error, kube::runtime::controller::Error::ObjectNotFound(_))
 }
 
+/// The Degraded condition of a driver step that failed; `without_certificate`
+/// when the cluster serves TLS and this operator has no certificate, the
+/// likely cause and what to change.
+fn driver_problem(error: &DriverError, without_certificate: bool) -> Problem {
+    if without_certificate {
+        Problem {
+            reason: "OperatorWithoutCertificate".into(),
+            message: format!(
+                "spec.tls is set but this operator has no certificate to call the nodes with: \
+                 install the chart with tls.secretName, or run it with \
+                 --tls-ca/--tls-cert/--tls-key ({error})"
+            ),
+        }
+    } else {
+        Problem {
+            reason: "DriverError".into(),
+            message: error.to_string(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use kube::runtime::controller::Error as ControllerError;
+
+    #[test]
+    fn a_tls_cluster_without_an_operator_certificate_says_how_to_give_one() {
+        let error = DriverError::NoFreeIndex;
+        let plain = driver_problem(&error, false);
+        assert_eq!(plain.reason, "DriverError");
+        let unarmed = driver_problem(&error, true);
+        assert_eq!(unarmed.reason, "OperatorWithoutCertificate");
+        assert!(
+            unarmed.message.contains("tls.secretName"),
+            "{}",
+            unarmed.message
+        );
+        assert!(
+            unarmed.message.contains(&error.to_string()),
+            "{}",
+            unarmed.message
+        );
+    }
 
     #[test]
     fn a_reconcile_of_a_deleted_cluster_is_expected_and_a_failure_is_not() {
