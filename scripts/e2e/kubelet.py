@@ -270,26 +270,18 @@ class Kubelet:
         for volume in spec.get("volumes", []):
             name = volume["name"]
             host = local.dir / "volumes" / name
-            if "configMap" in volume:
-                source = volume["configMap"]
-                config_map = self.api.get_or_none(f"/api/v1/namespaces/{namespace}/configmaps/{source['name']}")
-                if config_map is None:
+            if "configMap" in volume or "secret" in volume:
+                kind, source = ("configmap", volume["configMap"]) if "configMap" in volume \
+                    else ("secret", volume["secret"])
+                object_name = source.get("name") or source.get("secretName")
+                found = self.api.get_or_none(f"/api/v1/namespaces/{namespace}/{kind}s/{object_name}")
+                if found is None:
                     if source.get("optional"):
                         continue
-                    return [], {}, f"configmap \"{source['name']}\" not found"
-                data = config_map.get("data") or {}
-                items = source.get("items") or [{"key": k, "path": k} for k in data]
-                for item in items:
-                    if item["key"] in data:
-                        files[str(host / item["path"])] = data[item["key"]]
-            elif "secret" in volume:
-                source = volume["secret"]
-                secret = self.api.get_or_none(f"/api/v1/namespaces/{namespace}/secrets/{source['secretName']}")
-                if secret is None:
-                    if source.get("optional"):
-                        continue
-                    return [], {}, f"secret \"{source['secretName']}\" not found"
-                data = {k: base64.b64decode(v).decode() for k, v in (secret.get("data") or {}).items()}
+                    return [], {}, f"{kind} \"{object_name}\" not found"
+                data = found.get("data") or {}
+                if kind == "secret":
+                    data = {k: base64.b64decode(v).decode() for k, v in data.items()}
                 items = source.get("items") or [{"key": k, "path": k} for k in data]
                 for item in items:
                     if item["key"] in data:

@@ -7,7 +7,7 @@
 //! issues from the same CA; certificates already issued are kept.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use dynamo_crd::DEFAULT_OPERATOR_NAME;
 use k8s_openapi::ByteString;
@@ -15,7 +15,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::ObjectMeta;
 
 use super::names;
-use crate::local::certs::{CertError, Issued, LocalCa};
+use crate::local::certs::{CertError, Issued, LocalCa, read};
 
 /// What to issue.
 #[derive(Clone, Debug)]
@@ -125,16 +125,10 @@ fn secret(name: &str, namespace: &str, ca: &str, issued: &Issued) -> Result<Secr
     })
 }
 
-fn read(path: &Path) -> Result<String, CertError> {
-    std::fs::read_to_string(path).map_err(|source| CertError::File {
-        action: "read",
-        path: path.to_owned(),
-        source,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
     use dynamo_node::tls::name_matches;
 

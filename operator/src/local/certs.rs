@@ -187,7 +187,8 @@ fn generate(what: impl Into<String>) -> impl FnOnce(rcgen::Error) -> CertError {
     move |source| CertError::Generate { what, source }
 }
 
-fn read(path: &Path) -> Result<String, CertError> {
+/// The text of `path`, a PEM file this CA wrote.
+pub(crate) fn read(path: &Path) -> Result<String, CertError> {
     std::fs::read_to_string(path).map_err(|source| CertError::File {
         action: "read",
         path: path.to_owned(),

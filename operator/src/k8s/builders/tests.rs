@@ -177,9 +177,33 @@ fn services_publish_grpc_and_http_and_peers_before_ready() {
 
 /// Every file of the ConfigMap is a configuration `dynamo-node` accepts
 /// (it refuses unknown keys), with the pod's flags applied.
+/// Loads `text`, a file of the ConfigMap, as `dynamo-node` would for pod
+/// `id` of orders in shop.
+fn load_node_file(
+    dir: &std::path::Path,
+    key: &str,
+    text: &str,
+    id: &str,
+) -> dynamo_node::config::Config {
+    use clap::Parser;
+    let path = dir.join(key);
+    std::fs::write(&path, text).expect("write");
+    let flags = dynamo_node::config::Flags::parse_from([
+        "dynamo-node",
+        "--config",
+        path.to_str().expect("utf-8"),
+        "--id",
+        id,
+        "--advertise",
+        &names::member_address("shop", "orders", 0),
+    ]);
+    flags
+        .load()
+        .unwrap_or_else(|e| panic!("{key}: {e}\n{text}"))
+}
+
 #[test]
 fn every_config_file_is_one_the_node_accepts() {
-    use clap::Parser;
     let cluster = validated(ZONED);
     let map = build_config_map(&cluster);
     let data = map.data.expect("data");
@@ -195,22 +219,9 @@ fn every_config_file_is_one_the_node_accepts() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     for (key, text) in &data {
-        let path = dir.path().join(key);
-        std::fs::write(&path, text).expect("write");
         let id = key.trim_end_matches(".yaml");
         let id = if id == "node" { "orders-0" } else { id };
-        let flags = dynamo_node::config::Flags::parse_from([
-            "dynamo-node",
-            "--config",
-            path.to_str().expect("utf-8"),
-            "--id",
-            id,
-            "--advertise",
-            &names::member_address("shop", "orders", 0),
-        ]);
-        let config = flags
-            .load()
-            .unwrap_or_else(|e| panic!("{key}: {e}\n{text}"));
+        let config = load_node_file(dir.path(), key, text, id);
         assert_eq!(config.partitions, 64, "{key}");
         assert_eq!(config.replication.n, 5, "{key}");
         assert_eq!(config.listen.port(), names::GRPC_PORT);
@@ -240,7 +251,6 @@ spec:
 
 #[test]
 fn a_tls_cluster_mounts_its_secret_and_every_node_file_names_it() {
-    use clap::Parser;
     let cluster = validated(TLS);
     let set = build_statefulset(&cluster);
     let pod = set.spec.template.spec.as_ref().expect("pod spec");
@@ -276,20 +286,7 @@ fn a_tls_cluster_mounts_its_secret_and_every_node_file_names_it() {
     let data = build_config_map(&cluster).data.expect("data");
     let dir = tempfile::tempdir().expect("tempdir");
     for (key, text) in &data {
-        let path = dir.path().join(key);
-        std::fs::write(&path, text).expect("write");
-        let flags = dynamo_node::config::Flags::parse_from([
-            "dynamo-node",
-            "--config",
-            path.to_str().expect("utf-8"),
-            "--id",
-            "orders-0",
-            "--advertise",
-            &names::member_address("shop", "orders", 0),
-        ]);
-        let config = flags
-            .load()
-            .unwrap_or_else(|e| panic!("{key}: {e}\n{text}"));
+        let config = load_node_file(dir.path(), key, text, "orders-0");
         let tls = config
             .tls
             .unwrap_or_else(|| panic!("{key}: no tls\n{text}"));
