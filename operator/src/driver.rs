@@ -693,11 +693,10 @@ impl<P: Platform, A: Admin> Driver<P, A> {
     }
 }
 
+/// The planner's view of a ring member; rings carry no weights yet, so
+/// every member has weight 1.
 fn plan_member(member: &pb::Member) -> PlanMember {
-    PlanMember {
-        id: member.id.clone(),
-        zone: member.zone.clone(),
-    }
+    PlanMember::new(member.id.clone(), member.zone.clone())
 }
 
 /// Partitions owned per member index.

@@ -57,6 +57,9 @@ use thiserror::Error;
 
 pub use dynamo_ring::MAX_PARTITIONS;
 
+/// Most capacity weight a member may have; the least is 1.
+pub const MAX_WEIGHT: u32 = 16;
+
 /// A member as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PlanMember {
@@ -64,6 +67,26 @@ pub struct PlanMember {
     pub id: String,
     /// Failure zone; may be empty when the cluster has no zones.
     pub zone: String,
+    /// Capacity weight in `1..=MAX_WEIGHT`: the member's share of the Q
+    /// partitions is `Q * weight / total weight`, rounded down or up.
+    pub weight: u32,
+}
+
+impl PlanMember {
+    /// A member of weight 1.
+    pub fn new(id: impl Into<String>, zone: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            zone: zone.into(),
+            weight: 1,
+        }
+    }
+
+    /// The same member with capacity weight `weight`.
+    #[must_use]
+    pub fn with_weight(self, weight: u32) -> Self {
+        Self { weight, ..self }
+    }
 }
 
 /// Members and the owner of every partition.
@@ -134,6 +157,14 @@ pub enum PlanError {
         /// The repeated id.
         id: String,
     },
+    /// A member's weight is outside `1..=MAX_WEIGHT`.
+    #[error("member {id:?} has weight {weight}; it must be between 1 and {MAX_WEIGHT}")]
+    Weight {
+        /// The member.
+        id: String,
+        /// The weight given.
+        weight: u32,
+    },
     /// The replication factor is zero.
     #[error("replication factor n is {n}; it must be at least 1")]
     Replication {
@@ -166,7 +197,7 @@ pub enum PlanError {
 /// use dynamo_operator::plan::{PlanMember, initial};
 /// let members: Vec<_> = ["a", "b"]
 ///     .iter()
-///     .map(|id| PlanMember { id: id.to_string(), zone: String::new() })
+///     .map(|id| PlanMember::new(*id, ""))
 ///     .collect();
 /// let layout = initial(&members, 8, 3)?;
 /// assert_eq!(layout.owners, [0, 1, 0, 1, 0, 1, 0, 1]);
@@ -179,6 +210,8 @@ pub fn initial(members: &[PlanMember], partitions: u32, n: usize) -> Result<Layo
     let mut members = members.to_vec();
     members.sort_by(|a, b| a.id.cmp(&b.id));
     let owners = dynamo_ring::initial_owners(&zones(&members), partitions);
+    // Equal weights: already balanced, and rebalancing keeps every owner.
+    let owners = place::rebalance(&members, owners.into_iter().map(Some).collect(), n);
     Ok(Layout { members, owners })
 }
 
@@ -196,7 +229,7 @@ pub fn initial(members: &[PlanMember], partitions: u32, n: usize) -> Result<Layo
 /// # Examples
 /// ```
 /// use dynamo_operator::plan::{PlanMember, initial, moves, next};
-/// let member = |id: &str| PlanMember { id: id.into(), zone: String::new() };
+/// let member = |id: &str| PlanMember::new(id, "");
 /// let two = initial(&[member("a"), member("b")], 64, 3)?;
 /// let three = next(&two, &[member("a"), member("b"), member("c")], 3)?;
 /// assert_eq!(three.owned(), [22, 21, 21]);
@@ -284,6 +317,15 @@ fn check_replication(n: usize) -> Result<(), PlanError> {
 fn check_members(members: &[PlanMember]) -> Result<(), PlanError> {
     if members.is_empty() {
         return Err(PlanError::NoMembers);
+    }
+    if let Some(member) = members
+        .iter()
+        .find(|m| !(1..=MAX_WEIGHT).contains(&m.weight))
+    {
+        return Err(PlanError::Weight {
+            id: member.id.clone(),
+            weight: member.weight,
+        });
     }
     let mut seen = BTreeSet::new();
     match members.iter().find(|m| !seen.insert(m.id.as_str())) {

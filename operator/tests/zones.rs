@@ -75,10 +75,7 @@ fn spread(ring: &pb::Ring) -> Result<(), String> {
         members: ring
             .members
             .iter()
-            .map(|m| PlanMember {
-                id: m.id.clone(),
-                zone: m.zone.clone(),
-            })
+            .map(|m| PlanMember::new(m.id.clone(), m.zone.clone()))
             .collect(),
         owners: ring.owners.clone(),
     };
