@@ -187,6 +187,7 @@ fn join_ring(current: pb::Ring, joiner: &Member) -> pb::Ring {
     let mut ring = current;
     ring.epoch += 1;
     ring.members.push(pb::Member {
+        weight: 0,
         id: joiner.id.clone(),
         address: joiner.address.clone(),
         zone: joiner.zone.clone(),

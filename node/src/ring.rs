@@ -321,6 +321,7 @@ impl Ring {
                 .members
                 .iter()
                 .map(|member| pb::Member {
+                    weight: 0,
                     id: member.id.clone(),
                     address: member.address.clone(),
                     zone: member.zone.clone(),

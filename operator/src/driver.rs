@@ -73,14 +73,18 @@ pub enum Change {
     Join,
     /// A member is leaving: its partitions stream away.
     Leave,
+    /// A member's capacity weight changed: partitions stream to the members
+    /// whose share grew.
+    Reweigh,
 }
 
 impl Change {
-    /// `join` or `leave`.
+    /// `join`, `leave` or `reweigh`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Join => "join",
             Self::Leave => "leave",
+            Self::Reweigh => "reweigh",
         }
     }
 }
@@ -109,7 +113,8 @@ pub enum Launch {
 
 /// Where members run: local processes or Kubernetes pods.
 pub trait Platform: Send + Sync {
-    /// Member `index` as the ring names it (id, address, zone).
+    /// Member `index` as the ring names it (id, address, zone, weight; a
+    /// weight of 0 means 1).
     fn member(&self, index: usize) -> pb::Member;
     /// The zone of member `index` when the platform knows it; `None` while
     /// it cannot tell yet (a pod not yet placed on a machine). A known zone
@@ -396,6 +401,9 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         if let Some((members, moved)) = self.rezoned(&ring) {
             return self.rezone(ring, members, moved).await;
         }
+        if let Some(members) = self.reweighed(&ring) {
+            return self.reweigh(ring, members).await;
+        }
         let size = ring.members.len();
         if size < self.shape.replicas {
             return self.join(ring).await;
@@ -513,6 +521,76 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         Ok(false)
     }
 
+    /// The ring's members with the first weight change the platform reports
+    /// applied (one member at a time); `None` when no weight changed.
+    fn reweighed(&self, ring: &pb::Ring) -> Option<Vec<pb::Member>> {
+        let (position, weight) =
+            ring.members
+                .iter()
+                .enumerate()
+                .find_map(|(position, member)| {
+                    let index = self.index_of(&member.id)?;
+                    let wanted = weight(&self.platform.member(index));
+                    (wanted != weight(member)).then_some((position, wanted))
+                })?;
+        let mut members = ring.members.clone();
+        members[position].weight = weight;
+        Some(members)
+    }
+
+    /// Proposes a ring in which one member has its new weight and the
+    /// owners its new share, streamed and committed like a join; committed
+    /// at once when no partition has to move.
+    async fn reweigh(
+        &mut self,
+        ring: pb::Ring,
+        members: Vec<pb::Member>,
+    ) -> Result<bool, DriverError> {
+        let changed = members
+            .iter()
+            .zip(&ring.members)
+            .find(|(new, old)| new.weight != old.weight)
+            .map(|(new, _)| (new.id.clone(), new.weight))
+            .expect("a reweighed ring changes one weight");
+        let next = self.plan(&ring, &members)?;
+        let (id, weight) = changed;
+        if next == ring.owners {
+            let committed = pb::Ring {
+                epoch: ring.epoch + 1,
+                members,
+                ..ring
+            };
+            self.install_everywhere(&committed, false).await;
+            self.installed(&committed);
+            self.report(&format!(
+                "weight {weight} of {id} committed at epoch {} without moves",
+                committed.epoch
+            ));
+            return Ok(false);
+        }
+        let proposed = pb::Ring {
+            epoch: ring.epoch + 1,
+            members,
+            next_owners: next,
+            ..ring
+        };
+        self.install_everywhere(&proposed, true).await;
+        self.installed(&proposed);
+        info!(
+            member = id,
+            weight,
+            epoch = proposed.epoch,
+            "proposed a weight change"
+        );
+        self.state.step = Step::Stream {
+            epoch: proposed.epoch,
+            change: Change::Reweigh,
+            member: id.clone(),
+        };
+        self.report(&format!("{id} takes weight {weight}: streaming partitions"));
+        Ok(false)
+    }
+
     /// Proposes the leave of the member with the highest index.
     async fn leave(&mut self, ring: pb::Ring) -> Result<bool, DriverError> {
         let leaver = ring
@@ -561,8 +639,10 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         let next = owned(&ring.next_owners, ring.members.len());
         let change = if now.iter().zip(&next).any(|(a, b)| *a > 0 && *b == 0) {
             Change::Leave
-        } else {
+        } else if now.iter().zip(&next).any(|(a, b)| *a == 0 && *b > 0) {
             Change::Join
+        } else {
+            Change::Reweigh
         };
         let members_after = next.iter().filter(|&&c| c > 0).count();
         let mut refusal = String::new();
@@ -693,10 +773,15 @@ impl<P: Platform, A: Admin> Driver<P, A> {
     }
 }
 
-/// The planner's view of a ring member; rings carry no weights yet, so
-/// every member has weight 1.
+/// The capacity weight of a ring member: 0 (unset, as in rings written
+/// before weights) reads as 1.
+pub fn weight(member: &pb::Member) -> u32 {
+    member.weight.max(1)
+}
+
+/// The planner's view of a ring member.
 fn plan_member(member: &pb::Member) -> PlanMember {
-    PlanMember::new(member.id.clone(), member.zone.clone())
+    PlanMember::new(member.id.clone(), member.zone.clone()).with_weight(weight(member))
 }
 
 /// Partitions owned per member index.

@@ -165,6 +165,17 @@ pub enum PlanError {
         /// The weight given.
         weight: u32,
     },
+    /// Weighted members need at least as many partitions as their total
+    /// weight, so that each owns its share and at least one partition.
+    #[error(
+        "{partitions} partitions are too few for a total weight of {total}; weighted members need at least one partition per unit of weight"
+    )]
+    TooLight {
+        /// Q.
+        partitions: u32,
+        /// Sum of the members' weights.
+        total: u64,
+    },
     /// The replication factor is zero.
     #[error("replication factor n is {n}; it must be at least 1")]
     Replication {
@@ -189,8 +200,9 @@ pub enum PlanError {
 /// partitions dealt round-robin (the ring a node builds from its config).
 ///
 /// # Errors
-/// [`PlanError`] when Q is not a power of two up to [`MAX_PARTITIONS`], `n` is zero, or the
-/// members are empty or repeat an id.
+/// [`PlanError`] when Q is not a power of two up to [`MAX_PARTITIONS`], `n` is zero, the
+/// members are empty or repeat an id, a weight is out of range, or weighted
+/// members weigh more than Q.
 ///
 /// # Examples
 /// ```
@@ -207,6 +219,7 @@ pub fn initial(members: &[PlanMember], partitions: u32, n: usize) -> Result<Layo
     check_partitions(u64::from(partitions))?;
     check_replication(n)?;
     check_members(members)?;
+    check_weights(members, partitions)?;
     let mut members = members.to_vec();
     members.sort_by(|a, b| a.id.cmp(&b.id));
     let owners = dynamo_ring::initial_owners(&zones(&members), partitions);
@@ -223,8 +236,8 @@ pub fn initial(members: &[PlanMember], partitions: u32, n: usize) -> Result<Layo
 /// dropped and owner indexes remapped. An unbalanced `current` is rebalanced.
 ///
 /// # Errors
-/// [`PlanError`] when `current` is invalid, `n` is zero, or `desired` is empty
-/// or repeats an id.
+/// [`PlanError`] when `current` is invalid, `n` is zero, `desired` is empty,
+/// repeats an id, has a weight out of range, or weighs more than Q.
 ///
 /// # Examples
 /// ```
@@ -240,6 +253,7 @@ pub fn next(current: &Layout, desired: &[PlanMember], n: usize) -> Result<Layout
     current.validate()?;
     check_replication(n)?;
     check_members(desired)?;
+    check_weights(desired, current.partitions())?;
     let wanted: BTreeMap<&str, &PlanMember> = desired.iter().map(|m| (m.id.as_str(), m)).collect();
     let mut members = Vec::with_capacity(desired.len());
     let mut remap = vec![None; current.members.len()];
@@ -309,6 +323,17 @@ fn check_partitions(partitions: u64) -> Result<(), PlanError> {
 fn check_replication(n: usize) -> Result<(), PlanError> {
     if n == 0 {
         Err(PlanError::Replication { n })
+    } else {
+        Ok(())
+    }
+}
+
+/// With any weight above 1, Q must be at least the total weight (with equal
+/// weights, any Q: a member beyond the Q-th simply owns nothing).
+fn check_weights(members: &[PlanMember], partitions: u32) -> Result<(), PlanError> {
+    let total: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
+    if members.iter().any(|m| m.weight > 1) && total > u64::from(partitions) {
+        Err(PlanError::TooLight { partitions, total })
     } else {
         Ok(())
     }

@@ -393,6 +393,13 @@ fn report_walk_quality() {
     }
 }
 
+/// Q for `weights`: the smallest power of two that is at least their total
+/// (and at least 64), doubled `extra` times.
+fn weighted_q(weights: &[u32], extra: u32) -> u32 {
+    let total: u32 = weights.iter().sum();
+    total.next_power_of_two().max(64) << extra
+}
+
 /// Members `0..weights.len()` with the given capacity weights.
 fn weighted(weights: &[u32], zones: usize) -> Vec<PlanMember> {
     (0..weights.len())
@@ -414,9 +421,11 @@ fn share_bounds(layout: &Layout) -> Vec<(u32, u32)> {
         .collect()
 }
 
-/// Every member owns its exact weighted share rounded down or up.
+/// Every member owns its exact weighted share rounded down or up, and at
+/// least one partition.
 fn check_weighted(layout: &Layout) -> Result<(), TestCaseError> {
     prop_assert!(layout.validate().is_ok());
+    prop_assert!(layout.owned().iter().all(|&owned| owned > 0));
     for ((index, owned), (low, high)) in layout
         .owned()
         .into_iter()
@@ -476,6 +485,23 @@ fn weights_outside_the_range_are_refused() {
             })
         );
     }
+    let heavy = vec![member(0, 0).with_weight(MAX_WEIGHT); 5];
+    let heavy: Vec<PlanMember> = heavy
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| PlanMember {
+            id: format!("m{i}"),
+            ..m
+        })
+        .collect();
+    assert_eq!(
+        initial(&heavy, 64, 3),
+        Err(PlanError::TooLight {
+            partitions: 64,
+            total: 80
+        })
+    );
+    assert!(initial(&heavy, 128, 3).is_ok());
     let message = PlanError::Weight {
         id: "m001".into(),
         weight: 0,
@@ -495,6 +521,18 @@ fn double_weight_owns_twice_the_partitions() {
 }
 
 #[test]
+fn light_members_among_heavy_ones_own_a_partition() {
+    let mut weights = vec![MAX_WEIGHT; 15];
+    weights.extend([1, 1, 1, 1]);
+    let layout = initial(&weighted(&weights, 2), 256, 3).expect("valid input");
+    check_weighted(&layout).expect("shares within one partition");
+    let mut heavier = layout.members.clone();
+    heavier[0].weight = 1;
+    let after = next(&layout, &heavier, 3).expect("valid input");
+    check_weighted(&after).expect("shares within one partition");
+}
+
+#[test]
 fn shares_follow_weights_for_every_small_cluster() {
     // Seeded, exhaustive over S: weights cycle through 1..=8 from a seed.
     for s in 1..=64usize {
@@ -502,7 +540,8 @@ fn shares_follow_weights_for_every_small_cluster() {
             let weights: Vec<u32> = (0..s)
                 .map(|i| ((i * 5 + seed * 3) % 8 + 1) as u32)
                 .collect();
-            let layout = initial(&weighted(&weights, 3), 256, 3).expect("valid input");
+            let q = weighted_q(&weights, 0);
+            let layout = initial(&weighted(&weights, 3), q, 3).expect("valid input");
             check_weighted(&layout).expect("shares within one partition");
         }
     }
@@ -513,10 +552,11 @@ proptest! {
 
     #[test]
     fn weighted_layouts_follow_shares_and_spread(
-        weights in prop::collection::vec(1u32..=8, 1..=64), zones in 0usize..=4,
-        log_q in 6u32..=10, n in 1usize..=4,
+        weights in prop::collection::vec(1u32..=MAX_WEIGHT, 1..=64), zones in 0usize..=4,
+        extra in 0u32..=2, n in 1usize..=4,
     ) {
-        let layout = initial(&weighted(&weights, zones), 1 << log_q, n).expect("valid input");
+        let q = weighted_q(&weights, extra);
+        let layout = initial(&weighted(&weights, zones), q, n).expect("valid input");
         check_weighted(&layout)?;
         check_spread(&layout, n)?;
     }
@@ -524,10 +564,11 @@ proptest! {
     #[test]
     fn weight_change_moves_only_what_the_new_shares_need(
         weights in prop::collection::vec(1u32..=8, 1..=64), zones in 0usize..=4,
-        log_q in 6u32..=10, n in 1usize..=4, changed in any::<prop::sample::Index>(),
+        extra in 0u32..=2, n in 1usize..=4, changed in any::<prop::sample::Index>(),
         weight in 1u32..=8,
     ) {
-        let before = initial(&weighted(&weights, zones), 1 << log_q, n).expect("valid input");
+        let q = weighted_q(&weights, extra + 1);
+        let before = initial(&weighted(&weights, zones), q, n).expect("valid input");
         let mut desired = before.members.clone();
         let changed = changed.index(desired.len());
         desired[changed].weight = weight;
@@ -542,10 +583,11 @@ proptest! {
     #[test]
     fn weighted_joins_and_leaves_move_the_fewest(
         weights in prop::collection::vec(1u32..=8, 2..=64), zones in 0usize..=4,
-        log_q in 6u32..=10, n in 1usize..=4, leaver in any::<prop::sample::Index>(),
+        extra in 0u32..=2, n in 1usize..=4, leaver in any::<prop::sample::Index>(),
         weight in 1u32..=8,
     ) {
-        let before = initial(&weighted(&weights, zones), 1 << log_q, n).expect("valid input");
+        let q = weighted_q(&weights, extra + 1);
+        let before = initial(&weighted(&weights, zones), q, n).expect("valid input");
         let mut joined = before.members.clone();
         joined.push(member(weights.len(), zones).with_weight(weight));
         let after = next(&before, &joined, n).expect("valid input");
