@@ -93,6 +93,7 @@ impl BenchNode {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let listen = listener.local_addr()?;
         let member = Member {
+            weight: 0,
             id: id.into(),
             address: listen.to_string(),
             zone: String::new(),

@@ -445,6 +445,22 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         let mut members = ring.members.clone();
         members.push(joiner.clone());
         let next = self.plan(&ring, &members)?;
+        self.propose(ring, members, next, Change::Join, &joiner.id)
+            .await;
+        self.report(&format!("{} joins: streaming partitions", joiner.id));
+        Ok(false)
+    }
+
+    /// Proposes `ring` with `members` and the planned `next` owners, and
+    /// records the stream of `change` for `member` as the step in progress.
+    async fn propose(
+        &mut self,
+        ring: pb::Ring,
+        members: Vec<pb::Member>,
+        next: Vec<u32>,
+        change: Change,
+        member: &str,
+    ) {
         let proposed = pb::Ring {
             epoch: ring.epoch + 1,
             members,
@@ -453,18 +469,12 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         };
         self.install_everywhere(&proposed, true).await;
         self.installed(&proposed);
-        info!(
-            member = joiner.id,
-            epoch = proposed.epoch,
-            "proposed a join"
-        );
+        info!(member, epoch = proposed.epoch, %change, "proposed a change");
         self.state.step = Step::Stream {
             epoch: proposed.epoch,
-            change: Change::Join,
-            member: joiner.id.clone(),
+            change,
+            member: member.to_owned(),
         };
-        self.report(&format!("{} joins: streaming partitions", joiner.id));
-        Ok(false)
     }
 
     /// The ring's members with the zones the platform now reports, and the
@@ -568,25 +578,8 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             ));
             return Ok(false);
         }
-        let proposed = pb::Ring {
-            epoch: ring.epoch + 1,
-            members,
-            next_owners: next,
-            ..ring
-        };
-        self.install_everywhere(&proposed, true).await;
-        self.installed(&proposed);
-        info!(
-            member = id,
-            weight,
-            epoch = proposed.epoch,
-            "proposed a weight change"
-        );
-        self.state.step = Step::Stream {
-            epoch: proposed.epoch,
-            change: Change::Reweigh,
-            member: id.clone(),
-        };
+        self.propose(ring, members, next, Change::Reweigh, &id)
+            .await;
         self.report(&format!("{id} takes weight {weight}: streaming partitions"));
         Ok(false)
     }
@@ -607,23 +600,9 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             .cloned()
             .collect();
         let next = self.plan(&ring, &staying)?;
-        let proposed = pb::Ring {
-            epoch: ring.epoch + 1,
-            next_owners: next,
-            ..ring
-        };
-        self.install_everywhere(&proposed, true).await;
-        self.installed(&proposed);
-        info!(
-            member = leaver.1.id,
-            epoch = proposed.epoch,
-            "proposed a leave"
-        );
-        self.state.step = Step::Stream {
-            epoch: proposed.epoch,
-            change: Change::Leave,
-            member: leaver.1.id.clone(),
-        };
+        let members = ring.members.clone();
+        self.propose(ring, members, next, Change::Leave, &leaver.1.id)
+            .await;
         self.report(&format!(
             "{} leaves: streaming its partitions away",
             leaver.1.id

@@ -284,6 +284,20 @@ async fn converge(driver: &mut Driver<Shared, Shared>) -> usize {
     );
 }
 
+/// Steps until the driver reports convergence (at most [`STEP_LIMIT`]
+/// steps); returns the step in progress after each.
+async fn steps_until_converged(driver: &mut Driver<Shared, Shared>) -> Vec<Step> {
+    let mut seen = Vec::new();
+    for _ in 0..STEP_LIMIT {
+        let converged = driver.step().await.expect("a step succeeds");
+        seen.push(driver.state().step.clone());
+        if converged {
+            break;
+        }
+    }
+    seen
+}
+
 /// A world converged at `replicas` members, and the driver's state.
 async fn cluster(replicas: usize) -> (Shared, DriverState) {
     let world = Shared::default();
@@ -352,14 +366,7 @@ async fn bootstrap_starts_the_first_members_and_converges() {
 async fn join_streams_then_commits() {
     let (world, state) = cluster(3).await;
     let mut driver = driver(&world, 4, state);
-    let mut seen = Vec::new();
-    for _ in 0..STEP_LIMIT {
-        let converged = driver.step().await.expect("a step succeeds");
-        seen.push(driver.state().step.clone());
-        if converged {
-            break;
-        }
-    }
+    let seen = steps_until_converged(&mut driver).await;
     assert!(seen.contains(&Step::StartMember {
         member: "m3".into()
     }));
@@ -378,14 +385,7 @@ async fn join_streams_then_commits() {
 async fn leave_streams_commits_and_stops_the_member() {
     let (world, state) = cluster(4).await;
     let mut driver = driver(&world, 3, state);
-    let mut seen = Vec::new();
-    for _ in 0..STEP_LIMIT {
-        let converged = driver.step().await.expect("a step succeeds");
-        seen.push(driver.state().step.clone());
-        if converged {
-            break;
-        }
-    }
+    let seen = steps_until_converged(&mut driver).await;
     assert!(seen.iter().any(|step| matches!(
         step,
         Step::Stream { change: Change::Leave, member, .. } if member == "m3"
@@ -473,14 +473,7 @@ async fn a_weight_change_streams_the_new_share_then_commits() {
     let before = agreed_ring(&world);
     world.world().weights.insert(2, 2);
     let mut driver = driver(&world, 3, state);
-    let mut seen = Vec::new();
-    for _ in 0..STEP_LIMIT {
-        let converged = driver.step().await.expect("a step succeeds");
-        seen.push(driver.state().step.clone());
-        if converged {
-            break;
-        }
-    }
+    let seen = steps_until_converged(&mut driver).await;
     assert!(seen.iter().any(|step| matches!(
         step,
         Step::Stream { change: Change::Reweigh, member, .. } if member == "m2"
