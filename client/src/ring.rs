@@ -13,6 +13,9 @@ pub struct Member {
     pub address: String,
     /// Failure zone.
     pub zone: String,
+    /// Capacity weight, at least 1: the member owns its weighted share of
+    /// the partitions (rings from before weights read as 1).
+    pub weight: u32,
 }
 
 impl From<pb::Member> for Member {
@@ -21,6 +24,7 @@ impl From<pb::Member> for Member {
             id: member.id,
             address: member.address,
             zone: member.zone,
+            weight: member.weight.max(1),
         }
     }
 }
@@ -293,6 +297,7 @@ pub(crate) mod tests {
                 epoch: 7,
                 members: (0..members)
                     .map(|i| pb::Member {
+                        weight: 0,
                         id: format!("m{i}"),
                         address: format!("h{i}:7400"),
                         zone: format!("z{}", i % 3),

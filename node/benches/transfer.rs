@@ -93,6 +93,7 @@ impl BenchNode {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let listen = listener.local_addr()?;
         let member = Member {
+            weight: 0,
             id: id.into(),
             address: listen.to_string(),
             zone: String::new(),
@@ -187,6 +188,7 @@ fn join_ring(current: pb::Ring, joiner: &Member) -> pb::Ring {
     let mut ring = current;
     ring.epoch += 1;
     ring.members.push(pb::Member {
+        weight: 0,
         id: joiner.id.clone(),
         address: joiner.address.clone(),
         zone: joiner.zone.clone(),

@@ -649,6 +649,7 @@ impl Config {
     pub fn initial_members(&self) -> Vec<Member> {
         if self.members.is_empty() {
             vec![Member {
+                weight: 0,
                 id: self.id.clone(),
                 address: self.advertised(),
                 zone: self.zone.clone(),
@@ -869,6 +870,7 @@ pub fn parse_member(text: &str) -> Result<Member, MemberSyntaxError> {
         return Err(syntax());
     }
     Ok(Member {
+        weight: 0,
         id: id.into(),
         address: address.into(),
         zone: zone.into(),

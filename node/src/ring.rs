@@ -22,6 +22,10 @@ pub struct Member {
     /// Failure zone; preference lists prefer distinct zones.
     #[serde(default)]
     pub zone: String,
+    /// Capacity weight set by the operator's planner; 0 (rings from before
+    /// weights) means 1. The node only carries it: owners decide placement.
+    #[serde(default)]
+    pub weight: u32,
 }
 
 /// Replication factor and default quorums.
@@ -321,6 +325,7 @@ impl Ring {
                 .members
                 .iter()
                 .map(|member| pb::Member {
+                    weight: member.weight,
                     id: member.id.clone(),
                     address: member.address.clone(),
                     zone: member.zone.clone(),
@@ -357,6 +362,7 @@ impl Ring {
                 id: member.id,
                 address: member.address,
                 zone: member.zone,
+                weight: member.weight,
             })
             .collect();
         let ring = Self::new(
@@ -401,6 +407,7 @@ mod tests {
     fn members(count: usize, zones: usize) -> Vec<Member> {
         (0..count)
             .map(|i| Member {
+                weight: 0,
                 id: format!("node-{i}"),
                 address: format!("127.0.0.1:{}", 7400 + i),
                 zone: format!("zone-{}", i % zones.max(1)),
@@ -436,6 +443,20 @@ mod tests {
         assert_eq!(ring.partition_of(b""), partition_of(b"", 8));
         let round_trip = Ring::from_pb(ring.to_pb()).expect("own message is valid");
         assert_eq!(round_trip, ring);
+    }
+
+    #[test]
+    fn weights_survive_the_wire_and_old_members_decode() {
+        let mut heavy = members(3, 1);
+        heavy[2].weight = 2;
+        let ring =
+            Ring::new(4, "c", heavy, vec![0, 1, 2, 2], Replication::default()).expect("valid ring");
+        assert_eq!(ring.to_pb().members[2].weight, 2);
+        let round_trip = Ring::from_pb(ring.to_pb()).expect("own message is valid");
+        assert_eq!(round_trip.member(2).weight, 2);
+        let old: Member = serde_json::from_str(r#"{"id": "a", "address": "a:7400"}"#)
+            .expect("a member from before weights decodes");
+        assert_eq!(old.weight, 0);
     }
 
     proptest! {

@@ -150,6 +150,7 @@ impl Admin for Services {
                     .map_or(u64::MAX, |age| age.as_millis() as u64);
                 pb::MemberStatus {
                     member: Some(pb::Member {
+                        weight: 0,
                         id: member.id.clone(),
                         address: member.address.clone(),
                         zone: member.zone.clone(),

@@ -184,6 +184,7 @@ async fn ring_from_seeds(
     loop {
         for seed in &config.seeds {
             let member = Member {
+                weight: 0,
                 id: seed.clone(),
                 address: seed.clone(),
                 zone: String::new(),

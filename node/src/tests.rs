@@ -40,6 +40,7 @@ impl Cluster {
         let transport = Arc::new(MemoryTransport::new());
         let members: Vec<Member> = (0..size)
             .map(|i| Member {
+                weight: 0,
                 id: format!("node-{i}"),
                 address: format!("node-{i}.memory:1"),
                 zone: String::new(),

@@ -235,6 +235,7 @@ mod tests {
     fn topology(dir: &std::path::Path) -> Topology {
         let members = (0..3)
             .map(|i| Member {
+                weight: 0,
                 id: format!("node-{i}"),
                 address: format!("127.0.0.1:{}", 7400 + i),
                 zone: String::new(),

@@ -73,14 +73,18 @@ pub enum Change {
     Join,
     /// A member is leaving: its partitions stream away.
     Leave,
+    /// A member's capacity weight changed: partitions stream to the members
+    /// whose share grew.
+    Reweigh,
 }
 
 impl Change {
-    /// `join` or `leave`.
+    /// `join`, `leave` or `reweigh`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Join => "join",
             Self::Leave => "leave",
+            Self::Reweigh => "reweigh",
         }
     }
 }
@@ -109,7 +113,8 @@ pub enum Launch {
 
 /// Where members run: local processes or Kubernetes pods.
 pub trait Platform: Send + Sync {
-    /// Member `index` as the ring names it (id, address, zone).
+    /// Member `index` as the ring names it (id, address, zone, weight; a
+    /// weight of 0 means 1).
     fn member(&self, index: usize) -> pb::Member;
     /// The zone of member `index` when the platform knows it; `None` while
     /// it cannot tell yet (a pod not yet placed on a machine). A known zone
@@ -396,6 +401,9 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         if let Some((members, moved)) = self.rezoned(&ring) {
             return self.rezone(ring, members, moved).await;
         }
+        if let Some(members) = self.reweighed(&ring) {
+            return self.reweigh(ring, members).await;
+        }
         let size = ring.members.len();
         if size < self.shape.replicas {
             return self.join(ring).await;
@@ -437,6 +445,22 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         let mut members = ring.members.clone();
         members.push(joiner.clone());
         let next = self.plan(&ring, &members)?;
+        self.propose(ring, members, next, Change::Join, &joiner.id)
+            .await;
+        self.report(&format!("{} joins: streaming partitions", joiner.id));
+        Ok(false)
+    }
+
+    /// Proposes `ring` with `members` and the planned `next` owners, and
+    /// records the stream of `change` for `member` as the step in progress.
+    async fn propose(
+        &mut self,
+        ring: pb::Ring,
+        members: Vec<pb::Member>,
+        next: Vec<u32>,
+        change: Change,
+        member: &str,
+    ) {
         let proposed = pb::Ring {
             epoch: ring.epoch + 1,
             members,
@@ -445,18 +469,12 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         };
         self.install_everywhere(&proposed, true).await;
         self.installed(&proposed);
-        info!(
-            member = joiner.id,
-            epoch = proposed.epoch,
-            "proposed a join"
-        );
+        info!(member, epoch = proposed.epoch, %change, "proposed a change");
         self.state.step = Step::Stream {
             epoch: proposed.epoch,
-            change: Change::Join,
-            member: joiner.id.clone(),
+            change,
+            member: member.to_owned(),
         };
-        self.report(&format!("{} joins: streaming partitions", joiner.id));
-        Ok(false)
     }
 
     /// The ring's members with the zones the platform now reports, and the
@@ -513,6 +531,59 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         Ok(false)
     }
 
+    /// The ring's members with the first weight change the platform reports
+    /// applied (one member at a time); `None` when no weight changed.
+    fn reweighed(&self, ring: &pb::Ring) -> Option<Vec<pb::Member>> {
+        let (position, weight) =
+            ring.members
+                .iter()
+                .enumerate()
+                .find_map(|(position, member)| {
+                    let index = self.index_of(&member.id)?;
+                    let wanted = weight(&self.platform.member(index));
+                    (wanted != weight(member)).then_some((position, wanted))
+                })?;
+        let mut members = ring.members.clone();
+        members[position].weight = weight;
+        Some(members)
+    }
+
+    /// Proposes a ring in which one member has its new weight and the
+    /// owners its new share, streamed and committed like a join; committed
+    /// at once when no partition has to move.
+    async fn reweigh(
+        &mut self,
+        ring: pb::Ring,
+        members: Vec<pb::Member>,
+    ) -> Result<bool, DriverError> {
+        let changed = members
+            .iter()
+            .zip(&ring.members)
+            .find(|(new, old)| new.weight != old.weight)
+            .map(|(new, _)| (new.id.clone(), new.weight))
+            .expect("a reweighed ring changes one weight");
+        let next = self.plan(&ring, &members)?;
+        let (id, weight) = changed;
+        if next == ring.owners {
+            let committed = pb::Ring {
+                epoch: ring.epoch + 1,
+                members,
+                ..ring
+            };
+            self.install_everywhere(&committed, false).await;
+            self.installed(&committed);
+            self.report(&format!(
+                "weight {weight} of {id} committed at epoch {} without moves",
+                committed.epoch
+            ));
+            return Ok(false);
+        }
+        self.propose(ring, members, next, Change::Reweigh, &id)
+            .await;
+        self.report(&format!("{id} takes weight {weight}: streaming partitions"));
+        Ok(false)
+    }
+
     /// Proposes the leave of the member with the highest index.
     async fn leave(&mut self, ring: pb::Ring) -> Result<bool, DriverError> {
         let leaver = ring
@@ -529,23 +600,9 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             .cloned()
             .collect();
         let next = self.plan(&ring, &staying)?;
-        let proposed = pb::Ring {
-            epoch: ring.epoch + 1,
-            next_owners: next,
-            ..ring
-        };
-        self.install_everywhere(&proposed, true).await;
-        self.installed(&proposed);
-        info!(
-            member = leaver.1.id,
-            epoch = proposed.epoch,
-            "proposed a leave"
-        );
-        self.state.step = Step::Stream {
-            epoch: proposed.epoch,
-            change: Change::Leave,
-            member: leaver.1.id.clone(),
-        };
+        let members = ring.members.clone();
+        self.propose(ring, members, next, Change::Leave, &leaver.1.id)
+            .await;
         self.report(&format!(
             "{} leaves: streaming its partitions away",
             leaver.1.id
@@ -561,8 +618,10 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         let next = owned(&ring.next_owners, ring.members.len());
         let change = if now.iter().zip(&next).any(|(a, b)| *a > 0 && *b == 0) {
             Change::Leave
-        } else {
+        } else if now.iter().zip(&next).any(|(a, b)| *a == 0 && *b > 0) {
             Change::Join
+        } else {
+            Change::Reweigh
         };
         let members_after = next.iter().filter(|&&c| c > 0).count();
         let mut refusal = String::new();
@@ -693,11 +752,15 @@ impl<P: Platform, A: Admin> Driver<P, A> {
     }
 }
 
+/// The capacity weight of a ring member: 0 (unset, as in rings written
+/// before weights) reads as 1.
+pub fn weight(member: &pb::Member) -> u32 {
+    member.weight.max(1)
+}
+
+/// The planner's view of a ring member.
 fn plan_member(member: &pb::Member) -> PlanMember {
-    PlanMember {
-        id: member.id.clone(),
-        zone: member.zone.clone(),
-    }
+    PlanMember::new(member.id.clone(), member.zone.clone()).with_weight(weight(member))
 }
 
 /// Partitions owned per member index.

@@ -275,6 +275,7 @@ impl LocalPlatform {
 impl Platform for LocalPlatform {
     fn member(&self, index: usize) -> pb::Member {
         pb::Member {
+            weight: 0,
             id: format!("{}-{index}", self.name),
             address: format!("127.0.0.1:{}", usize::from(self.base_port) + index),
             zone: String::new(),

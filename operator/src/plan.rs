@@ -57,6 +57,9 @@ use thiserror::Error;
 
 pub use dynamo_ring::MAX_PARTITIONS;
 
+/// Most capacity weight a member may have; the least is 1.
+pub const MAX_WEIGHT: u32 = 16;
+
 /// A member as the planner sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PlanMember {
@@ -64,6 +67,26 @@ pub struct PlanMember {
     pub id: String,
     /// Failure zone; may be empty when the cluster has no zones.
     pub zone: String,
+    /// Capacity weight in `1..=MAX_WEIGHT`: the member's share of the Q
+    /// partitions is `Q * weight / total weight`, rounded down or up.
+    pub weight: u32,
+}
+
+impl PlanMember {
+    /// A member of weight 1.
+    pub fn new(id: impl Into<String>, zone: impl Into<String>) -> Self {
+        Self {
+            id: id.into(),
+            zone: zone.into(),
+            weight: 1,
+        }
+    }
+
+    /// The same member with capacity weight `weight`.
+    #[must_use]
+    pub fn with_weight(self, weight: u32) -> Self {
+        Self { weight, ..self }
+    }
 }
 
 /// Members and the owner of every partition.
@@ -134,6 +157,25 @@ pub enum PlanError {
         /// The repeated id.
         id: String,
     },
+    /// A member's weight is outside `1..=MAX_WEIGHT`.
+    #[error("member {id:?} has weight {weight}; it must be between 1 and {MAX_WEIGHT}")]
+    Weight {
+        /// The member.
+        id: String,
+        /// The weight given.
+        weight: u32,
+    },
+    /// Weighted members need at least as many partitions as their total
+    /// weight, so that each owns its share and at least one partition.
+    #[error(
+        "{partitions} partitions are too few for a total weight of {total}; weighted members need at least one partition per unit of weight"
+    )]
+    TooLight {
+        /// Q.
+        partitions: u32,
+        /// Sum of the members' weights.
+        total: u64,
+    },
     /// The replication factor is zero.
     #[error("replication factor n is {n}; it must be at least 1")]
     Replication {
@@ -158,15 +200,16 @@ pub enum PlanError {
 /// partitions dealt round-robin (the ring a node builds from its config).
 ///
 /// # Errors
-/// [`PlanError`] when Q is not a power of two up to [`MAX_PARTITIONS`], `n` is zero, or the
-/// members are empty or repeat an id.
+/// [`PlanError`] when Q is not a power of two up to [`MAX_PARTITIONS`], `n` is zero, the
+/// members are empty or repeat an id, a weight is out of range, or weighted
+/// members weigh more than Q.
 ///
 /// # Examples
 /// ```
 /// use dynamo_operator::plan::{PlanMember, initial};
 /// let members: Vec<_> = ["a", "b"]
 ///     .iter()
-///     .map(|id| PlanMember { id: id.to_string(), zone: String::new() })
+///     .map(|id| PlanMember::new(*id, ""))
 ///     .collect();
 /// let layout = initial(&members, 8, 3)?;
 /// assert_eq!(layout.owners, [0, 1, 0, 1, 0, 1, 0, 1]);
@@ -176,9 +219,12 @@ pub fn initial(members: &[PlanMember], partitions: u32, n: usize) -> Result<Layo
     check_partitions(u64::from(partitions))?;
     check_replication(n)?;
     check_members(members)?;
+    check_weights(members, partitions)?;
     let mut members = members.to_vec();
     members.sort_by(|a, b| a.id.cmp(&b.id));
     let owners = dynamo_ring::initial_owners(&zones(&members), partitions);
+    // Equal weights: already balanced, and rebalancing keeps every owner.
+    let owners = place::rebalance(&members, owners.into_iter().map(Some).collect(), n);
     Ok(Layout { members, owners })
 }
 
@@ -190,13 +236,13 @@ pub fn initial(members: &[PlanMember], partitions: u32, n: usize) -> Result<Layo
 /// dropped and owner indexes remapped. An unbalanced `current` is rebalanced.
 ///
 /// # Errors
-/// [`PlanError`] when `current` is invalid, `n` is zero, or `desired` is empty
-/// or repeats an id.
+/// [`PlanError`] when `current` is invalid, `n` is zero, `desired` is empty,
+/// repeats an id, has a weight out of range, or weighs more than Q.
 ///
 /// # Examples
 /// ```
 /// use dynamo_operator::plan::{PlanMember, initial, moves, next};
-/// let member = |id: &str| PlanMember { id: id.into(), zone: String::new() };
+/// let member = |id: &str| PlanMember::new(id, "");
 /// let two = initial(&[member("a"), member("b")], 64, 3)?;
 /// let three = next(&two, &[member("a"), member("b"), member("c")], 3)?;
 /// assert_eq!(three.owned(), [22, 21, 21]);
@@ -207,6 +253,7 @@ pub fn next(current: &Layout, desired: &[PlanMember], n: usize) -> Result<Layout
     current.validate()?;
     check_replication(n)?;
     check_members(desired)?;
+    check_weights(desired, current.partitions())?;
     let wanted: BTreeMap<&str, &PlanMember> = desired.iter().map(|m| (m.id.as_str(), m)).collect();
     let mut members = Vec::with_capacity(desired.len());
     let mut remap = vec![None; current.members.len()];
@@ -281,9 +328,29 @@ fn check_replication(n: usize) -> Result<(), PlanError> {
     }
 }
 
+/// With any weight above 1, Q must be at least the total weight (with equal
+/// weights, any Q: a member beyond the Q-th simply owns nothing).
+fn check_weights(members: &[PlanMember], partitions: u32) -> Result<(), PlanError> {
+    let total: u64 = members.iter().map(|m| u64::from(m.weight)).sum();
+    if members.iter().any(|m| m.weight > 1) && total > u64::from(partitions) {
+        Err(PlanError::TooLight { partitions, total })
+    } else {
+        Ok(())
+    }
+}
+
 fn check_members(members: &[PlanMember]) -> Result<(), PlanError> {
     if members.is_empty() {
         return Err(PlanError::NoMembers);
+    }
+    if let Some(member) = members
+        .iter()
+        .find(|m| !(1..=MAX_WEIGHT).contains(&m.weight))
+    {
+        return Err(PlanError::Weight {
+            id: member.id.clone(),
+            weight: member.weight,
+        });
     }
     let mut seen = BTreeSet::new();
     match members.iter().find(|m| !seen.insert(m.id.as_str())) {

@@ -112,6 +112,7 @@ impl Sim {
     fn members(&self, count: usize) -> Vec<pb::Member> {
         (0..count)
             .map(|i| pb::Member {
+                weight: 0,
                 id: format!("{NAME}-{i}"),
                 address: self.nodes.address(i),
                 zone: String::new(),

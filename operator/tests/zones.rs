@@ -75,10 +75,7 @@ fn spread(ring: &pb::Ring) -> Result<(), String> {
         members: ring
             .members
             .iter()
-            .map(|m| PlanMember {
-                id: m.id.clone(),
-                zone: m.zone.clone(),
-            })
+            .map(|m| PlanMember::new(m.id.clone(), m.zone.clone()))
             .collect(),
         owners: ring.owners.clone(),
     };
@@ -106,6 +103,7 @@ async fn the_first_members_get_their_nodes_zones_and_replicas_spread() {
     assert_eq!(created.phase, Some(ClusterPhase::Creating));
     let members: Vec<pb::Member> = (0..REPLICAS)
         .map(|i| pb::Member {
+            weight: 0,
             id: format!("{NAME}-{i}"),
             address: nodes.address(i),
             zone: String::new(),
@@ -152,6 +150,7 @@ async fn a_cluster_without_zones_ignores_the_pods_zone_labels() {
     step(&mut cluster, &ctx, &mut api, Vec::new(), 1).await;
     let members: Vec<pb::Member> = (0..3)
         .map(|i| pb::Member {
+            weight: 0,
             id: format!("{NAME}-{i}"),
             address: nodes.address(i),
             zone: String::new(),

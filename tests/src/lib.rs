@@ -107,6 +107,7 @@ impl Cluster {
             .enumerate()
             .map(|(i, listener)| {
                 Ok(Member {
+                    weight: 0,
                     id: format!("node-{i}"),
                     address: listener.local_addr()?.to_string(),
                     zone: String::new(),

@@ -363,6 +363,7 @@ impl ProcessCluster {
     fn node_config(&self, i: usize, address: SocketAddr, root: &Path) -> Config {
         let members = (0..self.network.len())
             .map(|j| Member {
+                weight: 0,
                 id: member_id(j),
                 address: if i == j {
                     address.to_string()

@@ -561,6 +561,7 @@ async fn rings_far_ahead_of_another_cluster_or_shape_are_refused() -> anyhow::Re
     let mut crowd = current.clone();
     crowd.epoch = epoch + 1;
     crowd.members.extend((0..2000).map(|i| pb::Member {
+        weight: 0,
         id: format!("extra-{i}"),
         address: format!("127.0.0.1:{}", 20_000 + i),
         zone: String::new(),

@@ -107,6 +107,7 @@ fn ring(addresses: &[String], n: u32) -> pb::GetRingResponse {
             members: members
                 .clone()
                 .map(|(i, address)| pb::Member {
+                    weight: 0,
                     id: format!("mock-{i}"),
                     address: address.clone(),
                     zone: "z".into(),

@@ -385,6 +385,8 @@ pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
         id: &'a str,
         address: &'a str,
         zone: &'a str,
+        /// Capacity weight; 0 (unset in rings from before weights) reads as 1.
+        weight: u32,
         partitions: usize,
     }
     #[derive(Serialize)]
@@ -408,6 +410,7 @@ pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
                 id: &member.id,
                 address: &member.address,
                 zone: &member.zone,
+                weight: member.weight,
                 partitions: ring.partitions_owned(member),
             })
             .collect(),
@@ -430,12 +433,13 @@ pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
                 view.cluster, view.epoch, view.q, view.n, view.r, view.w
             );
             out.push_str(&table(
-                &["MEMBER", "ADDRESS", "ZONE", "PARTITIONS"],
+                &["MEMBER", "ADDRESS", "ZONE", "WEIGHT", "PARTITIONS"],
                 view.members.iter().map(|member| {
                     vec![
                         member.id.to_owned(),
                         member.address.to_owned(),
                         member.zone.to_owned(),
+                        member.weight.to_string(),
                         member.partitions.to_string(),
                     ]
                 }),
@@ -620,6 +624,7 @@ mod tests {
             id: id.into(),
             address: format!("{id}.local:7400"),
             zone: "a".into(),
+            weight: 1,
         }
     }
 
@@ -717,6 +722,7 @@ mod tests {
     fn sample_ring() -> Ring {
         use dynamo_proto::v1 as pb;
         let member = |i: u32| pb::Member {
+            weight: 0,
             id: format!("dynamo-{i}"),
             address: format!("10.0.0.{i}:7400"),
             zone: format!("z{i}"),
@@ -751,9 +757,9 @@ mod tests {
             json!({
                 "cluster": "test", "epoch": 3, "q": 4, "n": 2, "r": 1, "w": 2,
                 "members": [
-                    {"id": "dynamo-0", "address": "10.0.0.0:7400", "zone": "z0", "partitions": 2},
-                    {"id": "dynamo-1", "address": "10.0.0.1:7400", "zone": "z1", "partitions": 1},
-                    {"id": "dynamo-2", "address": "10.0.0.2:7400", "zone": "z2", "partitions": 1},
+                    {"id": "dynamo-0", "address": "10.0.0.0:7400", "zone": "z0", "weight": 1, "partitions": 2},
+                    {"id": "dynamo-1", "address": "10.0.0.1:7400", "zone": "z1", "weight": 1, "partitions": 1},
+                    {"id": "dynamo-2", "address": "10.0.0.2:7400", "zone": "z2", "weight": 1, "partitions": 1},
                 ],
             })
         );
@@ -773,7 +779,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("\ndynamo-1  10.0.0.1:7400  z1    1\n"),
+            text.contains("\ndynamo-1  10.0.0.1:7400  z1    1       1\n"),
             "{text}"
         );
         assert!(

@@ -37,11 +37,14 @@ struct World {
     nodes: BTreeMap<String, Node>,
     holds: BTreeMap<String, BTreeSet<u32>>,
     lost: Vec<String>,
+    /// Capacity weights the platform reports, by member index (default 1).
+    weights: BTreeMap<usize, u32>,
 }
 
 /// The member the platform puts at `index`.
 fn member(index: usize) -> pb::Member {
     pb::Member {
+        weight: 0,
         id: format!("m{index}"),
         address: format!("m{index}:7400"),
         zone: format!("z{}", index % ZONES),
@@ -85,7 +88,11 @@ impl Shared {
 
 impl Platform for Shared {
     fn member(&self, index: usize) -> pb::Member {
-        member(index)
+        let weight = self.world().weights.get(&index).copied().unwrap_or(0);
+        pb::Member {
+            weight,
+            ..member(index)
+        }
     }
 
     async fn start(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
@@ -277,6 +284,20 @@ async fn converge(driver: &mut Driver<Shared, Shared>) -> usize {
     );
 }
 
+/// Steps until the driver reports convergence (at most [`STEP_LIMIT`]
+/// steps); returns the step in progress after each.
+async fn steps_until_converged(driver: &mut Driver<Shared, Shared>) -> Vec<Step> {
+    let mut seen = Vec::new();
+    for _ in 0..STEP_LIMIT {
+        let converged = driver.step().await.expect("a step succeeds");
+        seen.push(driver.state().step.clone());
+        if converged {
+            break;
+        }
+    }
+    seen
+}
+
 /// A world converged at `replicas` members, and the driver's state.
 async fn cluster(replicas: usize) -> (Shared, DriverState) {
     let world = Shared::default();
@@ -345,14 +366,7 @@ async fn bootstrap_starts_the_first_members_and_converges() {
 async fn join_streams_then_commits() {
     let (world, state) = cluster(3).await;
     let mut driver = driver(&world, 4, state);
-    let mut seen = Vec::new();
-    for _ in 0..STEP_LIMIT {
-        let converged = driver.step().await.expect("a step succeeds");
-        seen.push(driver.state().step.clone());
-        if converged {
-            break;
-        }
-    }
+    let seen = steps_until_converged(&mut driver).await;
     assert!(seen.contains(&Step::StartMember {
         member: "m3".into()
     }));
@@ -371,14 +385,7 @@ async fn join_streams_then_commits() {
 async fn leave_streams_commits_and_stops_the_member() {
     let (world, state) = cluster(4).await;
     let mut driver = driver(&world, 3, state);
-    let mut seen = Vec::new();
-    for _ in 0..STEP_LIMIT {
-        let converged = driver.step().await.expect("a step succeeds");
-        seen.push(driver.state().step.clone());
-        if converged {
-            break;
-        }
-    }
+    let seen = steps_until_converged(&mut driver).await;
     assert!(seen.iter().any(|step| matches!(
         step,
         Step::Stream { change: Change::Leave, member, .. } if member == "m3"
@@ -457,4 +464,39 @@ fn the_change_kind_keeps_its_wire_name() {
     assert_eq!(value["change"], "leave");
     assert_eq!(serde_json::from_value::<Step>(value).expect("parses"), step);
     assert_eq!(Change::Join.to_string(), "join");
+    assert_eq!(Change::Reweigh.to_string(), "reweigh");
+}
+
+#[tokio::test]
+async fn a_weight_change_streams_the_new_share_then_commits() {
+    let (world, state) = cluster(3).await;
+    let before = agreed_ring(&world);
+    world.world().weights.insert(2, 2);
+    let mut driver = driver(&world, 3, state);
+    let seen = steps_until_converged(&mut driver).await;
+    assert!(seen.iter().any(|step| matches!(
+        step,
+        Step::Stream { change: Change::Reweigh, member, .. } if member == "m2"
+    )));
+    let ring = agreed_ring(&world);
+    assert_eq!(ring.epoch, before.epoch + 2, "propose, then commit");
+    assert_eq!(weight(&ring.members[2]), 2);
+    let owned = owned(&ring.owners, 3);
+    assert_eq!(owned[2], PARTITIONS / 2, "{owned:?}");
+    // Only what m2 gained moved.
+    let moved = (0..PARTITIONS as usize)
+        .filter(|&p| ring.owners[p] != before.owners[p])
+        .count();
+    let had = before.owners.iter().filter(|&&o| o == 2).count();
+    assert_eq!(moved, PARTITIONS as usize / 2 - had);
+    let world_now = world.world();
+    assert!(world_now.lost.is_empty(), "lost: {:#?}", world_now.lost);
+    for member in &ring.members {
+        let wanted = replicated(&ring, &ring.owners, &member.id);
+        assert!(
+            wanted.is_subset(&world_now.holds[&member.id]),
+            "{}",
+            member.id
+        );
+    }
 }

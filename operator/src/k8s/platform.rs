@@ -86,6 +86,7 @@ impl KubePlatform {
 impl Platform for KubePlatform {
     fn member(&self, index: usize) -> pb::Member {
         pb::Member {
+            weight: 0,
             id: super::names::pod(&self.name, index),
             address: (self.address)(&self.namespace, &self.name, index),
             zone: self.zone(index).unwrap_or_default(),

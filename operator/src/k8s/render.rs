@@ -49,6 +49,7 @@ pub fn render(
     validated.state.bootstrap_members = (0..replicas)
         .map(|index| {
             LaunchMember::from(&pb::Member {
+                weight: 0,
                 id: names::pod(&validated.name, index),
                 address: names::member_address(&validated.namespace, &validated.name, index),
                 zone: String::new(),

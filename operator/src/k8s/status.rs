@@ -258,6 +258,7 @@ mod tests {
             epoch: 4,
             members: (0..members)
                 .map(|i| pb::Member {
+                    weight: 0,
                     id: format!("demo-{i}"),
                     address: String::new(),
                     zone: if i == 0 { "a".into() } else { String::new() },

@@ -12,14 +12,16 @@ use super::PlanMember;
 const SPACING_SCAN: usize = 64;
 
 /// Fills the free partitions (`None`) and moves donors' excess to receivers
-/// so that every member owns `floor(Q/S)` or `ceil(Q/S)` partitions.
+/// so that every member owns its weighted share of Q, rounded down or up
+/// (`floor(Q/S)` or `ceil(Q/S)` when all weights are equal).
 pub(super) fn rebalance(members: &[PlanMember], owners: Vec<Option<u32>>, n: usize) -> Vec<u32> {
     let q = owners.len();
     let mut counts = vec![0usize; members.len()];
     for &owner in owners.iter().flatten() {
         counts[owner as usize] += 1;
     }
-    let targets = targets(&counts, q);
+    let weights: Vec<u32> = members.iter().map(|member| member.weight).collect();
+    let targets = targets(&counts, &weights, q);
     let mut need: Vec<usize> = counts
         .iter()
         .zip(&targets)
@@ -163,14 +165,27 @@ impl Arcs {
     }
 }
 
-/// Target count per member: `floor(Q/S)`, plus one for the `Q mod S` members
-/// owning the most now (ties by index, so new members come last).
-fn targets(counts: &[usize], q: usize) -> Vec<usize> {
-    let base = q / counts.len();
-    let mut ranked: Vec<usize> = (0..counts.len()).collect();
-    ranked.sort_by_key(|&m| (Reverse(counts[m]), m));
-    let mut targets = vec![base; counts.len()];
-    for &m in ranked.iter().take(q % counts.len()) {
+/// Target count per member: its exact share `Q * weight / W` (W the total
+/// weight) rounded down, plus one for as many members as partitions are left,
+/// chosen among those whose share has a fraction, owning the most above
+/// their rounded-down share now (ties by index, so new members come last).
+///
+/// Giving the extra partitions to members already above their floor keeps
+/// them from being donors, so the number of moves stays the fewest any
+/// layout within one partition of the exact shares allows.
+fn targets(counts: &[usize], weights: &[u32], q: usize) -> Vec<usize> {
+    let total: u64 = weights.iter().map(|&w| u64::from(w)).sum();
+    let share = |m: usize| q as u64 * u64::from(weights[m]);
+    let floors: Vec<usize> = (0..counts.len())
+        .map(|m| usize::try_from(share(m) / total).expect("a share is at most Q"))
+        .collect();
+    let left = q - floors.iter().sum::<usize>();
+    let mut ranked: Vec<usize> = (0..counts.len())
+        .filter(|&m| share(m) % total != 0)
+        .collect();
+    ranked.sort_by_key(|&m| (Reverse(counts[m] as i64 - floors[m] as i64), m));
+    let mut targets = floors;
+    for &m in ranked.iter().take(left) {
         targets[m] += 1;
     }
     targets
@@ -265,10 +280,21 @@ mod tests {
 
     #[test]
     fn targets_favour_members_owning_most() {
-        assert_eq!(targets(&[3, 5, 0], 10), vec![3, 4, 3]);
-        assert_eq!(targets(&[4, 4, 0], 8), vec![3, 3, 2]);
-        assert_eq!(targets(&[0], 1), vec![1]);
-        assert_eq!(targets(&[1, 0, 0], 1), vec![1, 0, 0]);
+        assert_eq!(targets(&[3, 5, 0], &[1, 1, 1], 10), vec![3, 4, 3]);
+        assert_eq!(targets(&[4, 4, 0], &[1, 1, 1], 8), vec![3, 3, 2]);
+        assert_eq!(targets(&[0], &[1], 1), vec![1]);
+        assert_eq!(targets(&[1, 0, 0], &[1, 1, 1], 1), vec![1, 0, 0]);
+    }
+
+    #[test]
+    fn targets_follow_weights() {
+        assert_eq!(targets(&[0, 0, 0], &[1, 1, 2], 16), vec![4, 4, 8]);
+        // 10 * 2/3 = 6.67 and 10 * 1/3 = 3.33: one extra, to the member
+        // furthest above its floor.
+        assert_eq!(targets(&[5, 5], &[2, 1], 10), vec![6, 4]);
+        assert_eq!(targets(&[7, 3], &[2, 1], 10), vec![7, 3]);
+        // Exact shares get no extra even when they own more.
+        assert_eq!(targets(&[8, 0, 0], &[2, 1, 1], 8), vec![4, 2, 2]);
     }
 
     #[test]
@@ -279,10 +305,7 @@ mod tests {
 
     #[test]
     fn clashes_weigh_zone_and_member() {
-        let member = |id: &str, zone: &str| PlanMember {
-            id: id.into(),
-            zone: zone.into(),
-        };
+        let member = PlanMember::new;
         let members = [
             member("a", "x"),
             member("b", "y"),

@@ -9,14 +9,12 @@ use super::*;
 
 /// Member `i`; zones are dealt round-robin (`zones == 0`: no zone).
 fn member(i: usize, zones: usize) -> PlanMember {
-    PlanMember {
-        id: format!("m{i:03}"),
-        zone: if zones == 0 {
-            String::new()
-        } else {
-            format!("z{}", i % zones)
-        },
-    }
+    let zone = if zones == 0 {
+        String::new()
+    } else {
+        format!("z{}", i % zones)
+    };
+    PlanMember::new(format!("m{i:03}"), zone)
 }
 
 fn members(ids: impl IntoIterator<Item = usize>, zones: usize) -> Vec<PlanMember> {
@@ -116,18 +114,9 @@ fn join_bound(q: usize, joined: usize) -> usize {
 #[test]
 fn initial_deals_round_robin_with_zones_interleaved() {
     let given = vec![
-        PlanMember {
-            id: "c".into(),
-            zone: "x".into(),
-        },
-        PlanMember {
-            id: "a".into(),
-            zone: "x".into(),
-        },
-        PlanMember {
-            id: "b".into(),
-            zone: "y".into(),
-        },
+        PlanMember::new("c", "x"),
+        PlanMember::new("a", "x"),
+        PlanMember::new("b", "y"),
     ];
     let layout = initial(&given, 8, 2).expect("valid input");
     assert_eq!(ids(&layout), ["a", "b", "c"]);
@@ -187,10 +176,7 @@ fn one_member_owns_everything_and_replicates_alone() {
 
 #[test]
 fn preference_list_prefers_new_zones_then_walk_order() {
-    let member = |id: &str, zone: &str| PlanMember {
-        id: id.into(),
-        zone: zone.into(),
-    };
+    let member = PlanMember::new;
     let layout = Layout {
         members: vec![
             member("a", "x"),
@@ -404,5 +390,215 @@ fn report_walk_quality() {
             }
             println!("{line}");
         }
+    }
+}
+
+/// Q for `weights`: the smallest power of two that is at least their total
+/// (and at least 64), doubled `extra` times.
+fn weighted_q(weights: &[u32], extra: u32) -> u32 {
+    let total: u32 = weights.iter().sum();
+    total.next_power_of_two().max(64) << extra
+}
+
+/// Members `0..weights.len()` with the given capacity weights.
+fn weighted(weights: &[u32], zones: usize) -> Vec<PlanMember> {
+    (0..weights.len())
+        .map(|i| member(i, zones).with_weight(weights[i]))
+        .collect()
+}
+
+/// The floor and ceiling of every member's exact share of Q.
+fn share_bounds(layout: &Layout) -> Vec<(u32, u32)> {
+    let q = u64::from(layout.partitions());
+    let total: u64 = layout.members.iter().map(|m| u64::from(m.weight)).sum();
+    layout
+        .members
+        .iter()
+        .map(|m| {
+            let share = q * u64::from(m.weight);
+            ((share / total) as u32, share.div_ceil(total) as u32)
+        })
+        .collect()
+}
+
+/// Every member owns its exact weighted share rounded down or up, and at
+/// least one partition.
+fn check_weighted(layout: &Layout) -> Result<(), TestCaseError> {
+    prop_assert!(layout.validate().is_ok());
+    prop_assert!(layout.owned().iter().all(|&owned| owned > 0));
+    for ((index, owned), (low, high)) in layout
+        .owned()
+        .into_iter()
+        .enumerate()
+        .zip(share_bounds(layout))
+    {
+        prop_assert!(
+            (low..=high).contains(&owned),
+            "member {} of weight {} owns {}, share is {}..={}",
+            index,
+            layout.members[index].weight,
+            owned,
+            low,
+            high
+        );
+    }
+    Ok(())
+}
+
+/// The fewest moves from `before` to any layout of `after`'s members within
+/// one partition of their shares: enough to fill every member to its lower
+/// bound, and enough to empty the leavers and bring every member down to its
+/// upper bound; whichever is more.
+fn fewest_moves(before: &Layout, after: &Layout) -> usize {
+    let mut fill = 0;
+    let mut drain = before.owners.len();
+    let owned = before.owned();
+    for (member, (low, high)) in after.members.iter().zip(share_bounds(after)) {
+        let had = before
+            .members
+            .iter()
+            .position(|m| m.id == member.id)
+            .map_or(0, |index| owned[index]);
+        fill += low.saturating_sub(had) as usize;
+        drain -= had.min(high) as usize;
+    }
+    fill.max(drain)
+}
+
+/// The number of moved partitions is the fewest any layout within one
+/// partition of the shares allows.
+fn check_fewest_moves(before: &Layout, after: &Layout) -> Result<(), TestCaseError> {
+    let moved = moves(before, after);
+    prop_assert_eq!(moved.len(), fewest_moves(before, after));
+    Ok(())
+}
+
+#[test]
+fn weights_outside_the_range_are_refused() {
+    for weight in [0, MAX_WEIGHT + 1] {
+        let given = vec![member(0, 0), member(1, 0).with_weight(weight)];
+        assert_eq!(
+            initial(&given, 64, 3),
+            Err(PlanError::Weight {
+                id: "m001".into(),
+                weight
+            })
+        );
+    }
+    let heavy = vec![member(0, 0).with_weight(MAX_WEIGHT); 5];
+    let heavy: Vec<PlanMember> = heavy
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| PlanMember {
+            id: format!("m{i}"),
+            ..m
+        })
+        .collect();
+    assert_eq!(
+        initial(&heavy, 64, 3),
+        Err(PlanError::TooLight {
+            partitions: 64,
+            total: 80
+        })
+    );
+    assert!(initial(&heavy, 128, 3).is_ok());
+    let message = PlanError::Weight {
+        id: "m001".into(),
+        weight: 0,
+    }
+    .to_string();
+    assert!(message.contains("between 1 and 16"), "{message}");
+}
+
+#[test]
+fn double_weight_owns_twice_the_partitions() {
+    let layout = initial(&weighted(&[1, 1, 2], 0), 256, 3).expect("valid input");
+    assert_eq!(layout.owned(), [64, 64, 128]);
+    let lighter = next(&layout, &weighted(&[1, 1, 1], 0), 3).expect("valid input");
+    // The extra partition stays with the member that owned the most.
+    assert_eq!(lighter.owned(), [85, 85, 86]);
+    assert_eq!(moves(&layout, &lighter).len(), 42);
+}
+
+#[test]
+fn light_members_among_heavy_ones_own_a_partition() {
+    let mut weights = vec![MAX_WEIGHT; 15];
+    weights.extend([1, 1, 1, 1]);
+    let layout = initial(&weighted(&weights, 2), 256, 3).expect("valid input");
+    check_weighted(&layout).expect("shares within one partition");
+    let mut heavier = layout.members.clone();
+    heavier[0].weight = 1;
+    let after = next(&layout, &heavier, 3).expect("valid input");
+    check_weighted(&after).expect("shares within one partition");
+}
+
+#[test]
+fn shares_follow_weights_for_every_small_cluster() {
+    // Seeded, exhaustive over S: weights cycle through 1..=8 from a seed.
+    for s in 1..=64usize {
+        for seed in 0..3 {
+            let weights: Vec<u32> = (0..s)
+                .map(|i| ((i * 5 + seed * 3) % 8 + 1) as u32)
+                .collect();
+            let q = weighted_q(&weights, 0);
+            let layout = initial(&weighted(&weights, 3), q, 3).expect("valid input");
+            check_weighted(&layout).expect("shares within one partition");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn weighted_layouts_follow_shares_and_spread(
+        weights in prop::collection::vec(1u32..=MAX_WEIGHT, 1..=64), zones in 0usize..=4,
+        extra in 0u32..=2, n in 1usize..=4,
+    ) {
+        let q = weighted_q(&weights, extra);
+        let layout = initial(&weighted(&weights, zones), q, n).expect("valid input");
+        check_weighted(&layout)?;
+        check_spread(&layout, n)?;
+    }
+
+    #[test]
+    fn weight_change_moves_only_what_the_new_shares_need(
+        weights in prop::collection::vec(1u32..=8, 1..=64), zones in 0usize..=4,
+        extra in 0u32..=2, n in 1usize..=4, changed in any::<prop::sample::Index>(),
+        weight in 1u32..=8,
+    ) {
+        let q = weighted_q(&weights, extra + 1);
+        let before = initial(&weighted(&weights, zones), q, n).expect("valid input");
+        let mut desired = before.members.clone();
+        let changed = changed.index(desired.len());
+        desired[changed].weight = weight;
+        let after = next(&before, &desired, n).expect("valid input");
+        check_weighted(&after)?;
+        check_spread(&after, n)?;
+        check_fewest_moves(&before, &after)?;
+        let unchanged = next(&after, &desired, n).expect("valid input");
+        prop_assert!(moves(&after, &unchanged).is_empty());
+    }
+
+    #[test]
+    fn weighted_joins_and_leaves_move_the_fewest(
+        weights in prop::collection::vec(1u32..=8, 2..=64), zones in 0usize..=4,
+        extra in 0u32..=2, n in 1usize..=4, leaver in any::<prop::sample::Index>(),
+        weight in 1u32..=8,
+    ) {
+        let q = weighted_q(&weights, extra + 1);
+        let before = initial(&weighted(&weights, zones), q, n).expect("valid input");
+        let mut joined = before.members.clone();
+        joined.push(member(weights.len(), zones).with_weight(weight));
+        let after = next(&before, &joined, n).expect("valid input");
+        check_weighted(&after)?;
+        check_spread(&after, n)?;
+        check_fewest_moves(&before, &after)?;
+        let mut left = after.members.clone();
+        left.remove(leaver.index(left.len()));
+        let last = next(&after, &left, n).expect("valid input");
+        check_weighted(&last)?;
+        check_spread(&last, n)?;
+        check_fewest_moves(&after, &last)?;
     }
 }
