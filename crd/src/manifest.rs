@@ -61,6 +61,17 @@ pub enum ManifestError {
         path: String,
     },
 
+    /// The document uses a field's name from an earlier release.
+    #[error(
+        "the DynamoCluster has the field `{path}`, which this release calls `{now}`: rename it (the short names n, r and w of replication read as booleans in YAML 1.1)"
+    )]
+    RenamedField {
+        /// Dotted path of the old field, such as `spec.replication.n`.
+        path: String,
+        /// Dotted path of the field that replaced it.
+        now: &'static str,
+    },
+
     /// A field has the wrong type, or a required field is missing.
     #[error("the DynamoCluster does not match its schema: {source}")]
     Schema {
@@ -84,7 +95,8 @@ impl DynamoCluster {
     ///
     /// A [`ManifestError`] when the text is not YAML, holds no or several
     /// `DynamoCluster` documents, has the wrong `apiVersion`, lacks a name,
-    /// has a field the schema does not know, or has a field of the wrong type.
+    /// has a field the schema does not know (or one renamed since an earlier
+    /// release), or has a field of the wrong type.
     ///
     /// # Examples
     ///
@@ -131,6 +143,9 @@ impl DynamoCluster {
             });
         }
         if let Some(path) = unknown_field(&value) {
+            if let Some(&(_, now)) = RENAMED_FIELDS.iter().find(|(old, _)| *old == path) {
+                return Err(ManifestError::RenamedField { path, now });
+            }
             return Err(ManifestError::UnknownField { path });
         }
         // Deserialize from the text rather than from `value`: the error then
@@ -146,6 +161,13 @@ impl DynamoCluster {
         Ok(cluster)
     }
 }
+
+/// Fields of earlier releases and the paths that replaced them.
+const RENAMED_FIELDS: &[(&str, &str)] = &[
+    ("spec.replication.n", "spec.replication.factor"),
+    ("spec.replication.r", "spec.replication.readQuorum"),
+    ("spec.replication.w", "spec.replication.writeQuorum"),
+];
 
 /// The first field of `document` that the CRD's schema does not define, as
 /// a dotted path. The API server rejects such fields under strict field

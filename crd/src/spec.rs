@@ -49,13 +49,13 @@ pub const PARTITIONS_POWER_OF_TWO_RULE: &str =
 /// CEL transition rule: `partitions` never changes after creation.
 pub const PARTITIONS_IMMUTABLE_RULE: &str = "self == oldSelf";
 /// CEL rule on `replication`: N is at least 1.
-pub const N_AT_LEAST_ONE_RULE: &str = "self.n >= 1";
+pub const N_AT_LEAST_ONE_RULE: &str = "self.factor >= 1";
 /// CEL rule on `replication`: R is at most N.
-pub const R_AT_MOST_N_RULE: &str = "self.r <= self.n";
+pub const R_AT_MOST_N_RULE: &str = "self.readQuorum <= self.factor";
 /// CEL rule on `replication`: W is at most N.
-pub const W_AT_MOST_N_RULE: &str = "self.w <= self.n";
+pub const W_AT_MOST_N_RULE: &str = "self.writeQuorum <= self.factor";
 /// CEL rule on the spec: N is at most the number of nodes.
-pub const N_AT_MOST_REPLICAS_RULE: &str = "self.replication.n <= self.replicas";
+pub const N_AT_MOST_REPLICAS_RULE: &str = "self.replication.factor <= self.replicas";
 /// CEL rule on the spec: every node can own a partition.
 pub const PARTITIONS_AT_LEAST_REPLICAS_RULE: &str = "self.partitions >= self.replicas";
 
@@ -102,19 +102,19 @@ pub const PARTITIONS_AT_LEAST_REPLICAS_RULE: &str = "self.partitions >= self.rep
     printcolumn(
         name = "N",
         type_ = "integer",
-        json_path = ".spec.replication.n",
+        json_path = ".spec.replication.factor",
         description = "Replicas of each key"
     ),
     printcolumn(
         name = "R",
         type_ = "integer",
-        json_path = ".spec.replication.r",
+        json_path = ".spec.replication.readQuorum",
         description = "Read quorum"
     ),
     printcolumn(
         name = "W",
         type_ = "integer",
-        json_path = ".spec.replication.w",
+        json_path = ".spec.replication.writeQuorum",
         description = "Write quorum"
     ),
     printcolumn(
@@ -131,8 +131,8 @@ pub const PARTITIONS_AT_LEAST_REPLICAS_RULE: &str = "self.partitions >= self.rep
 )]
 #[x_kube(
     validation = Rule::new(N_AT_MOST_REPLICAS_RULE)
-        .message("replication.n must not be greater than replicas: a key needs n distinct nodes")
-        .field_path(".replication.n"),
+        .message("replication.factor must not be greater than replicas: a key needs factor distinct nodes")
+        .field_path(".replication.factor"),
     validation = Rule::new(PARTITIONS_AT_LEAST_REPLICAS_RULE)
         .message("partitions must not be fewer than replicas: every node must be able to own a partition")
         .field_path(".replicas")
@@ -141,7 +141,7 @@ pub const PARTITIONS_AT_LEAST_REPLICAS_RULE: &str = "self.partitions >= self.rep
 #[serde(rename_all = "camelCase")]
 pub struct DynamoClusterSpec {
     /// Number of storage nodes (pods). Must be at least 1, and at least
-    /// `replication.n` for every key to get N distinct replicas. The operator
+    /// `replication.factor` for every key to get N distinct replicas. The operator
     /// adds or removes one node at a time and moves its partitions first.
     #[schemars(range(min = 1))]
     pub replicas: i32,
@@ -241,38 +241,48 @@ pub struct DynamoClusterSpec {
 }
 
 /// Replication factor N and the read and write quorums R and W.
+///
+/// The fields are spelled out (`factor`, `readQuorum`, `writeQuorum`)
+/// because a bare `n` is the boolean `false` to YAML 1.1 readers such as
+/// kubectl and Helm. Unknown fields are refused when deserializing (the
+/// names `n`, `r` and `w` of earlier releases among them), so an old
+/// manifest fails loudly instead of running with the defaults.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[x_kube(
     validation = Rule::new(N_AT_LEAST_ONE_RULE)
-        .message("replication.n must be at least 1")
-        .field_path(".n"),
+        .message("replication.factor must be at least 1")
+        .field_path(".factor"),
     validation = Rule::new(R_AT_MOST_N_RULE)
-        .message("replication.r must not be greater than replication.n")
-        .field_path(".r"),
+        .message("replication.readQuorum must not be greater than replication.factor")
+        .field_path(".readQuorum"),
     validation = Rule::new(W_AT_MOST_N_RULE)
-        .message("replication.w must not be greater than replication.n")
-        .field_path(".w")
+        .message("replication.writeQuorum must not be greater than replication.factor")
+        .field_path(".writeQuorum")
 )]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReplicationSpec {
-    /// Number of nodes that store each key (N). At most `replicas`.
+    /// Replication factor N: the number of nodes that store each key. At
+    /// most `replicas`.
     #[serde(default = "default_n")]
-    pub n: u32,
-    /// Number of replicas a read waits for (R), from 1 to N.
+    pub factor: u32,
+    /// Read quorum R: the number of replicas a read waits for, from 1 to
+    /// `factor`.
     #[serde(default = "default_r")]
     #[schemars(range(min = 1))]
-    pub r: u32,
-    /// Number of replicas a write waits for (W), from 1 to N.
+    pub read_quorum: u32,
+    /// Write quorum W: the number of replicas a write waits for, from 1 to
+    /// `factor`.
     #[serde(default = "default_w")]
     #[schemars(range(min = 1))]
-    pub w: u32,
+    pub write_quorum: u32,
 }
 
 impl Default for ReplicationSpec {
     fn default() -> Self {
         Self {
-            n: DEFAULT_N,
-            r: DEFAULT_R,
-            w: DEFAULT_W,
+            factor: DEFAULT_N,
+            read_quorum: DEFAULT_R,
+            write_quorum: DEFAULT_W,
         }
     }
 }
@@ -368,7 +378,7 @@ impl DynamoClusterSpec {
     ///
     /// let spec = DynamoClusterSpec::with_replicas(3);
     /// assert_eq!(spec.partitions, 256);
-    /// assert_eq!((spec.replication.n, spec.replication.r, spec.replication.w), (3, 2, 2));
+    /// assert_eq!((spec.replication.factor, spec.replication.read_quorum, spec.replication.write_quorum), (3, 2, 2));
     /// assert!(spec.validate().is_ok());
     /// ```
     pub fn with_replicas(replicas: i32) -> Self {

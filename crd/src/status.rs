@@ -11,7 +11,7 @@ pub const CONDITION_AVAILABLE: &str = "Available";
 /// or removing a node).
 pub const CONDITION_PROGRESSING: &str = "Progressing";
 /// Condition type: the cluster runs with fewer healthy nodes than it should, or
-/// its spec cannot be carried out (for example `replication.n` > `replicas`).
+/// its spec cannot be carried out (for example `replication.factor` > `replicas`).
 pub const CONDITION_DEGRADED: &str = "Degraded";
 
 /// Observed state of a DynamoCluster.

@@ -1,6 +1,6 @@
 //! Checks of a `DynamoClusterSpec` that need no API server.
 //!
-//! They are the schema's and CEL's rules (`replication.n <= replicas` and
+//! They are the schema's and CEL's rules (`replication.factor <= replicas` and
 //! `partitions >= replicas` among them), so that the local platform, which
 //! has no API server, and the operator's status report the same sentences.
 
@@ -18,15 +18,15 @@ pub enum SpecError {
         replicas: i32,
     },
 
-    /// `replication.n` is 0.
+    /// `replication.factor` is 0.
     #[error(
-        "spec.replication.n is 0, but every key needs at least 1 replica: set spec.replication.n to 1 or more (3 is usual)"
+        "spec.replication.factor is 0, but every key needs at least 1 replica: set spec.replication.factor to 1 or more (3 is usual)"
     )]
     ReplicationFactorZero,
 
-    /// `replication.r` is not in `1..=n`.
+    /// `replication.readQuorum` is not in `1..=factor`.
     #[error(
-        "spec.replication.r is {r}, but a read can wait for 1 to spec.replication.n ({n}) replicas: set r between 1 and {n}, or raise n"
+        "spec.replication.readQuorum is {r}, but a read can wait for 1 to spec.replication.factor ({n}) replicas: set spec.replication.readQuorum between 1 and {n}, or raise spec.replication.factor"
     )]
     ReadQuorumOutOfRange {
         /// The requested read quorum.
@@ -35,9 +35,9 @@ pub enum SpecError {
         n: u32,
     },
 
-    /// `replication.w` is not in `1..=n`.
+    /// `replication.writeQuorum` is not in `1..=factor`.
     #[error(
-        "spec.replication.w is {w}, but a write can wait for 1 to spec.replication.n ({n}) replicas: set w between 1 and {n}, or raise n"
+        "spec.replication.writeQuorum is {w}, but a write can wait for 1 to spec.replication.factor ({n}) replicas: set spec.replication.writeQuorum between 1 and {n}, or raise spec.replication.factor"
     )]
     WriteQuorumOutOfRange {
         /// The requested write quorum.
@@ -56,9 +56,9 @@ pub enum SpecError {
         partitions: u32,
     },
 
-    /// `replication.n` is larger than `replicas`.
+    /// `replication.factor` is larger than `replicas`.
     #[error(
-        "spec.replication.n is {n}, but the cluster has only {replicas} nodes (spec.replicas), so a key cannot get {n} distinct replicas: set spec.replicas to at least {n} or lower spec.replication.n"
+        "spec.replication.factor is {n}, but the cluster has only {replicas} nodes (spec.replicas), so a key cannot get {n} distinct replicas: set spec.replicas to at least {n} or lower spec.replication.factor"
     )]
     ReplicationExceedsReplicas {
         /// The replication factor.
@@ -135,7 +135,7 @@ impl DynamoClusterSpec {
     /// use dynamo_crd::{DynamoClusterSpec, SpecError};
     ///
     /// let mut spec = DynamoClusterSpec::with_replicas(3);
-    /// spec.replication.r = 4;
+    /// spec.replication.read_quorum = 4;
     /// assert_eq!(spec.validate(), Err(SpecError::ReadQuorumOutOfRange { r: 4, n: 3 }));
     /// ```
     pub fn validate(&self) -> Result<(), SpecError> {
@@ -145,19 +145,19 @@ impl DynamoClusterSpec {
                 replicas: self.replicas,
             });
         }
-        if replication.n == 0 {
+        if replication.factor == 0 {
             return Err(SpecError::ReplicationFactorZero);
         }
-        if !(1..=replication.n).contains(&replication.r) {
+        if !(1..=replication.factor).contains(&replication.read_quorum) {
             return Err(SpecError::ReadQuorumOutOfRange {
-                r: replication.r,
-                n: replication.n,
+                r: replication.read_quorum,
+                n: replication.factor,
             });
         }
-        if !(1..=replication.n).contains(&replication.w) {
+        if !(1..=replication.factor).contains(&replication.write_quorum) {
             return Err(SpecError::WriteQuorumOutOfRange {
-                w: replication.w,
-                n: replication.n,
+                w: replication.write_quorum,
+                n: replication.factor,
             });
         }
         if dynamo_ring::check_partitions(u64::from(self.partitions)).is_err() {
@@ -186,9 +186,9 @@ impl DynamoClusterSpec {
         if self.topology_key() == Some("") {
             return Err(SpecError::EmptyTopologyKey);
         }
-        if i64::from(replication.n) > i64::from(self.replicas) {
+        if i64::from(replication.factor) > i64::from(self.replicas) {
             return Err(SpecError::ReplicationExceedsReplicas {
-                n: replication.n,
+                n: replication.factor,
                 replicas: self.replicas,
             });
         }
@@ -311,13 +311,16 @@ mod tests {
             &|s| s.replicas = 0,
             SpecError::TooFewReplicas { replicas: 0 },
         );
-        check(&|s| s.replication.n = 0, SpecError::ReplicationFactorZero);
         check(
-            &|s| s.replication.r = 0,
+            &|s| s.replication.factor = 0,
+            SpecError::ReplicationFactorZero,
+        );
+        check(
+            &|s| s.replication.read_quorum = 0,
             SpecError::ReadQuorumOutOfRange { r: 0, n: 3 },
         );
         check(
-            &|s| s.replication.w = 4,
+            &|s| s.replication.write_quorum = 4,
             SpecError::WriteQuorumOutOfRange { w: 4, n: 3 },
         );
         check(
@@ -362,15 +365,21 @@ mod tests {
             SpecError::EmptyTopologyKey,
         );
         check(
-            &|s| s.replication = crate::ReplicationSpec { n: 5, r: 3, w: 3 },
+            &|s| {
+                s.replication = crate::ReplicationSpec {
+                    factor: 5,
+                    read_quorum: 3,
+                    write_quorum: 3,
+                }
+            },
             SpecError::ReplicationExceedsReplicas { n: 5, replicas: 3 },
         );
         check(
             &|s| {
                 s.partitions = 2;
-                s.replication.n = 1;
-                s.replication.r = 1;
-                s.replication.w = 1;
+                s.replication.factor = 1;
+                s.replication.read_quorum = 1;
+                s.replication.write_quorum = 1;
             },
             SpecError::TooFewPartitions {
                 partitions: 2,

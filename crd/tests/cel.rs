@@ -39,7 +39,7 @@ fn minimal_and_example_specs_pass_every_rule() {
     assert_eq!(broken(json!({"replicas": 3}), None), Vec::<String>::new());
     assert_eq!(
         broken(
-            json!({"replicas": 5, "replication": {"n": 5, "r": 3, "w": 3}}),
+            json!({"replicas": 5, "replication": {"factor": 5, "readQuorum": 3, "writeQuorum": 3}}),
             None
         ),
         Vec::<String>::new()
@@ -47,7 +47,7 @@ fn minimal_and_example_specs_pass_every_rule() {
     for partitions in [1, 2, 256, 65536] {
         assert_eq!(
             broken(
-                json!({"replicas": 1, "partitions": partitions, "replication": {"n": 1, "r": 1, "w": 1}}),
+                json!({"replicas": 1, "partitions": partitions, "replication": {"factor": 1, "readQuorum": 1, "writeQuorum": 1}}),
                 None
             ),
             Vec::<String>::new(),
@@ -59,24 +59,27 @@ fn minimal_and_example_specs_pass_every_rule() {
 #[test]
 fn quorum_rules() {
     let errors = broken(
-        json!({"replicas": 3, "replication": {"n": 3, "r": 4}}),
+        json!({"replicas": 3, "replication": {"factor": 3, "readQuorum": 4}}),
         None,
     );
     assert_eq!(
         errors,
-        ["replication.r must not be greater than replication.n"]
-    );
-    let errors = broken(json!({"replicas": 3, "replication": {"w": 4}}), None);
-    assert_eq!(
-        errors,
-        ["replication.w must not be greater than replication.n"]
+        ["replication.readQuorum must not be greater than replication.factor"]
     );
     let errors = broken(
-        json!({"replicas": 3, "replication": {"n": 0, "r": 0, "w": 0}}),
+        json!({"replicas": 3, "replication": {"writeQuorum": 4}}),
+        None,
+    );
+    assert_eq!(
+        errors,
+        ["replication.writeQuorum must not be greater than replication.factor"]
+    );
+    let errors = broken(
+        json!({"replicas": 3, "replication": {"factor": 0, "readQuorum": 0, "writeQuorum": 0}}),
         None,
     );
     assert!(
-        errors.contains(&"replication.n must be at least 1".to_owned()),
+        errors.contains(&"replication.factor must be at least 1".to_owned()),
         "{errors:?}"
     );
 }
@@ -84,7 +87,7 @@ fn quorum_rules() {
 #[test]
 fn partitions_must_be_a_power_of_two() {
     for partitions in [0, 3, 100, 1000, 131072] {
-        let spec = json!({"replicas": 1, "partitions": partitions, "replication": {"n": 1, "r": 1, "w": 1}});
+        let spec = json!({"replicas": 1, "partitions": partitions, "replication": {"factor": 1, "readQuorum": 1, "writeQuorum": 1}});
         let errors = broken(spec, None);
         assert!(
             errors.contains(
@@ -118,10 +121,10 @@ fn rules_across_fields_refuse_too_few_nodes() {
     let errors = broken(json!({"replicas": 2}), None);
     assert_eq!(
         errors,
-        ["replication.n must not be greater than replicas: a key needs n distinct nodes"]
+        ["replication.factor must not be greater than replicas: a key needs factor distinct nodes"]
     );
     let errors = broken(
-        json!({"replicas": 8, "partitions": 4, "replication": {"n": 3}}),
+        json!({"replicas": 8, "partitions": 4, "replication": {"factor": 3}}),
         None,
     );
     assert_eq!(
@@ -131,8 +134,8 @@ fn rules_across_fields_refuse_too_few_nodes() {
     // Scaling below N is refused the same way (the scale subresource writes
     // spec.replicas and the API server validates the result).
     let errors = broken(
-        json!({"replicas": 2, "replication": {"n": 3}}),
-        Some(json!({"replicas": 3, "replication": {"n": 3}})),
+        json!({"replicas": 2, "replication": {"factor": 3}}),
+        Some(json!({"replicas": 3, "replication": {"factor": 3}})),
     );
     assert_eq!(errors.len(), 1, "{errors:?}");
 }

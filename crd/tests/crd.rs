@@ -128,9 +128,9 @@ fn printer_columns() {
             ("Replicas", ".spec.replicas", "integer"),
             ("Ready", ".status.readyReplicas", "integer"),
             ("Phase", ".status.phase", "string"),
-            ("N", ".spec.replication.n", "integer"),
-            ("R", ".spec.replication.r", "integer"),
-            ("W", ".spec.replication.w", "integer"),
+            ("N", ".spec.replication.factor", "integer"),
+            ("R", ".spec.replication.readQuorum", "integer"),
+            ("W", ".spec.replication.writeQuorum", "integer"),
             ("Epoch", ".status.epoch", "integer"),
             ("Age", ".metadata.creationTimestamp", "date"),
         ]
@@ -154,8 +154,8 @@ fn cel_rules_sit_on_their_fields_with_messages() {
     has(&partitions, PARTITIONS_POWER_OF_TWO_RULE, "power of two");
     has(&partitions, PARTITIONS_IMMUTABLE_RULE, "immutable");
     has(&replication, N_AT_LEAST_ONE_RULE, "at least 1");
-    has(&replication, R_AT_MOST_N_RULE, "replication.r");
-    has(&replication, W_AT_MOST_N_RULE, "replication.w");
+    has(&replication, R_AT_MOST_N_RULE, "replication.readQuorum");
+    has(&replication, W_AT_MOST_N_RULE, "replication.writeQuorum");
 
     // The immutability rule is a transition rule on the field itself.
     assert_eq!(PARTITIONS_IMMUTABLE_RULE, "self == oldSelf");
@@ -163,7 +163,7 @@ fn cel_rules_sit_on_their_fields_with_messages() {
     // Rules across fields sit on the spec, so `kubectl apply` and
     // `kubectl scale` are refused at once.
     let across = rules(&spec);
-    has(&across, N_AT_MOST_REPLICAS_RULE, "replication.n");
+    has(&across, N_AT_MOST_REPLICAS_RULE, "replication.factor");
     has(&across, PARTITIONS_AT_LEAST_REPLICAS_RULE, "partitions");
 
     // These are all the rules.
@@ -248,7 +248,10 @@ fn only_replicas_is_required_and_the_rest_has_defaults() {
     let properties = &spec["properties"];
     let defaults = [
         ("partitions", json!(256)),
-        ("replication", json!({"n": 3, "r": 2, "w": 2})),
+        (
+            "replication",
+            json!({"factor": 3, "readQuorum": 2, "writeQuorum": 2}),
+        ),
         ("storage", json!({"size": "10Gi"})),
         ("gossipIntervalMs", json!(1000)),
         ("antiEntropyIntervalMs", json!(60000)),

@@ -69,7 +69,11 @@ fn n5_example_has_five_copies_and_quorums_of_three() {
     let spec = load("dynamocluster-n5.yaml").spec;
     assert_eq!(spec.replicas, 5);
     assert_eq!(
-        (spec.replication.n, spec.replication.r, spec.replication.w),
+        (
+            spec.replication.factor,
+            spec.replication.read_quorum,
+            spec.replication.write_quorum
+        ),
         (5, 3, 3)
     );
 }

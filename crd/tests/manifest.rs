@@ -38,7 +38,11 @@ fn replicas_alone_is_a_complete_manifest() {
     assert_eq!(spec.image, DEFAULT_IMAGE);
     assert_eq!(spec.partitions, 256);
     assert_eq!(
-        (spec.replication.n, spec.replication.r, spec.replication.w),
+        (
+            spec.replication.factor,
+            spec.replication.read_quorum,
+            spec.replication.write_quorum
+        ),
         (3, 2, 2)
     );
     assert_eq!(spec.storage.size, "10Gi");
@@ -55,11 +59,16 @@ fn replicas_alone_is_a_complete_manifest() {
 
 #[test]
 fn partial_sections_keep_their_other_defaults() {
-    let cluster =
-        parse("replicas: 5\nreplication:\n  n: 5\nzones: {}\nstorage:\n  storageClassName: fast");
+    let cluster = parse(
+        "replicas: 5\nreplication:\n  factor: 5\nzones: {}\nstorage:\n  storageClassName: fast",
+    );
     let spec = &cluster.spec;
     assert_eq!(
-        (spec.replication.n, spec.replication.r, spec.replication.w),
+        (
+            spec.replication.factor,
+            spec.replication.read_quorum,
+            spec.replication.write_quorum
+        ),
         (5, 2, 2)
     );
     assert_eq!(spec.topology_key(), Some("topology.kubernetes.io/zone"));
@@ -70,19 +79,27 @@ fn partial_sections_keep_their_other_defaults() {
 
 #[test]
 fn read_quorum_above_n_is_rejected_with_a_fix() {
-    let error = invalid("replicas: 3\nreplication:\n  n: 3\n  r: 4");
+    let error = invalid("replicas: 3\nreplication:\n  factor: 3\n  readQuorum: 4");
     assert_eq!(error, SpecError::ReadQuorumOutOfRange { r: 4, n: 3 });
     let message = error.to_string();
-    assert!(message.contains("spec.replication.r is 4"), "{message}");
-    assert!(message.contains("set r between 1 and 3"), "{message}");
+    assert!(
+        message.contains("spec.replication.readQuorum is 4"),
+        "{message}"
+    );
+    assert!(
+        message.contains("set spec.replication.readQuorum between 1 and 3"),
+        "{message}"
+    );
 }
 
 #[test]
 fn write_quorum_above_n_is_rejected_with_a_fix() {
-    let error = invalid("replicas: 3\nreplication:\n  w: 5");
+    let error = invalid("replicas: 3\nreplication:\n  writeQuorum: 5");
     assert_eq!(error, SpecError::WriteQuorumOutOfRange { w: 5, n: 3 });
     assert!(
-        error.to_string().contains("set w between 1 and 3"),
+        error
+            .to_string()
+            .contains("set spec.replication.writeQuorum between 1 and 3"),
         "{error}"
     );
 }
@@ -110,7 +127,7 @@ fn n_above_replicas_is_rejected_with_a_fix() {
     let message = error.to_string();
     assert!(message.contains("only 2 nodes"), "{message}");
     assert!(
-        message.contains("set spec.replicas to at least 3 or lower spec.replication.n"),
+        message.contains("set spec.replicas to at least 3 or lower spec.replication.factor"),
         "{message}"
     );
 }
@@ -162,6 +179,62 @@ fn unknown_fields_are_named() {
         matches!(&error, ManifestError::UnknownField { path } if path == "spec.tolerations.1.efect"),
         "{error}"
     );
+}
+
+#[test]
+fn unquoted_factor_is_a_number() {
+    // `factor` means the same in YAML 1.1 and 1.2: no quotes needed.
+    let spec: DynamoClusterSpec = serde_yaml::from_str(
+        "replicas: 3\nreplication:\n  factor: 3\n  readQuorum: 2\n  writeQuorum: 1\n",
+    )
+    .expect("the spec parses");
+    assert_eq!(
+        (
+            spec.replication.factor,
+            spec.replication.read_quorum,
+            spec.replication.write_quorum
+        ),
+        (3, 2, 1)
+    );
+    assert_eq!(
+        parse("replicas: 3\nreplication:\n  factor: 3")
+            .spec
+            .replication
+            .factor,
+        3
+    );
+}
+
+#[test]
+fn old_replication_names_are_refused() {
+    // serde alone: the spec refuses unknown replication fields rather than
+    // running with the defaults.
+    let error = serde_yaml::from_str::<DynamoClusterSpec>("replicas: 5\nreplication:\n  n: 5\n")
+        .expect_err("an old name");
+    let message = error.to_string();
+    assert!(message.contains("unknown field `n`"), "{message}");
+    assert!(message.contains("`factor`"), "{message}");
+
+    // The manifest reader names the field that replaced it.
+    for (old, now) in [
+        ("n", "spec.replication.factor"),
+        ("r", "spec.replication.readQuorum"),
+        ("w", "spec.replication.writeQuorum"),
+    ] {
+        let error = DynamoCluster::from_yaml(&manifest(&format!(
+            "replicas: 5\nreplication:\n  \"{old}\": 2"
+        )))
+        .expect_err("an old name");
+        assert!(
+            matches!(&error, ManifestError::RenamedField { path, now: found }
+                if *path == format!("spec.replication.{old}") && *found == now),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains(&format!("calls `{now}`")),
+            "{error}"
+        );
+    }
 }
 
 #[test]

@@ -442,15 +442,15 @@ pub fn read_manifest(path: &Path) -> Result<(Shape, Vec<String>), LocalError> {
         name,
         replicas: usize::try_from(spec.replicas).unwrap_or(0),
         partitions: spec.partitions,
-        n: spec.replication.n,
-        r: spec.replication.r,
-        w: spec.replication.w,
+        n: spec.replication.factor,
+        r: spec.replication.read_quorum,
+        w: spec.replication.write_quorum,
     };
     let args = vec![
         format!("--partitions={}", spec.partitions),
-        format!("--n={}", spec.replication.n),
-        format!("--r={}", spec.replication.r),
-        format!("--w={}", spec.replication.w),
+        format!("--n={}", spec.replication.factor),
+        format!("--r={}", spec.replication.read_quorum),
+        format!("--w={}", spec.replication.write_quorum),
         format!("--durability={}", spec.durability.as_str()),
     ];
     Ok((shape, args))

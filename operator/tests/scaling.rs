@@ -119,7 +119,7 @@ impl Drop for Operator {
 
 fn manifest(replicas: usize) -> String {
     format!(
-        "apiVersion: dynamokv.io/v1alpha1\nkind: DynamoCluster\nmetadata:\n  name: {NAME}\nspec:\n  replicas: {replicas}\n  partitions: {PARTITIONS}\n  replication:\n    n: 2\n    r: 1\n    w: 2\n"
+        "apiVersion: dynamokv.io/v1alpha1\nkind: DynamoCluster\nmetadata:\n  name: {NAME}\nspec:\n  replicas: {replicas}\n  partitions: {PARTITIONS}\n  replication:\n    factor: 2\n    readQuorum: 1\n    writeQuorum: 2\n"
     )
 }
 

@@ -81,7 +81,7 @@ class KubeLoader(yaml.SafeLoader):
     """Reads YAML as kubectl and Helm do (sigs.k8s.io/yaml, YAML 1.1).
 
     Unlike PyYAML they also read a bare y, Y, n or N as a boolean, so that
-    `replication: {n: 5}` reaches the API server as `{"false": 5}`. Loading
+    an old manifest's `replication: {n: 5}` reaches the API server as `{"false": 5}`. Loading
     manifests this way makes the check see what the cluster would see.
     """
 
@@ -394,7 +394,7 @@ def kube_safe_yaml(text: str) -> str:
 
     crdgen writes YAML 1.2, where `n:` is the string "n"; kubectl and Helm
     read YAML 1.1, where it is the boolean false, which would turn the
-    `replication.n` property into "false" and the printer column `N` into
+    printer column `N` (or any property named `n`) into
     false. Quoting changes nothing for a
     YAML 1.2 reader (checked by the caller).
     """
@@ -407,7 +407,7 @@ def crd_file_text(crdgen_output: str) -> str:
     header = (
         "# The DynamoCluster CustomResourceDefinition: the output of\n"
         "# `cargo run -p dynamo-crd --bin crdgen`, with keys that YAML 1.1 would read\n"
-        '# as booleans quoted (`"n":`, `name: "N"`), as kubectl and Helm parse YAML 1.1.\n'
+        '# as booleans quoted (such as `name: "N"`), as kubectl and Helm parse YAML 1.1.\n'
         "# Do not edit: regenerate with scripts/chart-check/update-crd. CI\n"
         "# (.ci/chart-check) fails when this file differs from crdgen's output.\n"
     )

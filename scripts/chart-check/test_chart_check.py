@@ -182,7 +182,7 @@ class BrokenCopyTest(unittest.TestCase):
         self.assert_fails_with(r"DynamoCluster/zoned: does not match the DynamoCluster CRD: spec\.zones: .*'topologykey' was unexpected")
 
     def test_unquoted_n_is_read_as_false(self) -> None:
-        self.edit("examples/dynamocluster-n5.yaml", '"n": 5', "n: 5")
+        self.edit("examples/dynamocluster-n5.yaml", "factor: 5", "n: 5")
         self.assert_fails_with(r"DynamoCluster/five: keys spec\.replication\.<false> are read as booleans by kubectl and Helm")
 
     def test_values_schema_that_accepts_anything(self) -> None:

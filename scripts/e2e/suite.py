@@ -284,8 +284,8 @@ class Suite:
                 raise Failure(f"a StatefulSet was made for the refused spec {spec}")
             self.kubectl("delete", "dyc", "bad", "--wait=true", timeout=60)
         refused_by_api = [
-            ({"replicas": 3, "replication": {"n": 3, "r": 4, "w": 2}}, "replication.r must not be greater than replication.n"),
-            ({"replicas": 2, "replication": {"n": 3, "r": 2, "w": 2}}, "replication.n must not be greater than replicas"),
+            ({"replicas": 3, "replication": {"factor": 3, "readQuorum": 4, "writeQuorum": 2}}, "replication.readQuorum must not be greater than replication.factor"),
+            ({"replicas": 2, "replication": {"factor": 3, "readQuorum": 2, "writeQuorum": 2}}, "replication.factor must not be greater than replicas"),
             ({"replicas": 3, "partitions": 2}, "partitions must not be fewer than replicas"),
             ({"replicas": 3, "image": ""}, "spec.image"),
             ({"replicas": 3, "partitions": 100}, "partitions must be a power of two"),
@@ -299,8 +299,8 @@ class Suite:
         # Scaling below N is refused at once too (the scale subresource's
         # result is validated like any update).
         result = self.kubectl("scale", "dyc/demo", "--replicas=2", check=False)
-        if result.returncode == 0 or "replication.n must not be greater than replicas" not in result.stdout + result.stderr:
-            raise Failure(f"kubectl scale below replication.n was not refused: {result.stdout}{result.stderr}")
+        if result.returncode == 0 or "replication.factor must not be greater than replicas" not in result.stdout + result.stderr:
+            raise Failure(f"kubectl scale below replication.factor was not refused: {result.stdout}{result.stderr}")
         result = self.kubectl("patch", "dyc", "demo", "--type=merge", "-p", '{"spec":{"partitions":512}}', check=False)
         if result.returncode == 0:
             raise Failure("the API server let spec.partitions change")

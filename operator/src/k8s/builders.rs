@@ -111,7 +111,7 @@ pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
 /// live replicas. When N equals W no pod could ever be drained, so one is
 /// allowed and the second value is true (the operator warns about it).
 pub fn disruption_allowance(replication: &ReplicationSpec) -> (i32, bool) {
-    let spare = replication.n.saturating_sub(replication.w);
+    let spare = replication.factor.saturating_sub(replication.write_quorum);
     if spare == 0 {
         (1, true)
     } else {

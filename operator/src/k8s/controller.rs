@@ -428,9 +428,9 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         name: name.clone(),
         replicas: usize::try_from(spec.replicas).unwrap_or(0),
         partitions: spec.partitions,
-        n: spec.replication.n,
-        r: spec.replication.r,
-        w: spec.replication.w,
+        n: spec.replication.factor,
+        r: spec.replication.read_quorum,
+        w: spec.replication.write_quorum,
     };
     let admin = match (&spec.tls, &ctx.admin_tls) {
         (Some(_), Some(admin_tls)) => Arc::clone(admin_tls),
@@ -535,8 +535,8 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
             EventType::Warning,
             "DisruptionBudgetRelaxed",
             format!(
-                "replication.n equals replication.w ({}), so any voluntary disruption makes some writes fail; the PodDisruptionBudget still allows 1 pod down so nodes can be drained: lower spec.replication.w or raise spec.replication.n",
-                spec.replication.w
+                "replication.factor equals replication.writeQuorum ({}), so any voluntary disruption makes some writes fail; the PodDisruptionBudget still allows 1 pod down so nodes can be drained: lower spec.replication.writeQuorum or raise spec.replication.factor",
+                spec.replication.write_quorum
             ),
         )
         .await;

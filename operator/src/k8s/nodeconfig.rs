@@ -61,9 +61,9 @@ fn render(cluster: &ValidatedCluster, members: &[LaunchMember], seeds: &[String]
         data_dir: names::DATA_DIR,
         partitions: spec.partitions,
         replication: Replication {
-            n: spec.replication.n,
-            r: spec.replication.r,
-            w: spec.replication.w,
+            n: spec.replication.factor,
+            r: spec.replication.read_quorum,
+            w: spec.replication.write_quorum,
         },
         durability: spec.durability.as_str(),
         background: Background {

@@ -142,8 +142,9 @@ pub fn build_status(
         .count();
     let replication = observation.replication;
     let tolerated = replication
-        .n
-        .saturating_sub(replication.r.max(replication.w)) as usize;
+        .factor
+        .saturating_sub(replication.read_quorum.max(replication.write_quorum))
+        as usize;
     let converging = driver.step != Step::Idle;
 
     let available = if !driver.bootstrapped || ring_size == 0 {
@@ -167,7 +168,7 @@ pub fn build_status(
             "TooFewReadyNodes",
             format!(
                 "{ready_members} of {ring_size} nodes are ready; some keys may not reach R={} or W={}",
-                replication.r, replication.w
+                replication.read_quorum, replication.write_quorum
             ),
         )
     };
@@ -309,7 +310,11 @@ mod tests {
         let observation = Observation {
             name: "demo",
             generation: Some(2),
-            replication: ReplicationSpec { n: 3, r: 2, w: 2 },
+            replication: ReplicationSpec {
+                factor: 3,
+                read_quorum: 2,
+                write_quorum: 2,
+            },
             state: &state,
             pods: &pods,
             ring: Some(&ring),
@@ -336,12 +341,16 @@ mod tests {
         let pods = BTreeMap::new();
         let problem = Problem {
             reason: "ReplicationExceedsReplicas".into(),
-            message: "spec.replication.n is 3, but the cluster has only 2 nodes".into(),
+            message: "spec.replication.factor is 3, but the cluster has only 2 nodes".into(),
         };
         let observation = Observation {
             name: "demo",
             generation: Some(1),
-            replication: ReplicationSpec { n: 3, r: 2, w: 2 },
+            replication: ReplicationSpec {
+                factor: 3,
+                read_quorum: 2,
+                write_quorum: 2,
+            },
             state: &state,
             pods: &pods,
             ring: None,

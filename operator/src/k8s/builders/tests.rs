@@ -15,7 +15,7 @@ metadata:
 spec:
   replicas: 5
   partitions: 64
-  replication: {"n": 5, "r": 3, "w": 3}
+  replication: {"factor": 5, "readQuorum": 3, "writeQuorum": 3}
   storage: {size: 20Gi, storageClassName: fast}
   zones: {topologyKey: topology.kubernetes.io/zone}
   pvcPolicyOnScaleDown: Delete
@@ -32,7 +32,7 @@ metadata:
   namespace: bank
 spec:
   replicas: 3
-  replication: {"n": 3, "r": 1, "w": 3}
+  replication: {"factor": 3, "readQuorum": 1, "writeQuorum": 3}
 "#;
 
 fn validated(yaml: &str) -> ValidatedCluster {
