@@ -23,6 +23,7 @@
 mod formats;
 mod manifest;
 mod network;
+mod pools;
 mod spec;
 mod status;
 mod tls;
@@ -32,14 +33,18 @@ mod yaml;
 pub use kube::CustomResourceExt;
 pub use manifest::ManifestError;
 pub use network::NetworkPolicySpec;
+pub use pools::{
+    DEFAULT_POOL_WEIGHT, MAX_POOL_NAME_LEN, MAX_POOL_WEIGHT, POOL_NAME_PATTERN,
+    POOL_NAMES_UNIQUE_RULE, PoolSpec, is_pool_name,
+};
 pub use spec::{
     DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_GOSSIP_INTERVAL_MS, DEFAULT_IMAGE, DEFAULT_N,
     DEFAULT_PARTITIONS, DEFAULT_R, DEFAULT_STORAGE_SIZE, DEFAULT_TOMBSTONE_GRACE_SECONDS,
     DEFAULT_TOPOLOGY_KEY, DEFAULT_W, Durability, DynamoCluster, DynamoClusterSpec, ImagePullPolicy,
     MAX_PARTITIONS, N_AT_LEAST_ONE_RULE, N_AT_MOST_REPLICAS_RULE,
     PARTITIONS_AT_LEAST_REPLICAS_RULE, PARTITIONS_IMMUTABLE_RULE, PARTITIONS_POWER_OF_TWO_RULE,
-    PvcPolicy, QUANTITY_PATTERN, R_AT_MOST_N_RULE, ReplicationSpec, StorageSpec, W_AT_MOST_N_RULE,
-    ZonesSpec,
+    POOLS_SUM_TO_REPLICAS_RULE, PvcPolicy, QUANTITY_PATTERN, R_AT_MOST_N_RULE, ReplicationSpec,
+    StorageSpec, W_AT_MOST_N_RULE, ZonesSpec,
 };
 pub use status::{
     CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING, ClusterPhase,

@@ -15,6 +15,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::network::NetworkPolicySpec;
+use crate::pools::{POOL_NAMES_UNIQUE_RULE, PoolSpec};
 use crate::status::DynamoClusterStatus;
 use crate::tls::TlsSpec;
 
@@ -58,6 +59,9 @@ pub const W_AT_MOST_N_RULE: &str = "self.writeQuorum <= self.factor";
 pub const N_AT_MOST_REPLICAS_RULE: &str = "self.replication.factor <= self.replicas";
 /// CEL rule on the spec: every node can own a partition.
 pub const PARTITIONS_AT_LEAST_REPLICAS_RULE: &str = "self.partitions >= self.replicas";
+
+/// CEL rule on the spec: with pools, `replicas` is the sum of the pools'.
+pub const POOLS_SUM_TO_REPLICAS_RULE: &str = "!has(self.pools) || size(self.pools) == 0 || self.replicas == self.pools.map(p, p.replicas).sum()";
 
 /// Desired state of a DynamoCluster: the number of nodes, the ring's
 /// partitions, the N/R/W quorums, storage and scheduling of the nodes.
@@ -135,6 +139,9 @@ pub const PARTITIONS_AT_LEAST_REPLICAS_RULE: &str = "self.partitions >= self.rep
         .field_path(".replication.factor"),
     validation = Rule::new(PARTITIONS_AT_LEAST_REPLICAS_RULE)
         .message("partitions must not be fewer than replicas: every node must be able to own a partition")
+        .field_path(".replicas"),
+    validation = Rule::new(POOLS_SUM_TO_REPLICAS_RULE)
+        .message("with pools, replicas must equal the sum of the pools' replicas: scale a pool by editing its replicas")
         .field_path(".replicas")
 )]
 #[schemars(transform = crate::formats::kubernetes_integer_formats)]
@@ -233,6 +240,17 @@ pub struct DynamoClusterSpec {
     /// policy when not set; removing the field deletes one made before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_policy: Option<NetworkPolicySpec>,
+
+    /// Node pools, each with its own replicas, capacity weight, resources,
+    /// storage and scheduling. Without pools the cluster is one pool made of
+    /// the top-level fields. With pools, `replicas` must equal the sum of the
+    /// pools' replicas.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(
+        validation = Rule::new(POOL_NAMES_UNIQUE_RULE)
+            .message("pool names must be unique")
+    )]
+    pub pools: Vec<PoolSpec>,
 
     /// Mutual TLS for all gRPC traffic, from a Secret with the nodes'
     /// certificate. Plaintext when not set (the nodes warn at start).
@@ -400,6 +418,7 @@ impl DynamoClusterSpec {
             durability: Durability::default(),
             pvc_policy_on_scale_down: PvcPolicy::default(),
             network_policy: None,
+            pools: Vec::new(),
             tls: None,
         }
     }

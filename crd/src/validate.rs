@@ -111,6 +111,55 @@ pub enum SpecError {
         field: &'static str,
     },
 
+    /// Two pools share a name.
+    #[error("spec.pools has two pools named {name:?}: pool names must be unique")]
+    DuplicatePool {
+        /// The repeated name.
+        name: String,
+    },
+
+    /// A pool's name is not a DNS label.
+    #[error(
+        "spec.pools has a pool named {name:?}, but a pool name must be a DNS label of at most {max} characters (lower-case letters, digits and '-'): rename it",
+        max = crate::MAX_POOL_NAME_LEN
+    )]
+    InvalidPoolName {
+        /// The pool's name.
+        name: String,
+    },
+
+    /// A pool's weight is not in `1..=16`.
+    #[error(
+        "pool {name:?} has weight {weight}, but a capacity weight is from 1 to {max}: set spec.pools[].weight in that range",
+        max = crate::MAX_POOL_WEIGHT
+    )]
+    PoolWeightOutOfRange {
+        /// The pool's name.
+        name: String,
+        /// The requested weight.
+        weight: u32,
+    },
+
+    /// A pool's replicas is negative.
+    #[error("pool {name:?} has replicas {replicas}: set it to 0 or more")]
+    NegativePoolReplicas {
+        /// The pool's name.
+        name: String,
+        /// The requested number of nodes.
+        replicas: i32,
+    },
+
+    /// `replicas` is not the sum of the pools' replicas.
+    #[error(
+        "spec.replicas is {replicas}, but the pools have {total} nodes in all: with pools, set spec.replicas to {total} (scale a pool by editing its replicas)"
+    )]
+    PoolReplicasMismatch {
+        /// `spec.replicas`.
+        replicas: i32,
+        /// The sum of the pools' replicas.
+        total: i64,
+    },
+
     /// `zones.topologyKey` is empty.
     #[error(
         "spec.zones.topologyKey is empty: name a node label such as \"topology.kubernetes.io/zone\", or remove spec.zones"
@@ -140,6 +189,7 @@ impl DynamoClusterSpec {
     /// ```
     pub fn validate(&self) -> Result<(), SpecError> {
         let replication = self.replication;
+        self.validate_pools()?;
         if self.replicas < 1 {
             return Err(SpecError::TooFewReplicas {
                 replicas: self.replicas,
@@ -196,6 +246,48 @@ impl DynamoClusterSpec {
             return Err(SpecError::TooFewPartitions {
                 partitions: self.partitions,
                 replicas: self.replicas,
+            });
+        }
+        Ok(())
+    }
+
+    /// The pool rules: unique DNS-label names, weights in range, replicas
+    /// not negative and summing to `replicas`. With `replicas` equal to the
+    /// total, the replication and partition rules below hold for the total.
+    fn validate_pools(&self) -> Result<(), SpecError> {
+        if self.pools.is_empty() {
+            return Ok(());
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for pool in &self.pools {
+            if !crate::is_pool_name(&pool.name) {
+                return Err(SpecError::InvalidPoolName {
+                    name: pool.name.clone(),
+                });
+            }
+            if !names.insert(pool.name.as_str()) {
+                return Err(SpecError::DuplicatePool {
+                    name: pool.name.clone(),
+                });
+            }
+            if !(1..=crate::MAX_POOL_WEIGHT).contains(&pool.weight) {
+                return Err(SpecError::PoolWeightOutOfRange {
+                    name: pool.name.clone(),
+                    weight: pool.weight,
+                });
+            }
+            if pool.replicas < 0 {
+                return Err(SpecError::NegativePoolReplicas {
+                    name: pool.name.clone(),
+                    replicas: pool.replicas,
+                });
+            }
+        }
+        let total: i64 = self.pools.iter().map(|pool| i64::from(pool.replicas)).sum();
+        if total != i64::from(self.replicas) {
+            return Err(SpecError::PoolReplicasMismatch {
+                replicas: self.replicas,
+                total,
             });
         }
         Ok(())
@@ -291,6 +383,84 @@ mod tests {
                 .join(", ")
         );
         assert_eq!(crate::spec::PARTITIONS_POWER_OF_TWO_RULE, listed);
+    }
+
+    fn pool(name: &str, replicas: i32, weight: u32) -> crate::PoolSpec {
+        serde_json::from_value(
+            serde_json::json!({"name": name, "replicas": replicas, "weight": weight}),
+        )
+        .expect("a pool")
+    }
+
+    #[test]
+    fn pool_rules() {
+        let mut spec = DynamoClusterSpec::with_replicas(5);
+        spec.pools = vec![pool("small", 3, 1), pool("big", 2, 2)];
+        assert_eq!(spec.validate(), Ok(()));
+
+        let broken = |edit: &dyn Fn(&mut DynamoClusterSpec), expected: SpecError| {
+            let mut changed = spec.clone();
+            edit(&mut changed);
+            assert_eq!(changed.validate(), Err(expected));
+        };
+        broken(
+            &|s| s.pools[1].name = "small".into(),
+            SpecError::DuplicatePool {
+                name: "small".into(),
+            },
+        );
+        broken(
+            &|s| s.pools[1].name = "Big".into(),
+            SpecError::InvalidPoolName { name: "Big".into() },
+        );
+        broken(
+            &|s| s.pools[1].weight = 17,
+            SpecError::PoolWeightOutOfRange {
+                name: "big".into(),
+                weight: 17,
+            },
+        );
+        broken(
+            &|s| s.pools[0].weight = 0,
+            SpecError::PoolWeightOutOfRange {
+                name: "small".into(),
+                weight: 0,
+            },
+        );
+        broken(
+            &|s| s.pools[1].replicas = -1,
+            SpecError::NegativePoolReplicas {
+                name: "big".into(),
+                replicas: -1,
+            },
+        );
+        broken(
+            &|s| s.replicas = 6,
+            SpecError::PoolReplicasMismatch {
+                replicas: 6,
+                total: 5,
+            },
+        );
+        // The replication factor and partitions count against the total.
+        broken(
+            &|s| {
+                s.pools = vec![pool("small", 1, 1), pool("big", 1, 2)];
+                s.replicas = 2;
+            },
+            SpecError::ReplicationExceedsReplicas { n: 3, replicas: 2 },
+        );
+        broken(
+            &|s| s.partitions = 4,
+            SpecError::TooFewPartitions {
+                partitions: 4,
+                replicas: 5,
+            },
+        );
+        // A pool may be empty (on its way out) while the others hold the nodes.
+        let mut draining = spec.clone();
+        draining.pools[1].replicas = 0;
+        draining.replicas = 3;
+        assert_eq!(draining.validate(), Ok(()));
     }
 
     #[test]

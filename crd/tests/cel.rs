@@ -139,3 +139,29 @@ fn rules_across_fields_refuse_too_few_nodes() {
     );
     assert_eq!(errors.len(), 1, "{errors:?}");
 }
+
+#[test]
+fn pool_rules() {
+    let pools = json!([
+        {"name": "small", "replicas": 3},
+        {"name": "big", "replicas": 2, "weight": 2}
+    ]);
+    assert_eq!(
+        broken(json!({"replicas": 5, "pools": pools}), None),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        broken(json!({"replicas": 4, "pools": pools}), None),
+        [
+            "with pools, replicas must equal the sum of the pools' replicas: scale a pool by editing its replicas"
+        ]
+    );
+    let same_names = json!([
+        {"name": "a", "replicas": 2},
+        {"name": "a", "replicas": 2}
+    ]);
+    assert_eq!(
+        broken(json!({"replicas": 4, "pools": same_names}), None),
+        ["pool names must be unique"]
+    );
+}

@@ -4,7 +4,7 @@
 use dynamo_crd::{
     CustomResourceExt, DynamoCluster, N_AT_LEAST_ONE_RULE, N_AT_MOST_REPLICAS_RULE,
     PARTITIONS_AT_LEAST_REPLICAS_RULE, PARTITIONS_IMMUTABLE_RULE, PARTITIONS_POWER_OF_TWO_RULE,
-    R_AT_MOST_N_RULE, W_AT_MOST_N_RULE,
+    POOL_NAMES_UNIQUE_RULE, POOLS_SUM_TO_REPLICAS_RULE, R_AT_MOST_N_RULE, W_AT_MOST_N_RULE,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceDefinition, CustomResourceDefinitionVersion,
@@ -165,11 +165,17 @@ fn cel_rules_sit_on_their_fields_with_messages() {
     let across = rules(&spec);
     has(&across, N_AT_MOST_REPLICAS_RULE, "replication.factor");
     has(&across, PARTITIONS_AT_LEAST_REPLICAS_RULE, "partitions");
+    has(&across, POOLS_SUM_TO_REPLICAS_RULE, "sum of the pools");
+    has(
+        &rules(&spec["properties"]["pools"]),
+        POOL_NAMES_UNIQUE_RULE,
+        "unique",
+    );
 
     // These are all the rules.
     let mut found = Vec::new();
     all_rules(&schema(), "", &mut found);
-    assert_eq!(found.len(), 7, "{found:#?}");
+    assert_eq!(found.len(), 9, "{found:#?}");
 }
 
 /// Every `format` in the schema, with where it is.

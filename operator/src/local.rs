@@ -82,6 +82,15 @@ pub enum LocalError {
         #[source]
         source: SpecError,
     },
+    /// The manifest has node pools, which the local platform does not run yet.
+    #[error(
+        "{path} sets spec.pools, but the local platform does not run node pools yet: remove spec.pools and use spec.replicas",
+        path = path.display()
+    )]
+    PoolsNotRun {
+        /// The manifest.
+        path: PathBuf,
+    },
     /// The cluster's certificates cannot be made.
     #[error("TLS certificates: {0}")]
     Certificates(#[from] CertError),
@@ -436,6 +445,11 @@ pub fn read_manifest(path: &Path) -> Result<(Shape, Vec<String>), LocalError> {
             path: path.to_owned(),
             source,
         })?;
+    if !cluster.spec.pools.is_empty() {
+        return Err(LocalError::PoolsNotRun {
+            path: path.to_owned(),
+        });
+    }
     let spec = &cluster.spec;
     let name = cluster.metadata.name.clone().unwrap_or_default();
     let shape = Shape {

@@ -23,6 +23,11 @@ pub enum Refusal {
         /// The missing piece of metadata.
         missing: &'static str,
     },
+    /// The spec has pools, which this operator does not run yet.
+    #[error(
+        "spec.pools is set, but this operator does not run node pools yet: remove spec.pools and use the top-level replicas, resources and storage"
+    )]
+    PoolsNotRun,
 }
 
 impl Refusal {
@@ -35,6 +40,7 @@ impl Refusal {
             }
             Self::Spec(_) => "InvalidSpec",
             Self::Incomplete { .. } => "IncompleteMetadata",
+            Self::PoolsNotRun => "PoolsNotSupported",
         }
     }
 }
@@ -88,6 +94,9 @@ impl ValidatedCluster {
             .into());
         }
         spec.validate()?;
+        if !spec.pools.is_empty() {
+            return Err(Refusal::PoolsNotRun);
+        }
         Ok(Self {
             name,
             namespace,
@@ -152,6 +161,22 @@ mod tests {
         assert_eq!(
             selector_string("demo"),
             "app.kubernetes.io/component=node,app.kubernetes.io/instance=demo,app.kubernetes.io/name=dynamokv"
+        );
+    }
+
+    #[test]
+    fn a_cluster_with_pools_is_refused_until_pools_are_run() {
+        let mut pooled = cluster(3);
+        pooled.spec.pools = vec![
+            serde_json::from_value(serde_json::json!({"name": "a", "replicas": 3}))
+                .expect("a pool"),
+        ];
+        let refusal = ValidatedCluster::new(&pooled).expect_err("pools");
+        assert_eq!(refusal, Refusal::PoolsNotRun);
+        assert_eq!(refusal.reason(), "PoolsNotSupported");
+        assert!(
+            refusal.to_string().contains("remove spec.pools"),
+            "{refusal}"
         );
     }
 
