@@ -24,9 +24,11 @@ fn snapshot(cluster: &Cluster, i: usize) -> anyhow::Result<Vec<(Bytes, Vec<u8>)>
     let ring = node.ring();
     let mut all = Vec::new();
     for partition in 0..ring.partitions() {
-        for (key, _) in node.storage().scan_partition(partition, |_, _| true)? {
-            let set = node.storage().read(partition, &key)?;
-            all.push((key, codec::encode(&set)));
+        for n in ring.factors() {
+            for (key, _) in node.storage().scan_partition(partition, n, |_, _| true)? {
+                let set = node.storage().read(partition, &key)?;
+                all.push((key, codec::encode(&set)));
+            }
         }
     }
     all.sort();
@@ -159,7 +161,7 @@ async fn tombstones_are_dropped_only_when_every_replica_holds_them() -> anyhow::
     // Node 2 still holds the live value: nothing may be collected, and
     // anti-entropy must carry the tombstone to it, not the value back.
     let ring = cluster.node(0).node().ring();
-    let primary = ring.preference(ring.partition_of(b"doomed"))[0] as usize;
+    let primary = ring.preference(ring.partition_of(b"doomed"), ring.replication().n)[0] as usize;
     let pass = cluster
         .admin(primary)
         .await?

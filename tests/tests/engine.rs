@@ -12,7 +12,7 @@ const N3: Replication = Replication { n: 3, r: 2, w: 2 };
 fn replicas(cluster: &Cluster, key: &str) -> (Vec<usize>, usize) {
     let ring = cluster.node(0).node().ring();
     let preference: Vec<usize> = ring
-        .preference(ring.partition_of(key.as_bytes()))
+        .preference(ring.partition_of(key.as_bytes()), ring.replication().n)
         .iter()
         .map(|&m| m as usize)
         .collect();

@@ -729,6 +729,7 @@ mod tests {
         };
         Ring::try_from(pb::GetRingResponse {
             ring: Some(pb::Ring {
+                buckets: Vec::new(),
                 epoch: 3,
                 members: (0..3).map(member).collect(),
                 owners: vec![0, 1, 2, 0],
