@@ -297,6 +297,19 @@ impl Ring {
             .map(|index| &self.members[*index])
     }
 
+    /// The fallbacks of `partition` for a bucket with N = `n`: the walk
+    /// after its first `n` members.
+    ///
+    /// # Panics
+    ///
+    /// When `partition` is not below [`partitions`](Self::partitions).
+    pub fn bucket_fallbacks(&self, partition: usize, n: u32) -> impl Iterator<Item = &Member> {
+        let all = &self.preferences[partition];
+        all[self.bucket_preference(partition, n).len()..]
+            .iter()
+            .map(|index| &self.members[*index])
+    }
+
     /// Member indexes of the first `n` entries of the walk of `partition`.
     pub(crate) fn bucket_preference(&self, partition: usize, n: u32) -> &[usize] {
         let all = &self.preferences[partition];
