@@ -802,6 +802,7 @@ mod tests {
                     {"id": "dynamo-1", "address": "10.0.0.1:7400", "zone": "z1", "weight": 1, "partitions": 1},
                     {"id": "dynamo-2", "address": "10.0.0.2:7400", "zone": "z2", "weight": 1, "partitions": 1},
                 ],
+                "buckets": [],
             })
         );
         let full = parse(&super::ring(Format::Json, &ring, Some(ring.n())));
@@ -814,7 +815,7 @@ mod tests {
 
     #[test]
     fn ring_text() {
-        let text = super::ring(Format::Text, &sample_ring(), Some(3));
+        let text = super::ring(Format::Text, &sample_ring(), Some(2));
         assert!(
             text.starts_with("cluster: test\nepoch: 3\nQ=4 N=2 R=1 W=2\n\nMEMBER    ADDRESS"),
             "{text}"
