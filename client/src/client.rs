@@ -191,6 +191,25 @@ impl Client {
         })
     }
 
+    /// A handle on the keys of bucket `name`: the same operations, with the
+    /// bucket's N, R, W and durability, routed to the bucket's replicas.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn demo(client: dynamo_client::Client) -> dynamo_client::Result<()> {
+    /// let carts = client.bucket("carts");
+    /// carts.put("cart-1", "apples", None).await?;
+    /// let cart = carts.get("cart-1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn bucket(&self, name: impl Into<String>) -> Bucket {
+        Bucket {
+            client: self.clone(),
+            name: name.into(),
+        }
+    }
+
     /// Reads `key` with the cluster's default read quorum.
     ///
     /// # Errors
@@ -209,16 +228,31 @@ impl Client {
     /// [`Error::InvalidArgument`] for a bad key or quorum; otherwise, when
     /// no replica could answer, the most telling of their failures.
     pub async fn get_with(&self, key: impl AsRef<[u8]>, options: ReadOptions) -> Result<GetResult> {
-        let key = Bytes::copy_from_slice(key.as_ref());
+        self.get_in("", key.as_ref(), options).await
+    }
+
+    /// [`get_with`](Self::get_with) of a key of bucket `bucket`.
+    pub(crate) async fn get_in(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        options: ReadOptions,
+    ) -> Result<GetResult> {
+        let key = Bytes::copy_from_slice(key);
         let request = pb::GetRequest {
             key: key.clone(),
             r: quorum("r", options.r)?,
             forwarded: false,
+            bucket: bucket.to_owned(),
         };
         let response = self
-            .route("get", &key, request, |channel, request| async move {
-                kv(channel).get(request).await
-            })
+            .route(
+                "get",
+                bucket,
+                &key,
+                request,
+                |channel, request| async move { kv(channel).get(request).await },
+            )
             .await?;
         Ok(GetResult::from(response))
     }
@@ -254,19 +288,37 @@ impl Client {
         context: Option<&Context>,
         options: WriteOptions,
     ) -> Result<Context> {
-        let key = Bytes::copy_from_slice(key.as_ref());
+        self.put_in("", key.as_ref(), value.into(), context, options)
+            .await
+    }
+
+    /// [`put_with`](Self::put_with) of a key of bucket `bucket`.
+    pub(crate) async fn put_in(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        value: Bytes,
+        context: Option<&Context>,
+        options: WriteOptions,
+    ) -> Result<Context> {
+        let key = Bytes::copy_from_slice(key);
         let request = pb::PutRequest {
             key: key.clone(),
-            value: value.into(),
+            value,
             context: wire_context(context),
             w: quorum("w", options.w)?,
             durability: durability_to_proto(options.durability).into(),
             forwarded: false,
+            bucket: bucket.to_owned(),
         };
         let response = self
-            .route("put", &key, request, |channel, request| async move {
-                kv(channel).put(request).await
-            })
+            .route(
+                "put",
+                bucket,
+                &key,
+                request,
+                |channel, request| async move { kv(channel).put(request).await },
+            )
             .await?;
         Ok(Context::from_bytes(response.context))
     }
@@ -300,23 +352,40 @@ impl Client {
         context: Option<&Context>,
         options: WriteOptions,
     ) -> Result<Context> {
-        let key = Bytes::copy_from_slice(key.as_ref());
+        self.delete_in("", key.as_ref(), context, options).await
+    }
+
+    /// [`delete_with`](Self::delete_with) of a key of bucket `bucket`.
+    pub(crate) async fn delete_in(
+        &self,
+        bucket: &str,
+        key: &[u8],
+        context: Option<&Context>,
+        options: WriteOptions,
+    ) -> Result<Context> {
+        let key = Bytes::copy_from_slice(key);
         let request = pb::DeleteRequest {
             key: key.clone(),
             context: wire_context(context),
             w: quorum("w", options.w)?,
             durability: durability_to_proto(options.durability).into(),
             forwarded: false,
+            bucket: bucket.to_owned(),
         };
         let response = self
-            .route("delete", &key, request, |channel, request| async move {
-                kv(channel).delete(request).await
-            })
+            .route(
+                "delete",
+                bucket,
+                &key,
+                request,
+                |channel, request| async move { kv(channel).delete(request).await },
+            )
             .await?;
         Ok(Context::from_bytes(response.context))
     }
 
-    /// Sends `message` for `key` to the replicas of its partition in
+    /// Sends `message` for `key` of `bucket` to the replicas of its
+    /// partition (the first N of the walk, N of the bucket) in
     /// [`attempt_order`] until one answers or fails with an error another
     /// replica cannot fix, hedging as [`race`] does. When all fail, reports
     /// the most telling failure, or [`Error::ReplicasUnreachable`] when none could be
@@ -325,6 +394,7 @@ impl Client {
     async fn route<M, T, F, Fut>(
         &self,
         operation: &'static str,
+        bucket: &str,
         key: &[u8],
         message: M,
         method: F,
@@ -335,7 +405,10 @@ impl Client {
         Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
     {
         let ring = self.ring();
-        let partition = ring.partition_of(key);
+        let partition = ring.bucket_partition_of(bucket, key);
+        // A bucket this ring does not know yet: the whole walk, so some node
+        // answers (with NOT_FOUND if the cluster does not declare it either).
+        let n = ring.bucket_n(bucket).unwrap_or(u32::MAX);
         let start = self.inner.next_start.fetch_add(1, Ordering::Relaxed);
         let span = tracing::debug_span!("route", operation, partition, epoch = ring.epoch());
         async {
@@ -346,7 +419,7 @@ impl Client {
                     .call_within(&self.inner.endpoint, self.inner.timeout, message, &method)
                     .await;
             }
-            let addresses: Vec<&str> = attempt_order(&ring, partition, start)
+            let addresses: Vec<&str> = attempt_order(&ring, partition, n, start)
                 .into_iter()
                 .map(|index| ring.members()[index].address.as_str())
                 .collect();
@@ -480,5 +553,100 @@ mod tests {
         send(client.delete("k", None));
         send(client.refresh_ring());
         send(client.status("127.0.0.1:7400"));
+    }
+}
+
+/// The keys of one bucket, from [`Client::bucket`].
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    client: Client,
+    name: String,
+}
+
+impl Bucket {
+    /// The bucket's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads `key` with the bucket's default read quorum.
+    ///
+    /// # Errors
+    ///
+    /// See [`Client::get_with`]; a bucket the cluster does not declare
+    /// fails with [`Error::Status`] carrying `NOT_FOUND`.
+    pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<GetResult> {
+        self.get_with(key, ReadOptions::default()).await
+    }
+
+    /// Reads `key` (see [`Client::get_with`]).
+    ///
+    /// # Errors
+    ///
+    /// See [`Client::get_with`].
+    pub async fn get_with(&self, key: impl AsRef<[u8]>, options: ReadOptions) -> Result<GetResult> {
+        self.client.get_in(&self.name, key.as_ref(), options).await
+    }
+
+    /// Writes `value` under `key` with the bucket's defaults.
+    ///
+    /// # Errors
+    ///
+    /// See [`Client::put_with`].
+    pub async fn put(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        context: Option<&Context>,
+    ) -> Result<Context> {
+        self.put_with(key, value, context, WriteOptions::default())
+            .await
+    }
+
+    /// Writes `value` under `key` (see [`Client::put_with`]).
+    ///
+    /// # Errors
+    ///
+    /// See [`Client::put_with`].
+    pub async fn put_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        value: impl Into<Bytes>,
+        context: Option<&Context>,
+        options: WriteOptions,
+    ) -> Result<Context> {
+        self.client
+            .put_in(&self.name, key.as_ref(), value.into(), context, options)
+            .await
+    }
+
+    /// Deletes `key` with the bucket's defaults.
+    ///
+    /// # Errors
+    ///
+    /// See [`Client::delete_with`].
+    pub async fn delete(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: Option<&Context>,
+    ) -> Result<Context> {
+        self.delete_with(key, context, WriteOptions::default())
+            .await
+    }
+
+    /// Deletes `key` (see [`Client::delete_with`]).
+    ///
+    /// # Errors
+    ///
+    /// See [`Client::delete_with`].
+    pub async fn delete_with(
+        &self,
+        key: impl AsRef<[u8]>,
+        context: Option<&Context>,
+        options: WriteOptions,
+    ) -> Result<Context> {
+        self.client
+            .delete_in(&self.name, key.as_ref(), context, options)
+            .await
     }
 }

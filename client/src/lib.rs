@@ -38,12 +38,12 @@ mod siblings;
 mod status;
 mod tls;
 
-pub use client::Client;
+pub use client::{Bucket, Client};
 pub use context::Context;
 pub use dynamo_ring::{Durability, MAX_PARTITIONS, partition_of};
 pub use error::Error;
 pub use options::{ClientOptions, HedgeOptions, ReadOptions, Routing, WriteOptions};
-pub use ring::{InvalidRing, Member, Ring};
+pub use ring::{BucketInfo, InvalidRing, Member, Ring};
 pub use rpc::{Rpc, admin as admin_client};
 pub use siblings::{GetResult, Sibling};
 pub use status::{METRICS_URL_HEADER, MemberStatus, NodeStatus, Transfer};

@@ -107,6 +107,23 @@ pub struct Ring {
     members: Vec<Member>,
     owners: Vec<usize>,
     preferences: Vec<Vec<usize>>,
+    buckets: Vec<BucketInfo>,
+}
+
+/// A declared bucket: keys of one kind with their own N, R and W.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketInfo {
+    /// The bucket's name.
+    pub name: String,
+    /// Replicas per key (N).
+    pub n: u32,
+    /// Default read quorum R.
+    pub r: u32,
+    /// Default write quorum W.
+    pub w: u32,
+    /// Durability of writes that leave it to the bucket; `None` is the
+    /// node's default.
+    pub durability: Option<dynamo_ring::Durability>,
 }
 
 impl TryFrom<pb::GetRingResponse> for Ring {
@@ -180,6 +197,21 @@ impl TryFrom<pb::GetRingResponse> for Ring {
             members: ring.members.into_iter().map(Member::from).collect(),
             owners,
             preferences,
+            buckets: ring
+                .buckets
+                .into_iter()
+                .map(|bucket| BucketInfo {
+                    durability: match bucket.durability() {
+                        pb::Durability::Default => None,
+                        pb::Durability::Buffer => Some(dynamo_ring::Durability::Buffer),
+                        pb::Durability::Sync => Some(dynamo_ring::Durability::Sync),
+                    },
+                    name: bucket.name,
+                    n: bucket.n,
+                    r: bucket.r,
+                    w: bucket.w,
+                })
+                .collect(),
         })
     }
 }
@@ -226,6 +258,64 @@ impl Ring {
         partition_of(key, self.partitions() as u32) as usize
     }
 
+    /// Declared buckets (the default bucket is not listed).
+    pub fn buckets(&self) -> &[BucketInfo] {
+        &self.buckets
+    }
+
+    /// N of bucket `name`: the ring's N for the default bucket "", `None`
+    /// for a bucket this ring does not declare.
+    pub fn bucket_n(&self, name: &str) -> Option<u32> {
+        if name.is_empty() {
+            return Some(self.n);
+        }
+        self.buckets
+            .iter()
+            .find(|bucket| bucket.name == name)
+            .map(|bucket| bucket.n)
+    }
+
+    /// The partition `key` of bucket `bucket` falls in; see
+    /// [`dynamo_ring::bucket_partition`].
+    pub fn bucket_partition_of(&self, bucket: &str, key: &[u8]) -> usize {
+        dynamo_ring::bucket_partition(bucket, key, self.partitions() as u32) as usize
+    }
+
+    /// The preference list of `partition` for a bucket with N = `n`: the
+    /// first `n` members of its walk.
+    ///
+    /// # Panics
+    ///
+    /// When `partition` is not below [`partitions`](Self::partitions).
+    pub fn bucket_preference_list(
+        &self,
+        partition: usize,
+        n: u32,
+    ) -> impl Iterator<Item = &Member> {
+        self.bucket_preference(partition, n)
+            .iter()
+            .map(|index| &self.members[*index])
+    }
+
+    /// The fallbacks of `partition` for a bucket with N = `n`: the walk
+    /// after its first `n` members.
+    ///
+    /// # Panics
+    ///
+    /// When `partition` is not below [`partitions`](Self::partitions).
+    pub fn bucket_fallbacks(&self, partition: usize, n: u32) -> impl Iterator<Item = &Member> {
+        let all = &self.preferences[partition];
+        all[self.bucket_preference(partition, n).len()..]
+            .iter()
+            .map(|index| &self.members[*index])
+    }
+
+    /// Member indexes of the first `n` entries of the walk of `partition`.
+    pub(crate) fn bucket_preference(&self, partition: usize, n: u32) -> &[usize] {
+        let all = &self.preferences[partition];
+        &all[..all.len().min(usize::try_from(n).unwrap_or(usize::MAX))]
+    }
+
     /// The owner of `partition`.
     ///
     /// # Panics
@@ -269,7 +359,7 @@ impl Ring {
 
     /// Member indexes of the preference list of `partition` (at most N).
     pub(crate) fn preference_indexes(&self, partition: usize) -> &[usize] {
-        &self.preferences[partition][..self.preference_len(partition)]
+        self.bucket_preference(partition, self.n)
     }
 
     /// Member indexes of every replica of `partition`: preference list, then
@@ -294,6 +384,7 @@ pub(crate) mod tests {
     pub(crate) fn sample(members: u32, partitions: u32) -> pb::GetRingResponse {
         pb::GetRingResponse {
             ring: Some(pb::Ring {
+                buckets: Vec::new(),
                 epoch: 7,
                 members: (0..members)
                     .map(|i| pb::Member {

@@ -28,7 +28,7 @@ fn route(limits: &Limits, key: &[u8]) -> bool {
     if limits.check_key(key).is_err() {
         return false;
     }
-    let preference = RING.preference(RING.partition_of(key));
+    let preference = RING.preference(RING.partition_of(key), RING.replication().n);
     assert!(!preference.is_empty());
     assert!(
         preference
@@ -59,6 +59,7 @@ fuzz_target!(
             w: 2,
             durability: pb::Durability::Sync.into(),
             forwarded: false,
+            bucket: "carts".to_owned(),
         };
         let delete = pb::DeleteRequest {
             key: Bytes::from_static(b"user:1"),
@@ -66,8 +67,14 @@ fuzz_target!(
             w: 0,
             durability: 0,
             forwarded: true,
+            bucket: String::new(),
         };
-        let get = pb::GetRequest { key: Bytes::from_static(b"user:1"), r: 1, forwarded: false };
+        let get = pb::GetRequest {
+            key: Bytes::from_static(b"user:1"),
+            r: 1,
+            forwarded: false,
+            bucket: "Bad-Name".to_owned(),
+        };
         write_seeds([
             with_mode(0, &get.encode_to_vec()),
             with_mode(2, &put.encode_to_vec()),

@@ -34,6 +34,7 @@ fuzz_target!(
             partition: 3,
             level,
             parents,
+            n: 3,
         };
         let inner = pb::MerkleLevelResponse { hashes: vec![1; SEGMENTS / FANOUT] }.encode_to_vec();
         let leaves = pb::MerkleLevelResponse { hashes: vec![2; FANOUT * 2] }.encode_to_vec();
@@ -44,7 +45,7 @@ fuzz_target!(
             with_mode(0, &request(ROOT, vec![]).encode_to_vec()),
             with_mode(0, &request(LEAVES, vec![0, 5, 31]).encode_to_vec()),
             answers,
-            with_mode(2, &pb::SegmentKeysRequest { partition: 1, segments: vec![4, 1000] }.encode_to_vec()),
+            with_mode(2, &pb::SegmentKeysRequest { partition: 1, segments: vec![4, 1000], n: 0 }.encode_to_vec()),
         ]);
     },
     |data: &[u8]| {

@@ -17,7 +17,21 @@ fuzz_target!(
             next_owners: ring.owners.iter().map(|owner| (owner + 1) % 3).collect(),
             ..ring.clone()
         };
-        write_seeds([ring.encode_to_vec(), changing.encode_to_vec()]);
+        let with_buckets = pb::Ring {
+            buckets: vec![pb::Bucket {
+                name: "carts".to_owned(),
+                n: 1,
+                r: 1,
+                w: 1,
+                durability: pb::Durability::Sync.into(),
+            }],
+            ..ring.clone()
+        };
+        write_seeds([
+            ring.encode_to_vec(),
+            changing.encode_to_vec(),
+            with_buckets.encode_to_vec(),
+        ]);
     },
     |data: &[u8]| {
         let Ok(message) = pb::Ring::decode(data) else {
@@ -33,14 +47,23 @@ fuzz_target!(
         assert_eq!(Ring::from_pb(ring.to_pb()).as_ref(), Ok(&ring), "ring round trip");
         let members = ring.members().len() as u32;
         for partition in 0..ring.partitions() {
-            for &member in ring.preference(partition) {
-                assert!(member < members);
-                let _ = ring.member(member);
+            for n in ring.factors() {
+                for &member in ring.preference(partition, n) {
+                    assert!(member < members);
+                    let _ = ring.member(member);
+                }
+                for member in ring.write_set(partition, n) {
+                    assert!(member < members);
+                }
+                let _ = ring.next_preference(partition, n);
             }
-            for member in ring.write_set(partition) {
-                assert!(member < members);
-            }
-            let _ = ring.next_preference(partition);
+        }
+        for bucket in ring.buckets() {
+            let key = ring.engine_key(&bucket.name, b"key").expect("declared");
+            assert_eq!(
+                ring.engine_partition(&key),
+                Ok(dynamo_ring::bucket_partition(&bucket.name, b"key", ring.partitions()))
+            );
         }
         for member in 0..members {
             let _ = ring.gaining(member);

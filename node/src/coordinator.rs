@@ -20,7 +20,7 @@ use crate::metrics::{ClientOp, Metrics, QuorumOutcome};
 use crate::peers::{Forward, Forwarded, PeerError, Peers};
 use crate::quorum::{Call, Quorum};
 use crate::replica::{Replica, ReplicaError};
-use crate::ring::{Position, Ring};
+use crate::ring::{BucketRules, QualifiedKey, Ring, bucket_factor};
 use crate::storage::{Durability, NewWrite, StorageError};
 use crate::topology::Topology;
 use crate::version::SiblingSet;
@@ -51,6 +51,12 @@ pub enum KvError {
         /// True when replicas were still silent at the deadline (as opposed
         /// to all of them having failed).
         timed_out: bool,
+    },
+    /// The request names a bucket the ring does not declare.
+    #[error("bucket {bucket} is not declared in this cluster")]
+    UnknownBucket {
+        /// The bucket named (cut to 80 characters).
+        bucket: String,
     },
     /// Local storage failed or refused.
     #[error(transparent)]
@@ -115,9 +121,26 @@ pub struct Coordinator {
     settings: CoordinatorSettings,
 }
 
+/// A key of a declared bucket, resolved against the ring in use.
+struct Target {
+    /// The bucket-qualified key the engine stores and replicas exchange.
+    key: Bytes,
+    /// Its partition.
+    partition: u32,
+    /// The bucket's N, R, W and durability.
+    rules: BucketRules,
+}
+
+impl Target {
+    /// The bucket's N.
+    fn n(&self) -> u32 {
+        self.rules.replication.n
+    }
+}
+
 /// A write as the coordinator sees it.
 struct WriteSpec {
-    key: Bytes,
+    target: Target,
     value: Bytes,
     tombstone: bool,
     context: Bytes,
@@ -166,9 +189,11 @@ impl Coordinator {
     ) -> Result<pb::GetResponse, KvError> {
         let started = Instant::now();
         let ring = self.topology.ring();
-        let r = quorum_size(request.r, ring.replication().r, ring.replication().n, "r")?;
-        let span = self.request_span(ClientOp::Get, &ring, &request.key);
-        if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
+        let target = self.target(&ring, &request.bucket, &request.key)?;
+        let replication = target.rules.replication;
+        let r = quorum_size(request.r, replication.r, replication.n, "r")?;
+        let span = self.request_span(ClientOp::Get, &target);
+        if let Some(preference) = self.forward_target(&ring, &target, request.forwarded) {
             let request = pb::GetRequest {
                 forwarded: true,
                 ..request
@@ -184,7 +209,7 @@ impl Coordinator {
             self.metrics.forwarded(ClientOp::Get, started.elapsed());
             return result;
         }
-        let result = self.coordinate_get(ring, request, r).instrument(span).await;
+        let result = self.coordinate_get(ring, target, r).instrument(span).await;
         let metrics = &self.metrics;
         metrics.coordinated(ClientOp::Get, started.elapsed(), quorum_outcome(&result));
         if let Ok(response) = &result {
@@ -198,19 +223,19 @@ impl Coordinator {
     async fn coordinate_get(
         self: &Arc<Self>,
         ring: Arc<Ring>,
-        request: pb::GetRequest,
+        target: Target,
         r: u32,
     ) -> Result<pb::GetResponse, KvError> {
-        let partition = ring.partition_of(&request.key);
+        let partition = target.partition;
         let me = ring.index_of(self.id());
         let started = Instant::now();
         let deadline = started + self.settings.request_timeout;
         let mut local = Vec::new();
         let mut remote = Vec::new();
-        for &member in ring.preference(partition) {
+        for &member in ring.preference(partition, target.n()) {
             if Some(member) == me {
                 // While recovering, an empty local copy is no answer.
-                match self.replica.read(partition, &request.key) {
+                match self.replica.read(partition, &target.key) {
                     Ok(set) => local.push((member, set)),
                     Err(ReplicaError::Recovering { .. }) => {}
                     Err(error) => return Err(error.into()),
@@ -233,12 +258,12 @@ impl Coordinator {
         };
         let mut calls: Vec<Call<SiblingSet, PeerError>> = remote
             .into_iter()
-            .map(|(member, _)| self.replica_read(&ring, member, request.key.clone(), deadline))
+            .map(|(member, _)| self.replica_read(&ring, member, target.key.clone(), deadline))
             .collect();
         let reserve = calls.split_off(first);
         let mut quorum = Quorum::new(local, calls).with_reserve(reserve, hedge);
         if !quorum.wait(r as usize, deadline).await {
-            return Err(unavailable("get", r, &ring, &quorum));
+            return Err(unavailable("get", r, target.n(), &ring, &quorum));
         }
         quorum.drop_reserve();
         let merged = merge_replies(&quorum.replies);
@@ -251,7 +276,7 @@ impl Coordinator {
         tokio::spawn(
             async move {
                 coordinator
-                    .read_repair(ring, partition, request.key, quorum, deadline)
+                    .read_repair(ring, partition, target.key, quorum, deadline)
                     .await;
             }
             .instrument(Span::current()),
@@ -274,8 +299,9 @@ impl Coordinator {
         }
         let started = Instant::now();
         let ring = self.topology.ring();
-        let span = self.request_span(ClientOp::Put, &ring, &request.key);
-        if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
+        let target = self.target(&ring, &request.bucket, &request.key)?;
+        let span = self.request_span(ClientOp::Put, &target);
+        if let Some(preference) = self.forward_target(&ring, &target, request.forwarded) {
             let request = pb::PutRequest {
                 forwarded: true,
                 ..request
@@ -296,7 +322,7 @@ impl Coordinator {
             .write(
                 &ring,
                 WriteSpec {
-                    key: request.key,
+                    target,
                     value: request.value,
                     tombstone: false,
                     context: request.context,
@@ -326,8 +352,9 @@ impl Coordinator {
     ) -> Result<pb::DeleteResponse, KvError> {
         let started = Instant::now();
         let ring = self.topology.ring();
-        let span = self.request_span(ClientOp::Delete, &ring, &request.key);
-        if let Some(preference) = self.forward_target(&ring, &request.key, request.forwarded)? {
+        let target = self.target(&ring, &request.bucket, &request.key)?;
+        let span = self.request_span(ClientOp::Delete, &target);
+        if let Some(preference) = self.forward_target(&ring, &target, request.forwarded) {
             let request = pb::DeleteRequest {
                 forwarded: true,
                 ..request
@@ -348,7 +375,7 @@ impl Coordinator {
             .write(
                 &ring,
                 WriteSpec {
-                    key: request.key,
+                    target,
                     value: Bytes::new(),
                     tombstone: true,
                     context: request.context,
@@ -371,10 +398,31 @@ impl Coordinator {
         })
     }
 
+    /// Checks the key and its bucket and resolves them against `ring`.
+    fn target(&self, ring: &Ring, bucket: &str, key: &[u8]) -> Result<Target, KvError> {
+        if let Err(error) = self.settings.limits.check_key(key) {
+            self.metrics.limit_refused(error.limit());
+            return Err(KvError::InvalidArgument(error.to_string()));
+        }
+        let rules = ring.bucket(bucket).ok_or_else(|| KvError::UnknownBucket {
+            bucket: bucket.chars().take(80).collect(),
+        })?;
+        let qualified = QualifiedKey {
+            n: bucket_factor(rules.replication.n),
+            bucket,
+            key,
+        };
+        Ok(Target {
+            partition: qualified.partition(ring.partitions()),
+            key: Bytes::from(qualified.encode()),
+            rules,
+        })
+    }
+
     /// The span of one client request, carrying this node's id, the
     /// operation, and the key's partition and ring position. Hashing the
     /// key for it only happens when the span is enabled (`debug`).
-    fn request_span(&self, op: ClientOp, ring: &Ring, key: &[u8]) -> Span {
+    fn request_span(&self, op: ClientOp, target: &Target) -> Span {
         let span = debug_span!(
             "request",
             node = self.id(),
@@ -382,34 +430,26 @@ impl Coordinator {
             partition = field::Empty,
             key_hash = field::Empty,
         );
-        if !span.is_disabled() {
-            let position = Position::of(key);
-            span.record("partition", ring.partition_at(position));
-            span.record("key_hash", field::display(position));
+        if !span.is_disabled()
+            && let Ok(qualified) = QualifiedKey::decode(&target.key)
+        {
+            span.record("partition", target.partition);
+            span.record("key_hash", field::display(qualified.position()));
         }
         span
     }
 
-    /// Checks the key and says where to forward the request, or `None` when
-    /// this node coordinates it.
-    fn forward_target(
-        &self,
-        ring: &Ring,
-        key: &[u8],
-        forwarded: bool,
-    ) -> Result<Option<Vec<u32>>, KvError> {
-        if let Err(error) = self.settings.limits.check_key(key) {
-            self.metrics.limit_refused(error.limit());
-            return Err(KvError::InvalidArgument(error.to_string()));
-        }
-        let preference = ring.preference(ring.partition_of(key));
+    /// Where to forward the request, or `None` when this node coordinates
+    /// it.
+    fn forward_target(&self, ring: &Ring, target: &Target, forwarded: bool) -> Option<Vec<u32>> {
+        let preference = ring.preference(target.partition, target.n());
         let me = ring.index_of(self.id());
         // A forwarded request is served here even if our ring disagrees, so a
         // request never travels in circles.
         if forwarded || me.is_some_and(|me| preference.contains(&me)) {
-            Ok(None)
+            None
         } else {
-            Ok(Some(preference.to_vec()))
+            Some(preference.to_vec())
         }
     }
 
@@ -448,11 +488,16 @@ impl Coordinator {
         spec: WriteSpec,
         operation: &'static str,
     ) -> Result<WriteOutcome, KvError> {
-        let n = ring.replication().n;
-        let w = quorum_size(spec.w, ring.replication().w, n, "w")?;
+        let Target {
+            key,
+            partition,
+            rules,
+        } = spec.target;
+        let n = rules.replication.n;
+        let w = quorum_size(spec.w, rules.replication.w, n, "w")?;
         let clock = context::decode(ring.cluster_id(), &spec.context)?;
-        let durability = wire::durability_from_pb(spec.durability, self.settings.durability);
-        let partition = ring.partition_of(&spec.key);
+        let default = rules.durability.unwrap_or(self.settings.durability);
+        let durability = wire::durability_from_pb(spec.durability, default);
         let deadline = Instant::now() + self.settings.request_timeout;
         let write = NewWrite {
             value: spec.value,
@@ -463,22 +508,22 @@ impl Coordinator {
         let max_siblings = self.settings.limits.max_siblings;
         let (set, dot) = self
             .replica
-            .write_new_version(partition, spec.key.clone(), write, max_siblings, durability)
+            .write_new_version(partition, key.clone(), write, max_siblings, durability)
             .await?;
         let mut written = clock;
         written.observe(dot);
         let me = ring.index_of(self.id());
         let slot = SlotWrite {
-            key: spec.key,
+            key,
             partition,
             message: wire::set_to_pb(&set),
             set: Arc::new(set),
             durability,
         };
-        let fallbacks = Fallbacks::of(ring, partition);
+        let fallbacks = Fallbacks::of(ring, partition, n);
         // During a membership change the write also reaches the new replicas.
         let calls = ring
-            .write_set(partition)
+            .write_set(partition, n)
             .into_iter()
             .filter(|&member| Some(member) != me)
             .map(|member| {
@@ -495,7 +540,7 @@ impl Coordinator {
                 acks: quorum.replies.len() as u32,
             })
         } else {
-            Err(unavailable(operation, w, ring, &quorum))
+            Err(unavailable(operation, w, n, ring, &quorum))
         };
         if quorum.outstanding() > 0 {
             // The remaining replicas (or their fallbacks, as hints) still get
@@ -632,6 +677,7 @@ fn quorum_size(requested: u32, default: u32, n: u32, name: &str) -> Result<u32, 
 fn unavailable<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     operation: &'static str,
     needed: u32,
+    n: u32,
     ring: &Ring,
     quorum: &Quorum<T, E>,
 ) -> KvError {
@@ -646,7 +692,7 @@ fn unavailable<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
     KvError::Unavailable {
         operation,
         needed,
-        n: ring.replication().n,
+        n,
         answered: quorum.replies.len() as u32,
         timed_out: quorum.outstanding() > 0,
         detail: if reasons.is_empty() {

@@ -20,14 +20,14 @@ use prost::Message;
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
-use tracing::{Instrument, Span, debug, debug_span};
+use tracing::{Instrument, Span, debug, debug_span, field};
 
 use crate::config::{Limit, LimitError};
 use crate::metrics::ReplicaOp;
 use crate::node::Node;
 use crate::peers::FRAME_BYTES;
 use crate::replica::ReplicaError;
-use crate::ring::Position;
+use crate::ring::QualifiedKey;
 use crate::storage::{Durability, Merge, StorageError};
 use crate::version::SiblingSet;
 use crate::wire::{self, WireError};
@@ -185,10 +185,9 @@ fn decode_write(
     node: &Node,
     request: pb::ReplicaWriteRequest,
 ) -> Result<(Merge, Durability), Status> {
-    peer_key(node, &request.key)?;
+    let partition = peer_key(node, &request.key)?;
     let durability = replica_durability(durability(node, request.durability)?);
     let incoming = peer_set(node, request.siblings)?;
-    let partition = node.ring().partition_of(&request.key);
     let merge = Merge {
         partition,
         key: request.key,
@@ -241,8 +240,8 @@ pub fn read(
     request: pb::ReplicaReadRequest,
 ) -> Result<pb::ReplicaReadResponse, Status> {
     let started = Instant::now();
-    peer_key(node, &request.key)?;
-    let (partition, span) = replica_span(node, ReplicaOp::Read, &request.key);
+    let partition = peer_key(node, &request.key)?;
+    let span = replica_span(node, ReplicaOp::Read, partition, &request.key);
     let _entered = span.enter();
     let result = node
         .replica()
@@ -318,8 +317,8 @@ where
     Fut: Future<Output = Result<(), ReplicaError>>,
 {
     let started = Instant::now();
-    peer_key(node, &key)?;
-    let (partition, span) = replica_span(node, op, &key);
+    let partition = peer_key(node, &key)?;
+    let span = replica_span(node, op, partition, &key);
     let result = async {
         let durability = replica_durability(durability(node, asked)?);
         let incoming = peer_set(node, siblings)?;
@@ -334,19 +333,22 @@ where
     result
 }
 
-/// The span of a call served as a replica, with the key's ids; the key is
-/// hashed once, for the partition and the span both.
-fn replica_span(node: &Node, op: ReplicaOp, key: &[u8]) -> (u32, Span) {
-    let position = Position::of(key);
-    let partition = node.ring().partition_at(position);
+/// The span of a call served as a replica, with the key's ids (a checked
+/// engine key); the key is hashed again only when the span is enabled.
+fn replica_span(node: &Node, op: ReplicaOp, partition: u32, key: &[u8]) -> Span {
     let span = debug_span!(
         "replica",
         node = node.id(),
         op = op.as_str(),
         partition,
-        key_hash = %position,
+        key_hash = field::Empty,
     );
-    (partition, span)
+    if !span.is_disabled()
+        && let Ok(qualified) = QualifiedKey::decode(key)
+    {
+        span.record("key_hash", field::display(qualified.position()));
+    }
+    span
 }
 
 /// Counts a refusal for `limit` and passes its status on.
@@ -359,11 +361,19 @@ pub fn refuse(node: &Node, limit: Limit, status: Status) -> Status {
 ///
 /// # Errors
 /// INVALID_ARGUMENT for an empty or oversized key, counted.
-pub fn peer_key(node: &Node, key: &[u8]) -> Result<(), Status> {
+pub fn peer_key(node: &Node, key: &[u8]) -> Result<u32, Status> {
+    let qualified = QualifiedKey::decode(key).map_err(|error| {
+        refuse(
+            node,
+            Limit::Malformed,
+            Status::invalid_argument(error.to_string()),
+        )
+    })?;
     node.config()
         .limits
-        .check_key(key)
-        .map_err(|error| refuse(node, error.limit(), limit_status(&error)))
+        .check_key(qualified.key)
+        .map_err(|error| refuse(node, error.limit(), limit_status(&error)))?;
+    Ok(qualified.partition(node.ring().partitions()))
 }
 
 /// Checks and converts a sibling set a peer sent to be stored.
@@ -423,7 +433,9 @@ fn wire_limit(error: &WireError) -> Limit {
     match error {
         WireError::Limit(error) => error.limit(),
         WireError::TooManyVersions { .. } => Limit::ReplicaSiblings,
-        WireError::TooManyClockEntries { .. } | WireError::ZeroDot => Limit::Malformed,
+        WireError::TooManyClockEntries { .. } | WireError::ZeroDot | WireError::Key(_) => {
+            Limit::Malformed
+        }
     }
 }
 

@@ -78,10 +78,11 @@ fn describe(attempts: &[AttemptError]) -> String {
 pub struct Fallbacks(Arc<Mutex<VecDeque<u32>>>);
 
 impl Fallbacks {
-    /// The fallbacks of `partition`: its preference walk after the first N.
-    pub fn of(ring: &Ring, partition: u32) -> Self {
+    /// The fallbacks of `partition` for a bucket with N = `n`: its
+    /// preference walk after the first N.
+    pub fn of(ring: &Ring, partition: u32, n: u32) -> Self {
         let walk = ring.walk(partition);
-        let n = ring.replication().n as usize;
+        let n = n as usize;
         Self(Arc::new(Mutex::new(
             walk[n.min(walk.len())..].iter().copied().collect(),
         )))

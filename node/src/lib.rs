@@ -50,6 +50,7 @@ pub mod codec;
 pub mod config;
 pub mod context;
 pub mod coordinator;
+pub mod durability;
 pub mod encoding;
 pub mod exchange;
 pub mod gossip;

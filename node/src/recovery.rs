@@ -11,7 +11,7 @@ use tracing::{info, warn};
 
 use crate::peers::Peers;
 use crate::replica::Replica;
-use crate::ring::Member;
+use crate::ring::{Member, Ring};
 use crate::topology::Topology;
 use crate::transfer::Transfers;
 use crate::worker::Stop;
@@ -79,9 +79,7 @@ impl Recovery {
             return BTreeSet::new();
         };
         let partitions: BTreeSet<u32> = (0..ring.partitions())
-            .filter(|&p| {
-                ring.replicates(me, p) && ring.preference(p).iter().any(|&other| other != me)
-            })
+            .filter(|&p| !recovered_factors(&ring, me, p).is_empty())
             .collect();
         if !partitions.is_empty() {
             info!(
@@ -101,14 +99,19 @@ impl Recovery {
             return;
         }
         let ring = self.topology.ring();
+        let Some(me) = ring.index_of(self.topology.id()) else {
+            return;
+        };
         for partition in partitions {
-            let running = || !stop.is_stopped();
-            let done = self
-                .transfers
-                .receive_with_retry(&ring, partition, running, |_| {})
-                .await;
-            if !done {
-                return;
+            for n in recovered_factors(&ring, me, partition) {
+                let running = || !stop.is_stopped();
+                let done = self
+                    .transfers
+                    .receive_with_retry(&ring, partition, n, running, |_| {})
+                    .await;
+                if !done {
+                    return;
+                }
             }
             self.replica.recovering().remove(&partition);
         }
@@ -121,4 +124,19 @@ impl Recovery {
         let status = self.peers.status(member).await.ok()?;
         Some((ring, status.keys))
     }
+}
+
+/// The N for which `me` replicates `partition` with at least one other
+/// replica to stream from: what an empty disk streams back.
+fn recovered_factors(ring: &Ring, me: u32, partition: u32) -> Vec<u32> {
+    ring.factors()
+        .into_iter()
+        .filter(|&n| {
+            ring.replicates(me, partition, n)
+                && ring
+                    .preference(partition, n)
+                    .iter()
+                    .any(|&other| other != me)
+        })
+        .collect()
 }

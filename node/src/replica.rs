@@ -20,6 +20,7 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use crate::merkle::KeyHash;
+use crate::ring::QualifiedKeyError;
 use crate::stall::StallDetector;
 use crate::storage::{Durability, Merge, NewWrite, Storage, StorageError};
 use crate::topology::Topology;
@@ -95,9 +96,22 @@ impl Replica {
         &self.topology
     }
 
-    /// The partition of `key` in the ring in use.
-    pub fn partition_of(&self, key: &[u8]) -> u32 {
-        self.topology.ring().partition_of(key)
+    /// The N a peer's tree or stream request names: 0 is the ring's N (the
+    /// default bucket, as peers from before buckets send).
+    pub fn factor_of(&self, requested: u32) -> u32 {
+        match requested {
+            0 => self.topology.ring().replication().n,
+            n => n,
+        }
+    }
+
+    /// The partition of engine key `key` (bucket-qualified) in the ring in
+    /// use.
+    ///
+    /// # Errors
+    /// [`QualifiedKeyError`] when the key does not decode.
+    pub fn partition_of(&self, key: &[u8]) -> Result<u32, QualifiedKeyError> {
+        self.topology.ring().engine_partition(key)
     }
 
     /// Partitions being streamed back after an empty-disk start.
@@ -208,23 +222,25 @@ impl Replica {
         .await
     }
 
-    /// Hashes of one level of a partition's Merkle tree.
-    pub fn tree_level(&self, partition: u32, level: u32, parents: &[u32]) -> Vec<u64> {
-        self.storage.tree_level(partition, level, parents)
+    /// Hashes of one level of the Merkle tree of (partition, N).
+    pub fn tree_level(&self, partition: u32, n: u32, level: u32, parents: &[u32]) -> Vec<u64> {
+        self.storage.tree_level(partition, n, level, parents)
     }
 
-    /// Every key of some leaf segments of a partition, with its digest.
+    /// Every key of some leaf segments of the tree of (partition, N), with
+    /// its digest.
     ///
     /// # Errors
     /// A storage failure.
     pub async fn segment_keys(
         &self,
         partition: u32,
+        n: u32,
         segments: HashSet<u32>,
     ) -> Result<Vec<(Bytes, u64)>, ReplicaError> {
         let storage = Arc::clone(&self.storage);
         blocking(move || {
-            storage.scan_partition(partition, |key, _| {
+            storage.scan_partition(partition, n, |key, _| {
                 segments.contains(&KeyHash::of(key).segment)
             })
         })

@@ -1,7 +1,9 @@
 //! The partition ring: Q equal partitions of the MD5 space, their owners, and
 //! the preference list of every partition. The math (partitions, the walk,
 //! zones) lives in `dynamo-ring`; this type holds one ring, checks it and
-//! converts it to and from its protobuf message.
+//! converts it to and from its protobuf message. It also holds the table of
+//! buckets: each has its own N, and its preference list of a partition is
+//! the first N members of the partition's one walk.
 
 use std::collections::HashSet;
 
@@ -10,7 +12,12 @@ use md5::{Digest, Md5};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-pub use dynamo_ring::{MAX_PARTITIONS, Position, partition_at, partition_of};
+pub use dynamo_ring::{
+    Durability, MAX_PARTITIONS, Position, QualifiedKey, QualifiedKeyError, partition_at,
+    partition_of,
+};
+
+use crate::durability;
 
 /// One member of the cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +52,28 @@ impl Default for Replication {
     }
 }
 
+/// A declared bucket: keys of one kind with their own replication.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// The bucket's name (never empty: the default bucket is not declared).
+    pub name: String,
+    /// N, R and W of the bucket.
+    pub replication: Replication,
+    /// Durability of writes that leave it to the bucket; `None` is the
+    /// node's configured default.
+    #[serde(default)]
+    pub durability: Option<Durability>,
+}
+
+/// How the keys of one bucket are replicated, as a request needs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketRules {
+    /// N, R and W.
+    pub replication: Replication,
+    /// Durability when the request says DEFAULT; `None` is the node's.
+    pub durability: Option<Durability>,
+}
+
 /// A ring that cannot be used.
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RingError {
@@ -69,6 +98,38 @@ pub enum RingError {
         r: u32,
         /// W.
         w: u32,
+    },
+    /// A bucket name is invalid.
+    #[error(transparent)]
+    BucketName(#[from] dynamo_ring::BucketNameError),
+    /// Two buckets share a name.
+    #[error("bucket {name:?} is declared twice")]
+    DuplicateBucket {
+        /// The repeated name.
+        name: String,
+    },
+    /// A bucket's N, R or W is out of range.
+    #[error(
+        "bucket {name:?} has n={n} r={r} w={w}: need 1 <= r <= n, 1 <= w <= n and n <= {max}",
+        max = dynamo_ring::MAX_BUCKET_N
+    )]
+    BucketReplication {
+        /// The bucket.
+        name: String,
+        /// N.
+        n: u32,
+        /// R.
+        r: u32,
+        /// W.
+        w: u32,
+    },
+    /// A bucket's durability is not a known value.
+    #[error("bucket {name:?} has durability {value}, which is unknown")]
+    BucketDurability {
+        /// The bucket.
+        name: String,
+        /// The wire value.
+        value: i32,
     },
     /// The next owners do not match the partition count.
     #[error("the ring has {partitions} partitions but {next} next owners")]
@@ -101,8 +162,11 @@ pub struct Ring {
     members: Vec<Member>,
     owners: Vec<u32>,
     replication: Replication,
-    /// For each partition: every member index, preference list first, then
-    /// fallbacks in walk order.
+    /// Declared buckets, sorted by name.
+    buckets: Vec<Bucket>,
+    /// For each partition: every member index in preference order (the walk
+    /// for N = every member). The first N entries are the preference list
+    /// of a bucket with that N, the rest its fallbacks.
     walks: Vec<Vec<u32>>,
     /// Owners after the change in flight, if any.
     next_owners: Option<Vec<u32>>,
@@ -164,12 +228,41 @@ impl Ring {
             members,
             owners,
             replication,
+            buckets: Vec::new(),
             walks: Vec::new(),
             next_owners: None,
             next_walks: Vec::new(),
         };
         ring.walks = ring.walks_over(&ring.owners);
         Ok(ring)
+    }
+
+    /// The same ring with `buckets` declared (in any order).
+    ///
+    /// # Errors
+    /// [`RingError`] when a name is invalid or repeated, or a bucket's N, R
+    /// or W is out of range.
+    pub fn with_buckets(mut self, mut buckets: Vec<Bucket>) -> Result<Self, RingError> {
+        buckets.sort_by(|a, b| a.name.cmp(&b.name));
+        for (i, bucket) in buckets.iter().enumerate() {
+            dynamo_ring::check_bucket_name(&bucket.name)?;
+            if i > 0 && buckets[i - 1].name == bucket.name {
+                return Err(RingError::DuplicateBucket {
+                    name: bucket.name.clone(),
+                });
+            }
+            let Replication { n, r, w } = bucket.replication;
+            if n == 0 || r == 0 || w == 0 || r > n || w > n || n > dynamo_ring::MAX_BUCKET_N {
+                return Err(RingError::BucketReplication {
+                    name: bucket.name.clone(),
+                    n,
+                    r,
+                    w,
+                });
+            }
+        }
+        self.buckets = buckets;
+        Ok(self)
     }
 
     /// The same ring with a membership change in flight towards
@@ -194,9 +287,12 @@ impl Ring {
     /// [`dynamo_ring::walk`]).
     fn walks_over(&self, owners: &[u32]) -> Vec<Vec<u32>> {
         let zones: Vec<&str> = self.members.iter().map(|m| m.zone.as_str()).collect();
-        let n = self.replication.n as usize;
+        // The walk for every member: its first k entries are the walk for
+        // N = k (a property test in dynamo-ring checks it), so one walk
+        // serves every bucket and the default bucket's lists stay those of
+        // the walk for its N.
         (0..owners.len() as u32)
-            .map(|p| dynamo_ring::walk(owners, &zones, p, n))
+            .map(|p| dynamo_ring::walk(owners, &zones, p, zones.len()))
             .collect()
     }
 
@@ -249,9 +345,31 @@ impl Ring {
         &self.members[index as usize]
     }
 
-    /// The partition a key hashes to: the top log2(Q) bits of its MD5.
+    /// The partition a default-bucket key hashes to: the top log2(Q) bits
+    /// of its MD5.
     pub fn partition_of(&self, key: &[u8]) -> u32 {
         partition_of(key, self.partitions())
+    }
+
+    /// The partition of a bucket-qualified engine key (see
+    /// [`QualifiedKey`]), as it arrives from a peer or the disk.
+    ///
+    /// # Errors
+    /// [`QualifiedKeyError`] when the key does not decode.
+    pub fn engine_partition(&self, key: &[u8]) -> Result<u32, QualifiedKeyError> {
+        Ok(QualifiedKey::decode(key)?.partition(self.partitions()))
+    }
+
+    /// The engine key of `key` in bucket `bucket` ("" is the default
+    /// bucket), `None` when the bucket is not declared.
+    pub fn engine_key(&self, bucket: &str, key: &[u8]) -> Option<Vec<u8>> {
+        let rules = self.bucket(bucket)?;
+        let qualified = QualifiedKey {
+            n: bucket_factor(rules.replication.n),
+            bucket,
+            key,
+        };
+        Some(qualified.encode())
     }
 
     /// The partition holding ring position `position`.
@@ -259,17 +377,53 @@ impl Ring {
         partition_at(position, self.partitions())
     }
 
-    /// The N member indexes that replicate `partition`, in preference order
-    /// (fewer when the ring has fewer than N members).
-    pub fn preference(&self, partition: u32) -> &[u32] {
-        let walk = &self.walks[partition as usize];
-        &walk[..walk.len().min(self.replication.n as usize)]
+    /// Declared buckets, sorted by name (the default bucket is not listed).
+    pub fn buckets(&self) -> &[Bucket] {
+        &self.buckets
     }
 
-    /// The replicas of `partition` after the change in flight, if any.
-    pub fn next_preference(&self, partition: u32) -> Option<&[u32]> {
-        let walk = self.next_walks.get(partition as usize)?;
-        Some(&walk[..walk.len().min(self.replication.n as usize)])
+    /// The rules of bucket `name`: the ring's replication for the default
+    /// bucket "", `None` when the bucket is not declared.
+    pub fn bucket(&self, name: &str) -> Option<BucketRules> {
+        if name.is_empty() {
+            return Some(BucketRules {
+                replication: self.replication,
+                durability: None,
+            });
+        }
+        let index = self
+            .buckets
+            .binary_search_by(|bucket| bucket.name.as_str().cmp(name))
+            .ok()?;
+        let bucket = &self.buckets[index];
+        Some(BucketRules {
+            replication: bucket.replication,
+            durability: bucket.durability,
+        })
+    }
+
+    /// Every replication factor in use (the default bucket's and each
+    /// bucket's), ascending and distinct: a partition keeps one Merkle tree
+    /// and one transfer unit per N.
+    pub fn factors(&self) -> Vec<u32> {
+        let mut factors: Vec<u32> = std::iter::once(self.replication.n)
+            .chain(self.buckets.iter().map(|bucket| bucket.replication.n))
+            .collect();
+        factors.sort_unstable();
+        factors.dedup();
+        factors
+    }
+
+    /// The `n` member indexes that replicate `partition` for a bucket with
+    /// N = `n`, in preference order (fewer when the ring has fewer members).
+    pub fn preference(&self, partition: u32, n: u32) -> &[u32] {
+        prefix(&self.walks[partition as usize], n)
+    }
+
+    /// The replicas of `partition` for N = `n` after the change in flight,
+    /// if any.
+    pub fn next_preference(&self, partition: u32, n: u32) -> Option<&[u32]> {
+        Some(prefix(self.next_walks.get(partition as usize)?, n))
     }
 
     /// Owners after the change in flight, if any.
@@ -277,11 +431,11 @@ impl Ring {
         self.next_owners.as_deref()
     }
 
-    /// Where a write of `partition` goes: the preference list, plus the
-    /// replicas the change in flight adds.
-    pub fn write_set(&self, partition: u32) -> Vec<u32> {
-        let mut set = self.preference(partition).to_vec();
-        for &member in self.next_preference(partition).unwrap_or_default() {
+    /// Where a write of `partition` for N = `n` goes: the preference list,
+    /// plus the replicas the change in flight adds.
+    pub fn write_set(&self, partition: u32, n: u32) -> Vec<u32> {
+        let mut set = self.preference(partition, n).to_vec();
+        for &member in self.next_preference(partition, n).unwrap_or_default() {
             if !set.contains(&member) {
                 set.push(member);
             }
@@ -289,27 +443,64 @@ impl Ring {
         set
     }
 
-    /// Partitions `member` replicates after the change but not before: what
-    /// it must stream in.
-    pub fn gaining(&self, member: u32) -> Vec<u32> {
+    /// The (partition, N) pairs `member` replicates after the change but
+    /// not before: what it must stream in, N ascending within a partition.
+    pub fn gaining(&self, member: u32) -> Vec<(u32, u32)> {
+        let factors = self.factors();
         (0..self.partitions())
-            .filter(|&p| {
-                self.next_preference(p)
+            .flat_map(|p| factors.iter().map(move |&n| (p, n)))
+            .filter(|&(p, n)| {
+                self.next_preference(p, n)
                     .is_some_and(|next| next.contains(&member))
-                    && !self.preference(p).contains(&member)
+                    && !self.replicates(member, p, n)
             })
             .collect()
     }
 
-    /// True when `member` replicates `partition` now.
-    pub fn replicates(&self, member: u32, partition: u32) -> bool {
-        self.preference(partition).contains(&member)
+    /// True when `member` replicates `partition` for N = `n` now.
+    pub fn replicates(&self, member: u32, partition: u32, n: u32) -> bool {
+        self.preference(partition, n).contains(&member)
     }
 
-    /// Every member index in preference order for `partition`: the
-    /// preference list, then fallbacks for sloppy quorum.
+    /// Every member index in preference order for `partition`: the first N
+    /// entries are a bucket's preference list, the rest its fallbacks for
+    /// sloppy quorum.
     pub fn walk(&self, partition: u32) -> &[u32] {
         &self.walks[partition as usize]
+    }
+
+    /// Checks that `next` may follow this ring: no declared bucket is
+    /// dropped and no bucket's N (nor the default N) changes. R, W and
+    /// durability may change, and new buckets may appear.
+    ///
+    /// # Errors
+    /// [`BucketChange`] naming the first bucket that would change.
+    pub fn check_successor(&self, next: &Ring) -> Result<(), BucketChange> {
+        if next.replication.n != self.replication.n {
+            return Err(BucketChange::Factor {
+                bucket: String::new(),
+                ours: self.replication.n,
+                theirs: next.replication.n,
+            });
+        }
+        for bucket in &self.buckets {
+            match next.bucket(&bucket.name) {
+                None => {
+                    return Err(BucketChange::Dropped {
+                        bucket: bucket.name.clone(),
+                    });
+                }
+                Some(rules) if rules.replication.n != bucket.replication.n => {
+                    return Err(BucketChange::Factor {
+                        bucket: bucket.name.clone(),
+                        ours: bucket.replication.n,
+                        theirs: rules.replication.n,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
     }
 
     /// Number of partitions `member` owns.
@@ -337,6 +528,20 @@ impl Ring {
             w: self.replication.w,
             cluster: self.cluster.clone(),
             next_owners: self.next_owners.clone().unwrap_or_default(),
+            buckets: self
+                .buckets
+                .iter()
+                .map(|bucket| pb::Bucket {
+                    name: bucket.name.clone(),
+                    n: bucket.replication.n,
+                    r: bucket.replication.r,
+                    w: bucket.replication.w,
+                    durability: bucket
+                        .durability
+                        .map_or(pb::Durability::Default, durability::durability_to_pb)
+                        .into(),
+                })
+                .collect(),
         }
     }
 
@@ -376,12 +581,70 @@ impl Ring {
                 w: message.w,
             },
         )?;
+        let buckets = message
+            .buckets
+            .into_iter()
+            .map(|bucket| {
+                let durability = durability::check_durability(bucket.durability).map_err(|_| {
+                    RingError::BucketDurability {
+                        name: bucket.name.clone(),
+                        value: bucket.durability,
+                    }
+                })?;
+                Ok(Bucket {
+                    replication: Replication {
+                        n: bucket.n,
+                        r: bucket.r,
+                        w: bucket.w,
+                    },
+                    durability: durability::durability_of_pb(durability),
+                    name: bucket.name,
+                })
+            })
+            .collect::<Result<Vec<_>, RingError>>()?;
+        let ring = ring.with_buckets(buckets)?;
         if message.next_owners.is_empty() {
             Ok(ring)
         } else {
             ring.with_next_owners(message.next_owners)
         }
     }
+}
+
+/// A ring change that would alter what a bucket's keys are: refused, since
+/// keys already stored under a bucket's N would have no home.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BucketChange {
+    /// A declared bucket is missing from the new ring.
+    #[error("the new ring drops bucket {bucket:?}; buckets are never removed")]
+    Dropped {
+        /// The bucket.
+        bucket: String,
+    },
+    /// A bucket's N differs.
+    #[error(
+        "the new ring changes the n of bucket {bucket:?} from {ours} to {theirs}; a bucket's n never changes",
+        bucket = if bucket.is_empty() { "(default)" } else { bucket }
+    )]
+    Factor {
+        /// The bucket ("" for the default bucket).
+        bucket: String,
+        /// N in the ring in use.
+        ours: u32,
+        /// N in the new ring.
+        theirs: u32,
+    },
+}
+
+/// N as the one byte of a qualified key: declared buckets are checked to
+/// fit, and a default N above 255 (no real ring) is capped.
+pub fn bucket_factor(n: u32) -> u8 {
+    u8::try_from(n).unwrap_or(u8::MAX)
+}
+
+/// The first `n` entries of a walk (all of it when shorter).
+fn prefix(walk: &[u32], n: u32) -> &[u32] {
+    &walk[..walk.len().min(n as usize)]
 }
 
 fn check_owners(owners: &[u32], members: usize) -> Result<(), RingError> {
@@ -426,7 +689,7 @@ mod tests {
             }))
         ));
         let small = Ring::initial("c", members(2, 1), 64, ok).expect("fewer members than n");
-        assert_eq!(small.preference(0).len(), 2);
+        assert_eq!(small.preference(0, 3).len(), 2);
         let bad_r = Replication { n: 3, r: 4, w: 2 };
         assert!(Ring::initial("c", three, 64, bad_r).is_err());
     }
@@ -437,8 +700,8 @@ mod tests {
             Ring::initial("c", members(4, 2), 8, Replication::default()).expect("valid ring");
         for p in 0..ring.partitions() {
             assert_eq!(ring.walk(p).len(), 4);
-            assert_eq!(ring.preference(p), &ring.walk(p)[..3]);
-            assert_eq!(ring.write_set(p), ring.preference(p));
+            assert_eq!(ring.preference(p, 3), &ring.walk(p)[..3]);
+            assert_eq!(ring.write_set(p, 3), ring.preference(p, 3));
         }
         assert_eq!(ring.partition_of(b""), partition_of(b"", 8));
         let round_trip = Ring::from_pb(ring.to_pb()).expect("own message is valid");

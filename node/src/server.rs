@@ -73,6 +73,7 @@ impl From<KvError> for Status {
         match error {
             KvError::InvalidArgument(_) | KvError::Context(_) => Status::invalid_argument(message),
             KvError::Unavailable { .. } => Status::unavailable(message),
+            KvError::UnknownBucket { .. } => Status::not_found(message),
             KvError::Storage(StorageError::TooManySiblings { .. }) => {
                 Status::failed_precondition(message)
             }
@@ -89,7 +90,8 @@ fn adopt_status(error: &AdoptError) -> Status {
         AdoptError::Invalid(_) | AdoptError::Limit(_) => Status::invalid_argument(message),
         AdoptError::OtherCluster { .. }
         | AdoptError::Partitions { .. }
-        | AdoptError::EpochJump { .. } => Status::failed_precondition(message),
+        | AdoptError::EpochJump { .. }
+        | AdoptError::Bucket(_) => Status::failed_precondition(message),
     }
 }
 
@@ -258,7 +260,7 @@ impl Services {
     }
 
     /// Checks a key from a peer against the client limits.
-    fn peer_key(&self, key: &[u8]) -> Result<(), Status> {
+    fn peer_key(&self, key: &[u8]) -> Result<u32, Status> {
         exchange::peer_key(&self.node, key)
     }
 
@@ -385,11 +387,11 @@ impl Peer for Services {
             self.peer_key(&request.after)?;
         }
         // The transfers count a busy refusal themselves.
-        match self
-            .node
-            .transfers()
-            .serve_partition(request.partition, request.after)
-        {
+        match self.node.transfers().serve_partition(
+            request.partition,
+            self.node.replica().factor_of(request.n),
+            request.after,
+        ) {
             Ok(stream) => Ok(Response::new(stream)),
             Err(error @ ServeStreamError::Busy { .. }) => {
                 Err(Status::resource_exhausted(error.to_string()))
@@ -459,10 +461,13 @@ impl Peer for Services {
     ) -> Result<Response<pb::MerkleLevelResponse>, Status> {
         let request = request.into_inner();
         self.merkle_request(&request)?;
-        let hashes =
-            self.node
-                .replica()
-                .tree_level(request.partition, request.level, &request.parents);
+        let replica = self.node.replica();
+        let hashes = replica.tree_level(
+            request.partition,
+            replica.factor_of(request.n),
+            request.level,
+            &request.parents,
+        );
         Ok(Response::new(pb::MerkleLevelResponse { hashes }))
     }
 
@@ -485,10 +490,9 @@ impl Peer for Services {
             ));
         }
         let segments: HashSet<u32> = request.segments.into_iter().collect();
-        let keys = self
-            .node
-            .replica()
-            .segment_keys(request.partition, segments)
+        let replica = self.node.replica();
+        let keys = replica
+            .segment_keys(request.partition, replica.factor_of(request.n), segments)
             .await
             .map_err(|error| error.to_status())?;
         Ok(Response::new(pb::SegmentKeysResponse {
@@ -504,8 +508,7 @@ impl Peer for Services {
         request: Request<pb::HoldsHintRequest>,
     ) -> Result<Response<pb::HoldsHintResponse>, Status> {
         let key = request.into_inner().key;
-        self.peer_key(&key)?;
-        let partition = self.node.ring().partition_of(&key);
+        let partition = self.peer_key(&key)?;
         let held = self
             .node
             .replica()
@@ -519,8 +522,7 @@ impl Peer for Services {
         request: Request<pb::ForgetTombstoneRequest>,
     ) -> Result<Response<pb::ForgetTombstoneResponse>, Status> {
         let request = request.into_inner();
-        self.peer_key(&request.key)?;
-        let partition = self.node.ring().partition_of(&request.key);
+        let partition = self.peer_key(&request.key)?;
         let forgotten = self
             .node
             .replica()

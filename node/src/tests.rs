@@ -19,7 +19,7 @@ use crate::node::Node;
 use crate::peers::memory::Fault;
 use crate::peers::{Forward, Forwarded, MemoryTransport, PeerError};
 use crate::replica::ReplicaError;
-use crate::ring::{Member, Replication};
+use crate::ring::{Member, Replication, Ring};
 use crate::storage::{Durability, NewWrite};
 use crate::version::{Clock, SiblingSet};
 
@@ -94,7 +94,7 @@ impl Cluster {
             .find(|key| {
                 let partition = ring.partition_of(key);
                 let walk = ring.walk(partition);
-                wanted(ring.preference(partition), &walk[n.min(walk.len())..])
+                wanted(&walk[..n.min(walk.len())], &walk[n.min(walk.len())..])
             })
             .expect("some key fits")
     }
@@ -102,8 +102,10 @@ impl Cluster {
     /// The local copy of `key` on node `i`.
     fn copy(&self, i: usize, key: &[u8]) -> SiblingSet {
         let node = self.node(i);
-        let partition = node.ring().partition_of(key);
-        node.storage().read(partition, key).expect("read")
+        let ring = node.ring();
+        let key = engine_key(&ring, key);
+        let partition = ring.engine_partition(&key).expect("a qualified key");
+        node.storage().read(partition, &key).expect("read")
     }
 
     /// Waits (bounded) until `done` holds.
@@ -114,6 +116,11 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// The engine key of default-bucket `key` in `ring`.
+fn engine_key(ring: &Ring, key: &[u8]) -> Vec<u8> {
+    ring.engine_key("", key).expect("the default bucket")
 }
 
 fn replication(n: u32, r: u32, w: u32) -> Replication {
@@ -242,7 +249,7 @@ async fn a_node_outside_the_preference_list_forwards() {
     let owner = cluster
         .node(0)
         .ring()
-        .preference(cluster.node(0).ring().partition_of(&key))[0];
+        .walk(cluster.node(0).ring().partition_of(&key))[0];
     let owner_id = format!("node-{owner}");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = Arc::clone(&seen);
@@ -290,7 +297,7 @@ async fn a_write_to_a_down_replica_becomes_a_hint_on_a_fallback_and_is_delivered
         .key_where(|preference, fallbacks| preference.first() == Some(&0) && fallbacks.len() == 1);
     let ring = cluster.node(0).ring();
     let partition = ring.partition_of(&key);
-    let down = ring.member(ring.preference(partition)[1]).id.clone();
+    let down = ring.member(ring.walk(partition)[1]).id.clone();
     let fallback = cluster.index(&ring.member(ring.walk(partition)[3]).id);
     cluster.transport.inject(&down, Fault::Fail);
     cluster
@@ -326,7 +333,7 @@ async fn a_hanging_replica_misses_its_latency_deadline_and_the_write_completes_v
         .key_where(|preference, fallbacks| preference.first() == Some(&0) && fallbacks.len() == 1);
     let ring = cluster.node(0).ring();
     let partition = ring.partition_of(&key);
-    let slow = ring.member(ring.preference(partition)[1]).clone();
+    let slow = ring.member(ring.walk(partition)[1]).clone();
     let coordinator = cluster.node(0).coordinator();
     // Fast answers teach the peer client the replica's latency.
     for _ in 0..5 {
@@ -380,7 +387,13 @@ async fn calls_beyond_the_in_flight_bound_fail_overloaded_at_once() {
     cluster.transport.inject(&stalled.id, Fault::Hang);
     let deadline = Instant::now() + Duration::from_secs(2);
     let hanging: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(peers.replica_read(&stalled, Bytes::from_static(b"k"), deadline)))
+        .map(|_| {
+            tokio::spawn(peers.replica_read(
+                &stalled,
+                Bytes::from(engine_key(&cluster.node(0).ring(), b"k")),
+                deadline,
+            ))
+        })
         .collect();
     cluster
         .until("both calls are in flight", |c| {
@@ -389,7 +402,11 @@ async fn calls_beyond_the_in_flight_bound_fail_overloaded_at_once() {
         .await;
     let started = Instant::now();
     let third = peers
-        .replica_read(&stalled, Bytes::from_static(b"k"), deadline)
+        .replica_read(
+            &stalled,
+            Bytes::from(engine_key(&cluster.node(0).ring(), b"k")),
+            deadline,
+        )
         .await;
     assert!(
         matches!(third, Err(PeerError::Overloaded { limit: 2, .. })),
@@ -418,7 +435,7 @@ async fn calls_beyond_the_in_flight_bound_fail_overloaded_at_once() {
     peers
         .replica_read(
             &stalled,
-            Bytes::from_static(b"k"),
+            Bytes::from(engine_key(&cluster.node(0).ring(), b"k")),
             Instant::now() + Duration::from_secs(1),
         )
         .await
@@ -429,8 +446,8 @@ async fn calls_beyond_the_in_flight_bound_fail_overloaded_at_once() {
 async fn the_replica_reads_merges_writes_and_gates_recovering_partitions() {
     let cluster = Cluster::new(1, replication(1, 1, 1));
     let replica = cluster.node(0).replica();
-    let key = Bytes::from_static(b"k");
-    let partition = replica.partition_of(&key);
+    let key = Bytes::from(engine_key(&cluster.node(0).ring(), b"k"));
+    let partition = replica.partition_of(&key).expect("a qualified key");
     assert!(replica.read(partition, &key).expect("read").is_empty());
     let write = |value: &'static str| NewWrite {
         value: Bytes::from_static(value.as_bytes()),
@@ -503,7 +520,7 @@ async fn a_success_right_after_failed_calls_ends_their_suspicion_at_once() {
     let read = || {
         peers.replica_read(
             &other,
-            Bytes::from_static(b"k"),
+            Bytes::from(engine_key(&node.ring(), b"k")),
             Instant::now() + Duration::from_secs(1),
         )
     };

@@ -30,6 +30,9 @@ pub enum AdoptError {
     /// The ring breaks a size limit on members or names.
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// The ring drops a bucket or changes a bucket's N.
+    #[error(transparent)]
+    Bucket(#[from] crate::ring::BucketChange),
     /// The ring belongs to another cluster.
     #[error(
         "the ring belongs to cluster {theirs:?}, but this node is a member of cluster {ours:?}"
@@ -69,7 +72,7 @@ impl AdoptError {
         match self {
             Self::Invalid(_) => Limit::Malformed,
             Self::Limit(error) => error.limit(),
-            Self::OtherCluster { .. } | Self::Partitions { .. } => Limit::Cluster,
+            Self::OtherCluster { .. } | Self::Partitions { .. } | Self::Bucket(_) => Limit::Cluster,
             Self::EpochJump { .. } => Limit::EpochStep,
         }
     }
@@ -160,6 +163,10 @@ impl Topology {
         check_shape(&candidate, &self.limits)?;
         let encoded = candidate.encode_to_vec();
         let ring = Ring::from_pb(candidate)?;
+        if let Err(error) = current.check_successor(&ring) {
+            warn!(%error, epoch = ring.epoch(), "refused a ring that changes a bucket");
+            return Err(error.into());
+        }
         if let Err(error) = self.storage.save_ring(encoded) {
             warn!(%error, "could not persist the new ring; using it anyway");
         }

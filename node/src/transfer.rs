@@ -43,10 +43,10 @@ const CHUNKS_IN_FLIGHT: usize = 4;
 pub struct Progress {
     /// Epoch of the proposed ring.
     pub epoch: u64,
-    /// Partitions to receive.
+    /// (partition, N) pairs to receive.
     pub total: u32,
-    /// Partitions received completely.
-    pub done: BTreeSet<u32>,
+    /// (partition, N) pairs received completely.
+    pub done: BTreeSet<(u32, u32)>,
     /// Keys received.
     pub keys: u64,
     /// Bytes received.
@@ -212,13 +212,13 @@ impl Transfers {
         }
     }
 
-    /// Streams in every partition of `gaining`, retrying until done or until
-    /// a newer ring replaces `ring`.
-    async fn receive_all(self: Arc<Self>, ring: Arc<Ring>, gaining: Vec<u32>) {
-        for partition in gaining {
+    /// Streams in every (partition, N) of `gaining`, retrying until done or
+    /// until a newer ring replaces `ring`.
+    async fn receive_all(self: Arc<Self>, ring: Arc<Ring>, gaining: Vec<(u32, u32)>) {
+        for (partition, n) in gaining {
             let current = || self.topology.ring().epoch() == ring.epoch();
             let outcome = self
-                .receive_with_retry(&ring, partition, current, |error| {
+                .receive_with_retry(&ring, partition, n, current, |error| {
                     self.progress().error = error.to_string();
                 })
                 .await;
@@ -228,27 +228,29 @@ impl Transfers {
             }
             let mut progress = self.progress();
             if progress.epoch == ring.epoch() {
-                progress.done.insert(partition);
+                progress.done.insert((partition, n));
                 progress.error.clear();
             }
         }
         info!(epoch = ring.epoch(), "all incoming partitions received");
     }
 
-    /// Streams one partition from the other replicas in turn until a
-    /// stream completes, backing off between attempts and resuming after
-    /// the last key received. Gives up (returning false) once `keep_going`
-    /// turns false; `on_error` hears every failure.
+    /// Streams the keys of `partition` whose bucket has N = `n` from that
+    /// N's other replicas in turn until a stream completes, backing off
+    /// between attempts and resuming after the last key received. Gives up
+    /// (returning false) once `keep_going` turns false; `on_error` hears
+    /// every failure.
     pub async fn receive_with_retry(
         &self,
         ring: &Ring,
         partition: u32,
+        n: u32,
         keep_going: impl Fn() -> bool,
         mut on_error: impl FnMut(&StreamError),
     ) -> bool {
         let me = ring.index_of(self.topology.id());
         let sources: Vec<u32> = ring
-            .preference(partition)
+            .preference(partition, n)
             .iter()
             .copied()
             .filter(|&m| Some(m) != me)
@@ -262,13 +264,13 @@ impl Transfers {
                 return false;
             }
             let source = sources[attempt as usize % sources.len()];
-            match self.receive(ring, partition, source, &mut after).await {
+            match self.receive(ring, partition, n, source, &mut after).await {
                 Ok(()) => {
                     self.metrics.stream_completed();
                     return true;
                 }
                 Err(error) => {
-                    warn!(partition, source = ring.member(source).id, %error, "stream failed; retrying");
+                    warn!(partition, n, source = ring.member(source).id, %error, "stream failed; retrying");
                     on_error(&error);
                     let backoff = Duration::from_millis(200 * (attempt + 1).min(10));
                     tokio::time::sleep(backoff).await;
@@ -278,19 +280,21 @@ impl Transfers {
         false
     }
 
-    /// Streams one partition from `source`, starting after key `after`, and
-    /// merges every key locally; `after` follows the last key stored.
+    /// Streams the keys of (partition, N) from `source`, starting after key
+    /// `after`, and merges every key locally; `after` follows the last key
+    /// stored.
     async fn receive(
         &self,
         ring: &Ring,
         partition: u32,
+        n: u32,
         source: u32,
         after: &mut Bytes,
     ) -> Result<(), StreamError> {
         let member = ring.member(source);
         let mut stream = self
             .peers
-            .stream_partition(member, partition, after.clone())
+            .stream_partition(member, partition, n, after.clone())
             .await?;
         let idle = self.settings.idle;
         loop {
@@ -360,7 +364,7 @@ pub fn entry_from_peer(
     entry: pb::PartitionEntry,
     limits: &Limits,
 ) -> Result<(Bytes, SiblingSet), WireError> {
-    limits.check_key(&entry.key)?;
+    wire::check_engine_key(&entry.key, limits)?;
     let set = wire::set_from_peer(entry.siblings, limits)?;
     Ok((entry.key, set))
 }
@@ -382,7 +386,8 @@ pub enum ServeStreamError {
 }
 
 impl Transfers {
-    /// Serves `partition` after key `after` as a stream of chunks, read off
+    /// Serves the keys of `partition` whose bucket has N = `n`, after key
+    /// `after`, as a stream of chunks, read off
     /// the async workers, when a stream slot is free. The stream holds its
     /// slot until it ends, its reader goes away, or its reader takes no
     /// chunk for `limits.partition_stream_idle_ms` (then it ends with
@@ -394,6 +399,7 @@ impl Transfers {
     pub fn serve_partition(
         &self,
         partition: u32,
+        n: u32,
         after: Bytes,
     ) -> Result<PartitionStream, ServeStreamError> {
         let limits = self.settings.limits;
@@ -429,7 +435,7 @@ impl Transfers {
                 let storage = Arc::clone(&storage);
                 let start = after.clone();
                 let read = tokio::task::spawn_blocking(move || {
-                    storage.chunk(partition, &start, CHUNK_BYTES)
+                    storage.chunk(partition, n, &start, CHUNK_BYTES)
                 })
                 .await;
                 let chunk = match read {
@@ -464,22 +470,23 @@ impl Transfers {
     }
 }
 
-/// Deletes the data of partitions this node does not replicate in `ring`,
-/// unless a newer ring is in use by then.
+/// Deletes the keys of each (partition, N) this node does not replicate in
+/// `ring`, unless a newer ring is in use by then. A node may keep a
+/// partition's keys of one N and drop those of another.
 fn drop_unreplicated(storage: &Storage, topology: &Topology, ring: &Ring, me: u32) {
-    for partition in storage.partitions_with_data() {
-        if partition >= ring.partitions() || ring.replicates(me, partition) {
+    for (partition, n) in storage.partitions_with_data() {
+        if partition >= ring.partitions() || ring.replicates(me, partition, n) {
             continue;
         }
         if topology.ring().epoch() != ring.epoch() {
             return;
         }
-        match storage.drop_partition(partition) {
+        match storage.drop_partition(partition, n) {
             Ok(keys) => info!(
                 partition,
-                keys, "dropped a partition this node no longer replicates"
+                n, keys, "dropped keys of a partition this node no longer replicates"
             ),
-            Err(error) => warn!(partition, %error, "cannot drop a partition"),
+            Err(error) => warn!(partition, n, %error, "cannot drop a partition"),
         }
     }
 }

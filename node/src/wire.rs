@@ -4,8 +4,10 @@
 use dynamo_proto::v1 as pb;
 
 use crate::config::{LimitError, Limits};
+pub use crate::durability::{
+    UnknownDurability, check_durability, durability_from_pb, durability_of_pb, durability_to_pb,
+};
 use crate::version::{Clock, Dot, SiblingSet, Version};
-use dynamo_ring::Durability;
 
 /// Most versions a sibling set from a peer may carry.
 pub const MAX_WIRE_VERSIONS: usize = 4096;
@@ -33,6 +35,9 @@ pub enum WireError {
     /// The set breaks one of this node's [`Limits`].
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// A key is not a valid bucket-qualified key.
+    #[error(transparent)]
+    Key(#[from] dynamo_ring::QualifiedKeyError),
 }
 
 /// Converts a version to its message.
@@ -140,39 +145,15 @@ pub fn sibling_to_pb(version: &Version) -> pb::Sibling {
     }
 }
 
-/// The wire form of a durability.
-pub fn durability_to_pb(durability: Durability) -> pb::Durability {
-    match durability {
-        Durability::Buffer => pb::Durability::Buffer,
-        Durability::Sync => pb::Durability::Sync,
-    }
-}
-
-/// The durability a message asks for, `default` when it leaves it to the
-/// node.
-pub fn durability_from_pb(durability: pb::Durability, default: Durability) -> Durability {
-    match durability {
-        pb::Durability::Sync => Durability::Sync,
-        pb::Durability::Buffer => Durability::Buffer,
-        pb::Durability::Default => default,
-    }
-}
-
-/// A durability field that names no [`pb::Durability`] value.
-#[derive(Clone, Copy, Debug, thiserror::Error, PartialEq, Eq)]
-#[error("durability {value} is unknown; use DEFAULT (0), BUFFER (1) or SYNC (2)")]
-pub struct UnknownDurability {
-    /// The value received.
-    pub value: i32,
-}
-
-/// The durability field of a message, refusing a value the protocol does
-/// not define (prost would read it as `DEFAULT`).
+/// Checks a bucket-qualified key from a peer: it decodes, and its user
+/// key is within the key size limit.
 ///
 /// # Errors
-/// [`UnknownDurability`] for such a value.
-pub fn check_durability(value: i32) -> Result<pb::Durability, UnknownDurability> {
-    pb::Durability::try_from(value).map_err(|_| UnknownDurability { value })
+/// [`WireError::Key`] or [`WireError::Limit`].
+pub fn check_engine_key(key: &[u8], limits: &Limits) -> Result<(), WireError> {
+    let qualified = dynamo_ring::QualifiedKey::decode(key)?;
+    limits.check_key(qualified.key)?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -20,11 +20,16 @@
 //! assert_eq!(replicas.len(), 3); // two replicas, then one fallback
 //! ```
 
+mod bucket;
 mod durability;
 mod partition;
 mod walk;
 mod zones;
 
+pub use bucket::{
+    BucketNameError, MAX_BUCKET_N, MAX_BUCKET_NAME, QualifiedKey, QualifiedKeyError,
+    bucket_partition, bucket_position, check_bucket_name,
+};
 pub use durability::{Durability, DurabilityError};
 pub use partition::{
     MAX_PARTITIONS, PartitionsError, Position, check_partitions, partition_at, partition_of,

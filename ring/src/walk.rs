@@ -149,5 +149,23 @@ mod tests {
                 prop_assert_eq!(distinct.len(), zones.len());
             }
         }
+
+        /// One walk serves every N: the first k entries of the walk for N
+        /// members are the preference list for N = k, so a bucket's list is
+        /// a prefix of the full walk.
+        #[test]
+        fn shorter_preference_lists_are_prefixes(
+            zones in prop::collection::vec(0usize..4, 1..9),
+            owners in prop::collection::vec(any::<prop::sample::Index>(), 16),
+        ) {
+            let zones: Vec<String> = zones.iter().map(|zone| format!("z{zone}")).collect();
+            let owners: Vec<u32> = owners.iter().map(|o| o.index(zones.len()) as u32).collect();
+            for p in 0..owners.len() as u32 {
+                let full = walk(&owners, &zones, p, zones.len());
+                for k in 1..=zones.len() {
+                    prop_assert_eq!(&walk(&owners, &zones, p, k)[..k], &full[..k]);
+                }
+            }
+        }
     }
 }

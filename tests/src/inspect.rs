@@ -17,6 +17,8 @@ pub struct Placement {
     n: usize,
     members: Vec<String>,
     preferences: Vec<Vec<u32>>,
+    /// Declared buckets and their N.
+    buckets: Vec<(String, usize)>,
 }
 
 impl Placement {
@@ -38,6 +40,43 @@ impl Placement {
             .skip(self.n)
             .map(|&member| self.members[member as usize].clone())
             .collect()
+    }
+
+    /// N of bucket `bucket` ("" is the default bucket), if declared.
+    pub fn bucket_n(&self, bucket: &str) -> Option<usize> {
+        if bucket.is_empty() {
+            return Some(self.n);
+        }
+        self.buckets
+            .iter()
+            .find(|(name, _)| name == bucket)
+            .map(|&(_, n)| n)
+    }
+
+    /// Member ids of the N replicas of `key` of `bucket`, in preference
+    /// order (empty for an undeclared bucket).
+    pub fn bucket_replicas(&self, bucket: &str, key: &[u8]) -> Vec<String> {
+        let Some(n) = self.bucket_n(bucket) else {
+            return Vec::new();
+        };
+        let partition = dynamo_ring::bucket_partition(bucket, key, self.partitions) as usize;
+        self.preferences[partition]
+            .iter()
+            .take(n)
+            .map(|&member| self.members[member as usize].clone())
+            .collect()
+    }
+
+    /// The engine's bucket-qualified form of `key` of `bucket`, as replicas
+    /// store and exchange it.
+    pub fn engine_key(&self, bucket: &str, key: &[u8]) -> Vec<u8> {
+        let n = self.bucket_n(bucket).unwrap_or(self.n);
+        dynamo_ring::QualifiedKey {
+            n: u8::try_from(n).unwrap_or(u8::MAX),
+            bucket,
+            key,
+        }
+        .encode()
     }
 
     /// True when member `id` replicates `key`.
@@ -112,18 +151,37 @@ impl Endpoints {
                 .into_iter()
                 .map(|preference| preference.members)
                 .collect(),
+            buckets: ring
+                .buckets
+                .into_iter()
+                .map(|bucket| (bucket.name, bucket.n as usize))
+                .collect(),
         })
     }
 
-    /// What node `i` stores locally for `key`.
+    /// What node `i` stores locally for default-bucket `key`.
     ///
     /// # Errors
     /// When the node does not answer in time.
     pub async fn replica_read(&self, i: usize, key: &[u8]) -> anyhow::Result<pb::SiblingSet> {
+        self.bucket_replica_read(i, "", key).await
+    }
+
+    /// What node `i` stores locally for `key` of `bucket`.
+    ///
+    /// # Errors
+    /// When the node does not answer in time.
+    pub async fn bucket_replica_read(
+        &self,
+        i: usize,
+        bucket: &str,
+        key: &[u8],
+    ) -> anyhow::Result<pb::SiblingSet> {
+        let engine_key = self.placement(i).await?.engine_key(bucket, key);
         let response = self
             .peer(i)
             .replica_read(pb::ReplicaReadRequest {
-                key: key.to_vec().into(),
+                key: engine_key.into(),
             })
             .await
             .with_context(|| format!("Peer.ReplicaRead of node {i}"))?;

@@ -371,6 +371,18 @@ pub fn get(key: &str) -> pb::GetRequest {
     }
 }
 
+/// The engine's bucket-qualified form of default-bucket `key` in a ring
+/// with N = `n`: what replicas store and exchange over the Peer service.
+pub fn engine_key(n: u32, key: &[u8]) -> bytes::Bytes {
+    dynamo_ring::QualifiedKey {
+        n: u8::try_from(n).unwrap_or(u8::MAX),
+        bucket: "",
+        key,
+    }
+    .encode()
+    .into()
+}
+
 /// A put request with the default W.
 pub fn put(key: &str, value: &str, context: &[u8]) -> pb::PutRequest {
     pb::PutRequest {

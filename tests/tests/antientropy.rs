@@ -24,9 +24,11 @@ fn snapshot(cluster: &Cluster, i: usize) -> anyhow::Result<Vec<(Bytes, Vec<u8>)>
     let ring = node.ring();
     let mut all = Vec::new();
     for partition in 0..ring.partitions() {
-        for (key, _) in node.storage().scan_partition(partition, |_, _| true)? {
-            let set = node.storage().read(partition, &key)?;
-            all.push((key, codec::encode(&set)));
+        for n in ring.factors() {
+            for (key, _) in node.storage().scan_partition(partition, n, |_, _| true)? {
+                let set = node.storage().read(partition, &key)?;
+                all.push((key, codec::encode(&set)));
+            }
         }
     }
     all.sort();
@@ -55,20 +57,16 @@ async fn anti_entropy_repairs_one_percent_divergence_with_little_traffic() -> an
     for k in (0..KEYS).step_by(100) {
         let key = format!("key-{k}");
         let partition = ring.partition_of(key.as_bytes());
-        let current = node.storage().read(partition, key.as_bytes())?;
+        let engine_key = ring.engine_key("", key.as_bytes()).expect("default bucket");
+        let current = node.storage().read(partition, &engine_key)?;
         let write = NewWrite {
             value: Bytes::from(format!("diverged-{k}")),
             tombstone: k % 200 == 0,
             context: current.context(),
             timestamp_ms: 1,
         };
-        node.storage().write_new_version(
-            partition,
-            key.as_bytes(),
-            write,
-            64,
-            Durability::Buffer,
-        )?;
+        node.storage()
+            .write_new_version(partition, &engine_key, write, 64, Durability::Buffer)?;
     }
     assert_ne!(snapshot(&cluster, 0)?, snapshot(&cluster, 1)?);
 
@@ -159,7 +157,7 @@ async fn tombstones_are_dropped_only_when_every_replica_holds_them() -> anyhow::
     // Node 2 still holds the live value: nothing may be collected, and
     // anti-entropy must carry the tombstone to it, not the value back.
     let ring = cluster.node(0).node().ring();
-    let primary = ring.preference(ring.partition_of(b"doomed"))[0] as usize;
+    let primary = ring.preference(ring.partition_of(b"doomed"), ring.replication().n)[0] as usize;
     let pass = cluster
         .admin(primary)
         .await?
@@ -187,9 +185,10 @@ async fn tombstones_are_dropped_only_when_every_replica_holds_them() -> anyhow::
     assert_eq!(dropped, 1);
     for i in 0..3 {
         let node = cluster.node(i).node();
-        let set = node
-            .storage()
-            .read(ring.partition_of(b"doomed"), b"doomed")?;
+        let set = node.storage().read(
+            ring.partition_of(b"doomed"),
+            &ring.engine_key("", b"doomed").expect("default bucket"),
+        )?;
         assert!(set.is_empty(), "node {i} still holds {set:?}");
     }
     for i in 0..3 {

@@ -81,7 +81,7 @@ async fn acknowledged_writes_survive_repeated_sigkills() -> anyhow::Result<()> {
         for (key, value, _) in acked.iter().filter(|(_, _, sync)| *sync) {
             let read = replica
                 .replica_read(pb::ReplicaReadRequest {
-                    key: key.clone().into_bytes().into(),
+                    key: dynamo_tests::engine_key(Options::default().replication.n, key.as_bytes()),
                 })
                 .await?
                 .into_inner();

@@ -12,7 +12,7 @@ const N3: Replication = Replication { n: 3, r: 2, w: 2 };
 fn replicas(cluster: &Cluster, key: &str) -> (Vec<usize>, usize) {
     let ring = cluster.node(0).node().ring();
     let preference: Vec<usize> = ring
-        .preference(ring.partition_of(key.as_bytes()))
+        .preference(ring.partition_of(key.as_bytes()), ring.replication().n)
         .iter()
         .map(|&m| m as usize)
         .collect();
@@ -25,9 +25,11 @@ fn replicas(cluster: &Cluster, key: &str) -> (Vec<usize>, usize) {
 /// What node `i` stores locally for `key`, read through the Peer service.
 async fn local_copy(cluster: &Cluster, i: usize, key: &str) -> anyhow::Result<pb::SiblingSet> {
     let mut peer = cluster.peer(i).await?;
+    let ring = cluster.node(0).node().ring();
+    let engine_key = ring.engine_key("", key.as_bytes()).expect("default bucket");
     let response = peer
         .replica_read(pb::ReplicaReadRequest {
-            key: key.as_bytes().to_vec().into(),
+            key: engine_key.into(),
         })
         .await?;
     Ok(response.into_inner().siblings.unwrap_or_default())

@@ -202,6 +202,7 @@ async fn oversized_peer_keys_are_invalid_argument_and_never_reach_storage() -> a
         );
         let status = assert_code(
             peer.stream_partition(pb::StreamPartitionRequest {
+                n: 0,
                 partition: 0,
                 after: key.clone(),
             })
@@ -383,6 +384,7 @@ async fn merkle_level_answers_are_bounded_by_the_tree() -> anyhow::Result<()> {
     let workload = Workload::start(&cluster).await?;
     let mut peer = peer(&cluster, 0).await?;
     let leaves = |parents: Vec<u32>| pb::MerkleLevelRequest {
+        n: 0,
         partition: 0,
         level: 2,
         parents,
@@ -405,6 +407,7 @@ async fn merkle_level_answers_are_bounded_by_the_tree() -> anyhow::Result<()> {
     );
     assert_code(
         peer.merkle_level(pb::MerkleLevelRequest {
+            n: 0,
             partition: 0,
             level: 9,
             parents: Vec::new(),
@@ -415,6 +418,7 @@ async fn merkle_level_answers_are_bounded_by_the_tree() -> anyhow::Result<()> {
     );
     assert_code(
         peer.merkle_level(pb::MerkleLevelRequest {
+            n: 0,
             partition: 64,
             level: 0,
             parents: Vec::new(),
@@ -425,6 +429,7 @@ async fn merkle_level_answers_are_bounded_by_the_tree() -> anyhow::Result<()> {
     );
     assert_code(
         peer.segment_keys(pb::SegmentKeysRequest {
+            n: 0,
             partition: 0,
             segments: vec![1024],
         })
@@ -837,6 +842,7 @@ async fn open_streams(
         async move {
             client
                 .stream_partition(pb::StreamPartitionRequest {
+                    n: 0,
                     partition,
                     after: Bytes::new(),
                 })

@@ -137,9 +137,10 @@ async fn a_node_back_with_an_empty_disk_streams_its_partitions_before_serving_re
     let ring = node.ring();
     for k in 0..300 {
         let key = format!("key-{k}");
-        let set = node
-            .storage()
-            .read(ring.partition_of(key.as_bytes()), key.as_bytes())?;
+        let set = node.storage().read(
+            ring.partition_of(key.as_bytes()),
+            &ring.engine_key("", key.as_bytes()).expect("default bucket"),
+        )?;
         assert_eq!(set.len(), 1, "{key} was streamed back");
     }
     cluster.shutdown().await

@@ -259,7 +259,7 @@ async fn hints_are_counted_per_target_when_stored_and_delivered() -> anyhow::Res
         let key = format!("key-{k}");
         client.put(put(&key, "value", &[])).await?;
         if ring
-            .preference(ring.partition_of(key.as_bytes()))
+            .preference(ring.partition_of(key.as_bytes()), ring.replication().n)
             .contains(&down)
         {
             hinted += 1;

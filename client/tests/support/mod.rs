@@ -103,6 +103,7 @@ fn ring(addresses: &[String], n: u32) -> pb::GetRingResponse {
     let members = (0u32..).zip(addresses);
     pb::GetRingResponse {
         ring: Some(pb::Ring {
+            buckets: Vec::new(),
             epoch: 1,
             members: members
                 .clone()

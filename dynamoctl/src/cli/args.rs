@@ -67,6 +67,10 @@ pub struct Args {
     /// address's host (for a port-forward to 127.0.0.1, say).
     #[arg(long, global = true, env = "DYNAMO_SERVER_NAME", requires = "tls_ca")]
     pub server_name: Option<String>,
+    /// The bucket of the key for get, put, delete and bench (empty: the
+    /// default bucket); for `ring`, show that bucket's preference lists.
+    #[arg(long, global = true, env = "DYNAMO_BUCKET", default_value = "")]
+    pub bucket: String,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -54,6 +54,7 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
         ..ClientOptions::default()
     };
     let client = Client::connect_with(&args.endpoint, options).await?;
+    let bucket = client.bucket(args.bucket.clone());
     match args.command {
         Command::Scale { .. } => unreachable!("scale returns before connecting"),
         Command::Bench(bench) => {
@@ -62,13 +63,13 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
         }
         Command::Put { key, write, .. } => {
             let value = value.expect("decoded above for put");
-            let context = client
+            let context = bucket
                 .put_with(key, value, write.context.as_ref(), write.options())
                 .await?;
             Ok(Report::ok(render::written(format, &context)))
         }
         Command::Get { key, r, base64 } => {
-            let result = client.get_with(key, ReadOptions { r }).await?;
+            let result = bucket.get_with(key, ReadOptions { r }).await?;
             let stdout = render::get(format, &result, Codec::from_flag(base64))?;
             let exit = if result.is_found() {
                 Exit::Ok
@@ -78,7 +79,7 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
             Ok(Report { stdout, exit })
         }
         Command::Delete { key, write } => {
-            let context = client
+            let context = bucket
                 .delete_with(key, write.context.as_ref(), write.options())
                 .await?;
             Ok(Report::ok(render::written(format, &context)))
@@ -128,7 +129,15 @@ pub async fn run(args: Args) -> Result<Report, CliError> {
             Ok(Report::ok(render::status(format, &rows)))
         }
         Command::Ring { partitions } => {
-            Ok(Report::ok(render::ring(format, &client.ring(), partitions)))
+            let ring = client.ring();
+            let shown = if args.bucket.is_empty() {
+                partitions.then_some(ring.n())
+            } else {
+                Some(ring.bucket_n(&args.bucket).ok_or_else(|| CliError::Usage {
+                    message: format!("bucket {} is not declared in this cluster", args.bucket),
+                })?)
+            };
+            Ok(Report::ok(render::ring(format, &ring, shown)))
         }
     }
 }

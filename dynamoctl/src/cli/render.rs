@@ -1,7 +1,7 @@
 //! How results are printed, as text for people or JSON for programs. Pure
 //! functions from results to the text written on stdout.
 
-use dynamo_client::{Context, GetResult, Member, NodeStatus, Ring};
+use dynamo_client::{Context, Durability, GetResult, Member, NodeStatus, Ring};
 use serde::Serialize;
 
 use super::CliError;
@@ -367,7 +367,7 @@ pub fn bench(format: Format, report: &dynamo_bench::BenchReport) -> String {
 }
 
 /// The ring: sizes, quorums, members and, if asked, every partition.
-pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
+pub fn ring(format: Format, ring: &Ring, partitions_for_n: Option<u32>) -> String {
     #[derive(Serialize)]
     struct RingView<'a> {
         cluster: &'a str,
@@ -377,8 +377,18 @@ pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
         r: u32,
         w: u32,
         members: Vec<MemberView<'a>>,
+        buckets: Vec<BucketView<'a>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         partitions: Option<Vec<PartitionView<'a>>>,
+    }
+    #[derive(Serialize)]
+    struct BucketView<'a> {
+        name: &'a str,
+        n: u32,
+        r: u32,
+        w: u32,
+        /// `default` (the node's), `buffer` or `sync`.
+        durability: &'static str,
     }
     #[derive(Serialize)]
     struct MemberView<'a> {
@@ -414,13 +424,28 @@ pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
                 partitions: ring.partitions_owned(member),
             })
             .collect(),
-        partitions: with_partitions.then(|| {
+        buckets: ring
+            .buckets()
+            .iter()
+            .map(|bucket| BucketView {
+                name: &bucket.name,
+                n: bucket.n,
+                r: bucket.r,
+                w: bucket.w,
+                durability: match bucket.durability {
+                    None => "default",
+                    Some(Durability::Buffer) => "buffer",
+                    Some(Durability::Sync) => "sync",
+                },
+            })
+            .collect(),
+        partitions: partitions_for_n.map(|n| {
             (0..ring.partitions())
                 .map(|partition| PartitionView {
                     partition,
                     owner: &ring.owner(partition).id,
-                    preference: ids(ring.preference_list(partition)),
-                    fallbacks: ids(ring.fallbacks(partition)),
+                    preference: ids(ring.bucket_preference_list(partition, n)),
+                    fallbacks: ids(ring.bucket_fallbacks(partition, n)),
                 })
                 .collect()
         }),
@@ -444,6 +469,21 @@ pub fn ring(format: Format, ring: &Ring, with_partitions: bool) -> String {
                     ]
                 }),
             ));
+            if !view.buckets.is_empty() {
+                out.push('\n');
+                out.push_str(&table(
+                    &["BUCKET", "N", "R", "W", "DURABILITY"],
+                    view.buckets.iter().map(|bucket| {
+                        vec![
+                            bucket.name.to_owned(),
+                            bucket.n.to_string(),
+                            bucket.r.to_string(),
+                            bucket.w.to_string(),
+                            bucket.durability.to_owned(),
+                        ]
+                    }),
+                ));
+            }
             if let Some(partitions) = &view.partitions {
                 out.push('\n');
                 out.push_str(&table(
@@ -729,6 +769,7 @@ mod tests {
         };
         Ring::try_from(pb::GetRingResponse {
             ring: Some(pb::Ring {
+                buckets: Vec::new(),
                 epoch: 3,
                 members: (0..3).map(member).collect(),
                 owners: vec![0, 1, 2, 0],
@@ -751,7 +792,7 @@ mod tests {
     #[test]
     fn ring_json_lists_partitions_only_when_asked() {
         let ring = sample_ring();
-        let summary = parse(&super::ring(Format::Json, &ring, false));
+        let summary = parse(&super::ring(Format::Json, &ring, None));
         assert_eq!(
             summary,
             json!({
@@ -761,9 +802,10 @@ mod tests {
                     {"id": "dynamo-1", "address": "10.0.0.1:7400", "zone": "z1", "weight": 1, "partitions": 1},
                     {"id": "dynamo-2", "address": "10.0.0.2:7400", "zone": "z2", "weight": 1, "partitions": 1},
                 ],
+                "buckets": [],
             })
         );
-        let full = parse(&super::ring(Format::Json, &ring, true));
+        let full = parse(&super::ring(Format::Json, &ring, Some(ring.n())));
         assert_eq!(
             full["partitions"][1],
             json!({"partition": 1, "owner": "dynamo-1", "preference": ["dynamo-1", "dynamo-2"], "fallbacks": ["dynamo-0"]})
@@ -773,7 +815,7 @@ mod tests {
 
     #[test]
     fn ring_text() {
-        let text = super::ring(Format::Text, &sample_ring(), true);
+        let text = super::ring(Format::Text, &sample_ring(), Some(2));
         assert!(
             text.starts_with("cluster: test\nepoch: 3\nQ=4 N=2 R=1 W=2\n\nMEMBER    ADDRESS"),
             "{text}"

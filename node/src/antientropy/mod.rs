@@ -99,15 +99,20 @@ impl AntiEntropy {
         let Some(me) = ring.index_of(self.topology.id()) else {
             return Stats::default();
         };
-        let mut partitions: Vec<u32> = (0..ring.partitions())
-            .filter(|&p| ring.preference(p).contains(&me) && !self.replica.is_recovering(p))
+        // One tree per (partition, N): this node compares the trees of the
+        // N it replicates a partition for, with that N's other replicas.
+        let factors = ring.factors();
+        let mut shards: Vec<(u32, u32)> = (0..ring.partitions())
+            .filter(|&p| !self.replica.is_recovering(p))
+            .flat_map(|p| factors.iter().map(move |&n| (p, n)))
+            .filter(|&(p, n)| ring.replicates(me, p, n))
             .collect();
-        partitions.shuffle(&mut rand::rng());
+        shards.shuffle(&mut rand::rng());
         let mut pacer = Pacer::new(self.settings.anti_entropy_keys_per_second);
         let mut total = Stats::default();
-        for partition in partitions {
+        for (partition, n) in shards {
             let mut complete = true;
-            for &peer in ring.preference(partition) {
+            for &peer in ring.preference(partition, n) {
                 if peer == me {
                     continue;
                 }
@@ -116,12 +121,13 @@ impl AntiEntropy {
                     peers: &self.peers,
                     peer: ring.member(peer),
                 };
-                match exchange.run(partition, &mut pacer).await {
+                match exchange.run(partition, n, &mut pacer).await {
                     Ok(stats) => total.add(stats),
                     Err(error) => {
                         complete = false;
                         debug!(
                             partition,
+                            n,
                             peer = ring.member(peer).id,
                             %error,
                             "exchange failed"
@@ -131,7 +137,7 @@ impl AntiEntropy {
             }
             if complete {
                 self.runs().insert(partition, now_ms());
-                if ring.preference(partition).first() == Some(&me) {
+                if ring.preference(partition, n).first() == Some(&me) {
                     let cutoff = now_ms().saturating_sub(self.settings.tombstone_grace_ms);
                     total.tombstones_dropped += sync::collect_tombstones(
                         &self.replica,
@@ -139,6 +145,7 @@ impl AntiEntropy {
                         &ring,
                         self.topology.id(),
                         partition,
+                        n,
                         cutoff,
                     )
                     .await;

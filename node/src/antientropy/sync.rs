@@ -48,29 +48,35 @@ pub struct Exchange<'a> {
 }
 
 impl Exchange<'_> {
-    /// Brings this node's and the peer's copies of `partition` in line.
+    /// Brings this node's and the peer's copies of the keys of `partition`
+    /// whose bucket has N = `n` in line (one tree per (partition, N), so
+    /// only replicas of that N compare).
     ///
     /// # Errors
     /// [`SyncError`] when the peer could not be reached or storage failed.
-    pub async fn run(&self, partition: u32, pacer: &mut Pacer) -> Result<Stats, SyncError> {
+    pub async fn run(&self, partition: u32, n: u32, pacer: &mut Pacer) -> Result<Stats, SyncError> {
         let mut stats = Stats {
             exchanges: 1,
             ..Stats::default()
         };
         let replica = self.replica;
-        let remote_root = self.level(&mut stats, partition, ROOT, Vec::new()).await?;
-        if remote_root == replica.tree_level(partition, ROOT, &[]) {
+        let remote_root = self
+            .level(&mut stats, partition, n, ROOT, Vec::new())
+            .await?;
+        if remote_root == replica.tree_level(partition, n, ROOT, &[]) {
             return Ok(stats);
         }
         stats.differing = 1;
-        let remote_inner = self.level(&mut stats, partition, INNER, Vec::new()).await?;
-        let inner = merkle::differing(&replica.tree_level(partition, INNER, &[]), &remote_inner);
+        let remote_inner = self
+            .level(&mut stats, partition, n, INNER, Vec::new())
+            .await?;
+        let inner = merkle::differing(&replica.tree_level(partition, n, INNER, &[]), &remote_inner);
         let remote_leaves = self
-            .level(&mut stats, partition, LEAVES, inner.clone())
+            .level(&mut stats, partition, n, LEAVES, inner.clone())
             .await?;
         let segments = merkle::differing_segments(
             &inner,
-            &replica.tree_level(partition, LEAVES, &inner),
+            &replica.tree_level(partition, n, LEAVES, &inner),
             &remote_leaves,
         );
         if segments.is_empty() {
@@ -78,6 +84,7 @@ impl Exchange<'_> {
         }
         let request = pb::SegmentKeysRequest {
             partition,
+            n,
             segments: segments.iter().copied().collect(),
         };
         stats.bytes_sent += request.encoded_len() as u64;
@@ -90,7 +97,7 @@ impl Exchange<'_> {
             .collect();
         let storage = replica.storage();
         let local: BTreeMap<Bytes, u64> = storage
-            .scan_partition(partition, |key, _| {
+            .scan_partition(partition, n, |key, _| {
                 segments.contains(&KeyHash::of(key).segment)
             })?
             .into_iter()
@@ -146,11 +153,13 @@ impl Exchange<'_> {
         &self,
         stats: &mut Stats,
         partition: u32,
+        n: u32,
         level: u32,
         parents: Vec<u32>,
     ) -> Result<Vec<u64>, PeerError> {
         let request = pb::MerkleLevelRequest {
             partition,
+            n,
             level,
             parents,
         };
@@ -161,8 +170,8 @@ impl Exchange<'_> {
     }
 }
 
-/// Drops tombstones of `partition` older than `cutoff_ms`, held identically
-/// by every replica, and not shadowing a hint queued anywhere (a late hint
+/// Drops tombstones of `partition` in buckets with N = `n` older than
+/// `cutoff_ms`, held identically by every replica of that N, and not shadowing a hint queued anywhere (a late hint
 /// would bring the deleted value back). Returns how many were dropped.
 pub async fn collect_tombstones(
     replica: &Replica,
@@ -170,17 +179,18 @@ pub async fn collect_tombstones(
     ring: &Ring,
     me: &str,
     partition: u32,
+    n: u32,
     cutoff_ms: u64,
 ) -> u64 {
     let storage = replica.storage();
-    let candidates = storage.scan_partition(partition, |_, set| {
+    let candidates = storage.scan_partition(partition, n, |_, set| {
         set.live().next().is_none() && set.versions().iter().all(|v| v.timestamp_ms <= cutoff_ms)
     });
     let Ok(candidates) = candidates else {
         return 0;
     };
     let others: Vec<&Member> = ring
-        .preference(partition)
+        .preference(partition, n)
         .iter()
         .map(|&member| ring.member(member))
         .filter(|member| member.id != me)

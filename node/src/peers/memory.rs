@@ -149,7 +149,7 @@ fn status(error: ReplicaError) -> tonic::Status {
     error.to_status()
 }
 
-fn invalid(error: wire::WireError) -> tonic::Status {
+fn invalid(error: impl std::fmt::Display) -> tonic::Status {
     tonic::Status::invalid_argument(error.to_string())
 }
 
@@ -173,7 +173,7 @@ impl Transport for MemoryTransport {
         _deadline: Instant,
     ) -> PeerFuture<pb::ReplicaReadResponse> {
         self.route(to, "replica_read", move |replica| async move {
-            let partition = replica.partition_of(&request.key);
+            let partition = replica.partition_of(&request.key).map_err(invalid)?;
             let set = replica.read(partition, &request.key).map_err(status)?;
             Ok(pb::ReplicaReadResponse {
                 siblings: Some(wire::set_to_pb(&set)),
@@ -190,7 +190,7 @@ impl Transport for MemoryTransport {
         self.route(to, "replica_write", move |replica| async move {
             let durability = durability(request.durability());
             let set = wire::set_from_pb(request.siblings).map_err(invalid)?;
-            let partition = replica.partition_of(&request.key);
+            let partition = replica.partition_of(&request.key).map_err(invalid)?;
             replica
                 .merge(partition, request.key, set, durability)
                 .await
@@ -208,7 +208,7 @@ impl Transport for MemoryTransport {
         self.route(to, "hint_write", move |replica| async move {
             let durability = durability(request.durability());
             let set = wire::set_from_pb(request.siblings).map_err(invalid)?;
-            let partition = replica.partition_of(&request.key);
+            let partition = replica.partition_of(&request.key).map_err(invalid)?;
             replica
                 .store_hint(request.target, partition, request.key, set, durability)
                 .await
@@ -227,7 +227,12 @@ impl Transport for MemoryTransport {
     ) -> PeerFuture<pb::MerkleLevelResponse> {
         self.route(to, "merkle_level", move |replica| async move {
             Ok(pb::MerkleLevelResponse {
-                hashes: replica.tree_level(request.partition, request.level, &request.parents),
+                hashes: replica.tree_level(
+                    request.partition,
+                    replica.factor_of(request.n),
+                    request.level,
+                    &request.parents,
+                ),
             })
         })
     }
@@ -240,7 +245,7 @@ impl Transport for MemoryTransport {
         self.route(to, "segment_keys", move |replica| async move {
             let segments: HashSet<u32> = request.segments.into_iter().collect();
             let keys = replica
-                .segment_keys(request.partition, segments)
+                .segment_keys(request.partition, replica.factor_of(request.n), segments)
                 .await
                 .map_err(status)?;
             Ok(pb::SegmentKeysResponse {
@@ -254,7 +259,7 @@ impl Transport for MemoryTransport {
 
     fn holds_hint(&self, to: &Member, request: pb::HoldsHintRequest) -> PeerFuture<bool> {
         self.route(to, "holds_hint", move |replica| async move {
-            let partition = replica.partition_of(&request.key);
+            let partition = replica.partition_of(&request.key).map_err(invalid)?;
             replica.holds_hint(partition, &request.key).map_err(status)
         })
     }
@@ -265,7 +270,7 @@ impl Transport for MemoryTransport {
         request: pb::ForgetTombstoneRequest,
     ) -> PeerFuture<bool> {
         self.route(to, "forget_tombstone", move |replica| async move {
-            let partition = replica.partition_of(&request.key);
+            let partition = replica.partition_of(&request.key).map_err(invalid)?;
             replica
                 .forget_tombstone(partition, &request.key, request.digest)
                 .map_err(status)

@@ -515,9 +515,14 @@ impl Peers {
         self: &Arc<Self>,
         to: &Member,
         partition: u32,
+        n: u32,
         after: Bytes,
     ) -> Result<ChunkStream, PeerError> {
-        let request = pb::StreamPartitionRequest { partition, after };
+        let request = pb::StreamPartitionRequest {
+            partition,
+            after,
+            n,
+        };
         self.background(to, PeerOp::StreamPartition, move |t, to, _| {
             t.stream_partition(to, request)
         })

@@ -1,10 +1,15 @@
 //! Local storage in fjall: one database per node with the keyspaces `data`
-//! (partition big-endian + key -> sibling set), `hints` (see [`hints`]) and
-//! `meta` (incarnation id, dot counter ceiling, ring).
+//! (partition big-endian + bucket-qualified key -> sibling set), `hints`
+//! (see [`hints`]) and `meta` (format, incarnation id, dot counter ceiling,
+//! ring).
+//!
+//! A bucket-qualified key starts with its bucket's N (see
+//! [`dynamo_ring::QualifiedKey`]), so the keys of one (partition, N) are one
+//! contiguous range: the unit of Merkle trees, transfers and drops.
 //!
 //! Every read-modify-write of a key runs under one of a fixed set of striped
 //! locks, so concurrent writes of one key never lose each other. Each write
-//! also updates the partition's Merkle tree in the same critical section.
+//! also updates its (partition, N) Merkle tree in the same critical section.
 
 mod group_commit;
 pub mod hints;
@@ -35,6 +40,11 @@ const DATA_MEMTABLE_BYTES: u64 = 16 * 1024 * 1024;
 const META_INCARNATION: &[u8] = b"incarnation";
 const META_DOT_CEILING: &[u8] = b"dot_ceiling";
 const META_RING: &[u8] = b"ring";
+const META_FORMAT: &[u8] = b"format";
+/// The layout of `data` keys: 2 is partition + bucket-qualified key. Data
+/// directories from before (partition + bare key, no format record) are
+/// refused rather than misread.
+const FORMAT: u64 = 2;
 
 /// Versions of one key to merge into its local copy, an item of
 /// [`Storage::merge_batch`].
@@ -67,6 +77,14 @@ pub enum StorageError {
     CorruptMeta {
         /// The record name.
         name: &'static str,
+    },
+    /// The data directory was written in a layout this node does not read.
+    #[error(
+        "the data directory holds keys in storage format {found} (1 = before buckets), but this node reads format {FORMAT}; start it on an empty directory and let it recover from its peers"
+    )]
+    Format {
+        /// The format found.
+        found: u64,
     },
     /// The hint store holds its configured maximum.
     #[error("the hint store is full ({limit} keys)")]
@@ -120,7 +138,8 @@ pub struct Storage {
     data: Keyspace,
     meta: Keyspace,
     hints: hints::HintStore,
-    trees: Mutex<HashMap<u32, Tree>>,
+    /// One Merkle tree per (partition, N).
+    trees: Mutex<HashMap<(u32, u8), Tree>>,
     locks: Box<[Mutex<()>]>,
     lock_hasher: RandomState,
     incarnation: NodeId,
@@ -153,6 +172,7 @@ impl Storage {
         let meta = db.keyspace("meta", KeyspaceCreateOptions::default)?;
         let hints = hints::HintStore::open(&db, max_hints)?;
         let fresh = meta.get(META_INCARNATION)?.is_none();
+        check_format(&db, &meta, &data, &hints, fresh)?;
         let incarnation = match meta.get(META_INCARNATION)? {
             Some(bytes) => read_u64(&bytes, "incarnation")?,
             None => {
@@ -421,26 +441,35 @@ impl Storage {
         Ok(true)
     }
 
-    /// Hashes of one level of a partition's Merkle tree.
-    pub fn tree_level(&self, partition: u32, level: u32, parents: &[u32]) -> Vec<u64> {
+    /// Hashes of one level of the Merkle tree of the keys of `partition`
+    /// whose bucket has N = `n`.
+    pub fn tree_level(&self, partition: u32, n: u32, level: u32, parents: &[u32]) -> Vec<u64> {
         let trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
-        match trees.get(&partition) {
+        let tree = u8::try_from(n)
+            .ok()
+            .and_then(|n| trees.get(&(partition, n)));
+        match tree {
             Some(tree) => tree.level(level, parents),
             None => Tree::default().level(level, parents),
         }
     }
 
-    /// Every key of a partition with its set digest, filtered by `keep`.
+    /// Every key of `partition` whose bucket has N = `n`, with its set
+    /// digest, filtered by `keep`.
     ///
     /// # Errors
     /// [`StorageError`] on I/O failure or a corrupt record.
     pub fn scan_partition(
         &self,
         partition: u32,
+        n: u32,
         mut keep: impl FnMut(&[u8], &SiblingSet) -> bool,
     ) -> Result<Vec<(Bytes, u64)>, StorageError> {
         let mut out = Vec::new();
-        for item in self.data.prefix(partition.to_be_bytes()) {
+        let Some(prefix) = shard_prefix(partition, n) else {
+            return Ok(out);
+        };
+        for item in self.data.prefix(prefix) {
             let (key, value) = item.into_inner()?;
             let set = codec::decode(&value)
                 .map_err(|source| StorageError::Corrupt { partition, source })?;
@@ -452,26 +481,36 @@ impl Storage {
         Ok(out)
     }
 
-    /// Up to about `max_bytes` of a partition's records after key `after`
-    /// (exclusive; empty starts at the beginning), in key order.
+    /// Up to about `max_bytes` of the records of `partition` whose bucket
+    /// has N = `n`, after key `after` (exclusive; empty starts at the
+    /// beginning), in key order.
     ///
     /// # Errors
     /// [`StorageError`] on I/O failure or a corrupt record.
     pub fn chunk(
         &self,
         partition: u32,
+        n: u32,
         after: &[u8],
         max_bytes: usize,
     ) -> Result<Vec<(Bytes, SiblingSet)>, StorageError> {
         use std::ops::Bound;
-        let start = data_key(partition, after);
-        let lower = if after.is_empty() {
-            Bound::Included(start)
-        } else {
-            Bound::Excluded(start)
+        let Some(prefix) = shard_prefix(partition, n) else {
+            return Ok(Vec::new());
         };
-        let upper = match partition.checked_add(1) {
-            Some(next) => Bound::Excluded(next.to_be_bytes().to_vec()),
+        let lower = if after.is_empty() {
+            Bound::Included(prefix.to_vec())
+        } else {
+            Bound::Excluded(data_key(partition, after))
+        };
+        // The next (partition, N) prefix; N = 255 ends at the next partition.
+        let upper = match u64::from_be_bytes([
+            0, 0, 0, prefix[0], prefix[1], prefix[2], prefix[3], prefix[4],
+        ])
+        .checked_add(1)
+        .filter(|&next| next < 1 << 40)
+        {
+            Some(next) => Bound::Excluded(next.to_be_bytes()[3..].to_vec()),
             None => Bound::Unbounded,
         };
         let mut out = Vec::new();
@@ -489,17 +528,21 @@ impl Storage {
         Ok(out)
     }
 
-    /// Deletes every key of a partition this node no longer replicates.
-    /// Returns how many keys were removed.
+    /// Deletes every key of `partition` whose bucket has N = `n`: a
+    /// (partition, N) this node no longer replicates. Returns how many keys
+    /// were removed.
     ///
     /// # Errors
     /// [`StorageError`] on I/O failure.
-    pub fn drop_partition(&self, partition: u32) -> Result<u64, StorageError> {
+    pub fn drop_partition(&self, partition: u32, n: u32) -> Result<u64, StorageError> {
         let mut removed = 0;
+        let Some(prefix) = shard_prefix(partition, n) else {
+            return Ok(0);
+        };
         loop {
             let keys: Vec<_> = self
                 .data
-                .prefix(partition.to_be_bytes())
+                .prefix(prefix)
                 .take(1024)
                 .map(|item| item.key())
                 .collect::<Result<_, _>>()?;
@@ -516,14 +559,17 @@ impl Storage {
         self.trees
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&partition);
+            .remove(&(partition, prefix[4]));
         Ok(removed)
     }
 
-    /// Partitions that hold at least one key.
-    pub fn partitions_with_data(&self) -> Vec<u32> {
+    /// The (partition, N) pairs that hold at least one key, sorted.
+    pub fn partitions_with_data(&self) -> Vec<(u32, u32)> {
         let trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
-        let mut partitions: Vec<u32> = trees.keys().copied().collect();
+        let mut partitions: Vec<(u32, u32)> = trees
+            .keys()
+            .map(|&(partition, n)| (partition, u32::from(n)))
+            .collect();
         partitions.sort_unstable();
         partitions
     }
@@ -585,7 +631,7 @@ impl Storage {
     fn tree_update(&self, partition: u32, key: &[u8], old: Option<u64>, new: Option<u64>) {
         let mut trees = self.trees.lock().unwrap_or_else(|e| e.into_inner());
         trees
-            .entry(partition)
+            .entry((partition, key_factor(key)))
             .or_default()
             .update(KeyHash::of(key), old, new);
     }
@@ -628,9 +674,9 @@ impl Storage {
     }
 }
 
-/// Builds every partition's Merkle tree from the stored records.
-fn build_trees(data: &Keyspace) -> Result<HashMap<u32, Tree>, StorageError> {
-    let mut trees: HashMap<u32, Tree> = HashMap::new();
+/// Builds every (partition, N) Merkle tree from the stored records.
+fn build_trees(data: &Keyspace) -> Result<HashMap<(u32, u8), Tree>, StorageError> {
+    let mut trees: HashMap<(u32, u8), Tree> = HashMap::new();
     for item in data.iter() {
         let (key, value) = item.into_inner()?;
         let Some((partition, user_key)) = split_data_key(&key) else {
@@ -638,13 +684,50 @@ fn build_trees(data: &Keyspace) -> Result<HashMap<u32, Tree>, StorageError> {
         };
         let set =
             codec::decode(&value).map_err(|source| StorageError::Corrupt { partition, source })?;
-        trees.entry(partition).or_default().update(
-            KeyHash::of(user_key),
-            None,
-            Some(set_digest(&set)),
-        );
+        trees
+            .entry((partition, key_factor(user_key)))
+            .or_default()
+            .update(KeyHash::of(user_key), None, Some(set_digest(&set)));
     }
     Ok(trees)
+}
+
+/// Refuses a data directory of another format, and marks a new one.
+fn check_format(
+    db: &Database,
+    meta: &Keyspace,
+    data: &Keyspace,
+    hints: &hints::HintStore,
+    fresh: bool,
+) -> Result<(), StorageError> {
+    let found = match meta.get(META_FORMAT)? {
+        Some(bytes) => read_u64(&bytes, "format")?,
+        // A directory from before buckets; empty ones are simply adopted.
+        None if !fresh && (!data.is_empty()? || hints.approximate_len() > 0) => 1,
+        None => {
+            meta.insert(META_FORMAT, FORMAT.to_le_bytes().to_vec())?;
+            db.persist(PersistMode::SyncAll)?;
+            FORMAT
+        }
+    };
+    if found != FORMAT {
+        return Err(StorageError::Format { found });
+    }
+    Ok(())
+}
+
+/// The first 5 bytes of the data keys of (partition, N), `None` for an N no
+/// key can have.
+fn shard_prefix(partition: u32, n: u32) -> Option<[u8; 5]> {
+    let n = u8::try_from(n).ok()?;
+    let [a, b, c, d] = partition.to_be_bytes();
+    Some([a, b, c, d, n])
+}
+
+/// The N of a bucket-qualified key: its first byte (0 for a key too short
+/// to have one, which no checked key is).
+fn key_factor(key: &[u8]) -> u8 {
+    key.first().copied().unwrap_or(0)
 }
 
 fn split_data_key(key: &[u8]) -> Option<(u32, &[u8])> {
@@ -771,7 +854,13 @@ mod tests {
                 "{key}"
             );
         }
-        assert_eq!(batched.tree_level(7, 0, &[]), single.tree_level(7, 0, &[]));
+        // Raw test keys: each key's first byte stands for its N.
+        for n in [b'a', b'b', b'c'].map(u32::from) {
+            assert_eq!(
+                batched.tree_level(7, n, 0, &[]),
+                single.tree_level(7, n, 0, &[])
+            );
+        }
         drop(batched);
         let reopened = Storage::open(batch_dir.path(), 100).expect("reopen");
         assert_eq!(
@@ -850,6 +939,9 @@ mod tests {
         assert_eq!(storage.read(0, b"k").expect("read").len(), 2);
     }
 
+    /// The tree of raw test key "live": its first byte stands for its N.
+    const LIVE_N: u32 = b'l' as u32;
+
     #[test]
     fn trees_are_rebuilt_on_open_and_forget_drops_only_tombstones() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -865,10 +957,10 @@ mod tests {
             let (set, _) = storage
                 .write_new_version(5, b"gone", deleted, 10, Durability::Buffer)
                 .expect("delete");
-            (storage.tree_level(5, 0, &[]), set_digest(&set))
+            (storage.tree_level(5, LIVE_N, 0, &[]), set_digest(&set))
         };
         let storage = Storage::open(dir.path(), 100).expect("reopen");
-        assert_eq!(storage.tree_level(5, 0, &[]), root);
+        assert_eq!(storage.tree_level(5, LIVE_N, 0, &[]), root);
         assert_ne!(root, vec![0]);
         let live = storage.read(5, b"live").expect("read");
         assert!(

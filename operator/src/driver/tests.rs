@@ -108,6 +108,7 @@ impl Platform for Shared {
                 let zones: Vec<&str> = members.iter().map(|m| m.zone.as_str()).collect();
                 let owners = dynamo_ring::initial_owners(&zones, PARTITIONS);
                 pb::Ring {
+                    buckets: Vec::new(),
                     epoch: 1,
                     members,
                     owners,
