@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
+use dynamo_crd::DynamoClusterSpec;
+
 use crate::admin::{Admin, GrpcAdmin};
 use crate::plan::{self, Layout, PlanError, PlanMember};
 
@@ -60,9 +62,6 @@ pub enum DriverError {
         /// The owner's id.
         id: String,
     },
-    /// Every platform index is taken.
-    #[error("no free member index")]
-    NoFreeIndex,
 }
 
 /// The kind of membership change in flight.
@@ -128,6 +127,14 @@ pub trait Platform: Send + Sync {
         index: usize,
         launch: Launch,
     ) -> impl Future<Output = Result<(), PlatformError>> + Send;
+    /// The platform index of the member named `id`; `None` when `id` is no
+    /// name this platform gives (such a ring member is not wanted).
+    fn index_of(&self, id: &str) -> Option<usize>;
+    /// Indexes of members the platform runs or ran beyond the shape's (pods
+    /// or processes that exist), asked for the ring too.
+    fn known(&self) -> Vec<usize> {
+        Vec::new()
+    }
     /// True when member `index` runs and answers.
     fn is_ready(&self, index: usize) -> impl Future<Output = bool> + Send;
     /// Stops member `index` for good (it has left the ring).
@@ -139,8 +146,10 @@ pub trait Platform: Send + Sync {
 pub struct Shape {
     /// Cluster name.
     pub name: String,
-    /// Desired member count.
-    pub replicas: usize,
+    /// Platform indexes of the members the spec asks for. Missing members
+    /// join in index order; ring members not listed leave, highest index
+    /// first, after every join.
+    pub members: BTreeSet<usize>,
     /// Partitions Q.
     pub partitions: u32,
     /// Replication factor N.
@@ -149,6 +158,31 @@ pub struct Shape {
     pub r: u32,
     /// Default write quorum W.
     pub w: u32,
+    /// Declared buckets. The driver adds new ones and updates R, W and
+    /// durability with a ring of the same owners; it never removes a bucket
+    /// or changes its N (the nodes refuse such a ring).
+    pub buckets: Vec<pb::Bucket>,
+}
+
+impl Shape {
+    /// The shape of cluster `name` with `spec`'s partitions, quorums and
+    /// buckets, and the members at the platform's `members` indexes.
+    pub fn from_spec(name: &str, spec: &DynamoClusterSpec, members: BTreeSet<usize>) -> Self {
+        Self {
+            name: name.to_owned(),
+            members,
+            partitions: spec.partitions,
+            n: spec.replication.factor,
+            r: spec.replication.read_quorum,
+            w: spec.replication.write_quorum,
+            buckets: Vec::new(),
+        }
+    }
+
+    /// The desired member count.
+    pub fn replicas(&self) -> usize {
+        self.members.len()
+    }
 }
 
 /// The step the driver is on.
@@ -287,7 +321,12 @@ impl<P: Platform, A: Admin> Driver<P, A> {
 
     /// Reads the ring from every member that may exist and keeps the newest.
     async fn observe(&self) -> Option<Observed> {
-        let mut candidates: Vec<String> = (0..self.shape.replicas.max(self.state.members) + 1)
+        let mut candidates: Vec<String> = self
+            .shape
+            .members
+            .iter()
+            .copied()
+            .chain(self.platform.known())
             .map(|index| self.platform.member(index).address)
             .collect();
         let mut newest: Option<pb::Ring> = None;
@@ -321,10 +360,13 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             self.report("no member answers; waiting for the members to come back");
             return Ok(false);
         }
-        let members: Vec<pb::Member> = (0..self.shape.replicas.max(1))
-            .map(|index| self.platform.member(index))
+        let members: Vec<pb::Member> = self
+            .shape
+            .members
+            .iter()
+            .map(|&index| self.platform.member(index))
             .collect();
-        for index in 0..members.len() {
+        for &index in &self.shape.members {
             let launch = Launch::Bootstrap {
                 members: members.clone(),
             };
@@ -404,13 +446,22 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         if let Some(members) = self.reweighed(&ring) {
             return self.reweigh(ring, members).await;
         }
+        let buckets = self.declared_buckets(&ring);
+        if buckets != ring.buckets {
+            return Ok(self.declare(ring, buckets).await);
+        }
+        if let Some(&index) = self.shape.members.iter().find(|&&index| {
+            !ring
+                .members
+                .iter()
+                .any(|m| m.id == self.platform.member(index).id)
+        }) {
+            return self.join(ring, index).await;
+        }
+        if let Some(leaver) = self.next_leaver(&ring) {
+            return self.leave(ring, leaver).await;
+        }
         let size = ring.members.len();
-        if size < self.shape.replicas {
-            return self.join(ring).await;
-        }
-        if size > self.shape.replicas {
-            return self.leave(ring).await;
-        }
         self.state.step = Step::Idle;
         self.state.partitions_left = 0;
         self.state.bytes_left = 0;
@@ -421,14 +472,8 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         Ok(true)
     }
 
-    /// Starts the next member and, once it is ready, proposes its join.
-    async fn join(&mut self, ring: pb::Ring) -> Result<bool, DriverError> {
-        let Some(index) = (0..).find(|&i| {
-            let id = self.platform.member(i).id;
-            !ring.members.iter().any(|m| m.id == id)
-        }) else {
-            return Err(DriverError::NoFreeIndex);
-        };
+    /// Starts member `index` and, once it is ready, proposes its join.
+    async fn join(&mut self, ring: pb::Ring, index: usize) -> Result<bool, DriverError> {
         let joiner = self.platform.member(index);
         if !self.platform.is_ready(index).await {
             let seeds = ring.members.iter().map(|m| m.address.clone()).collect();
@@ -584,15 +629,51 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         Ok(false)
     }
 
-    /// Proposes the leave of the member with the highest index.
-    async fn leave(&mut self, ring: pb::Ring) -> Result<bool, DriverError> {
-        let leaver = ring
-            .members
+    /// The ring member to leave next: one the shape does not list, the
+    /// highest platform index first (names the platform does not know
+    /// before all others).
+    fn next_leaver(&self, ring: &pb::Ring) -> Option<(usize, pb::Member)> {
+        ring.members
             .iter()
             .enumerate()
-            .max_by_key(|(position, member)| (self.index_of(&member.id), *position))
-            .map(|(position, member)| (position, member.clone()))
-            .expect("a ring larger than the desired size has members");
+            .filter_map(|(position, member)| {
+                let index = self.index_of(&member.id);
+                let wanted = index.is_some_and(|i| self.shape.members.contains(&i));
+                (!wanted).then_some((index.map_or(0, |i| i + 1), position, member))
+            })
+            .max_by_key(|&(rank, position, _)| (std::cmp::Reverse(rank == 0), rank, position))
+            .map(|(_, position, member)| (position, member.clone()))
+    }
+
+    /// The most replicas any key needs: the ring's N or a bucket's.
+    fn widest_n(&self, ring: &pb::Ring) -> usize {
+        ring.buckets
+            .iter()
+            .map(|bucket| bucket.n)
+            .chain([ring.n, self.shape.n])
+            .max()
+            .unwrap_or(1) as usize
+    }
+
+    /// Proposes the leave of `leaver` (its position in the ring and the
+    /// member), unless the members left would be fewer than a key's N.
+    async fn leave(
+        &mut self,
+        ring: pb::Ring,
+        leaver: (usize, pb::Member),
+    ) -> Result<bool, DriverError> {
+        let widest = self.widest_n(&ring);
+        if ring.members.len() <= widest {
+            let refusal = format!(
+                "refusing to remove {}: {} members must stay for keys with N = {widest}",
+                leaver.1.id,
+                ring.members.len()
+            );
+            self.state.step = Step::Idle;
+            self.report(&refusal);
+            self.refusal = Some(refusal);
+            return Ok(false);
+        }
         let staying: Vec<pb::Member> = ring
             .members
             .iter()
@@ -623,17 +704,31 @@ impl<P: Platform, A: Admin> Driver<P, A> {
         } else {
             Change::Reweigh
         };
-        let members_after = next.iter().filter(|&&c| c > 0).count();
         let mut refusal = String::new();
-        if change == Change::Leave && self.shape.replicas > members_after {
+        let wanted = |member: &pb::Member| {
+            self.index_of(&member.id)
+                .is_some_and(|index| self.shape.members.contains(&index))
+        };
+        let moving = |changed: &dyn Fn(u32, u32) -> bool| {
+            ring.members
+                .iter()
+                .zip(now.iter().zip(&next))
+                .find(|(_, (a, b))| changed(**a, **b))
+                .map(|(member, _)| member)
+        };
+        if change == Change::Leave
+            && let Some(leaver) = moving(&|a, b| a > 0 && b == 0).filter(|m| wanted(m))
+        {
             refusal = format!(
-                "refusing to grow to {} while a leave is unfinished: it completes first",
-                self.shape.replicas
+                "refusing to keep {} while its leave is unfinished: it completes first",
+                leaver.id
             );
-        } else if change == Change::Join && self.shape.replicas < members_after {
+        } else if change == Change::Join
+            && let Some(joiner) = moving(&|a, b| a == 0 && b > 0).filter(|m| !wanted(m))
+        {
             refusal = format!(
-                "refusing to shrink to {} while a join is unfinished: it completes first",
-                self.shape.replicas
+                "refusing to remove {} while its join is unfinished: it completes first",
+                joiner.id
             );
         }
         if !refusal.is_empty() {
@@ -740,8 +835,77 @@ impl<P: Platform, A: Admin> Driver<P, A> {
 
     /// The platform index of member `id`.
     fn index_of(&self, id: &str) -> Option<usize> {
-        (0..self.shape.replicas.max(self.state.members) + 64)
-            .find(|&i| self.platform.member(i).id == id)
+        self.platform.index_of(id)
+    }
+
+    /// The buckets the next ring declares: the ring's, with R, W and
+    /// durability from the shape, plus the shape's new buckets whose N the
+    /// members can hold. A bucket the shape drops or whose N it changes
+    /// stays as it is, and the step reports why.
+    fn declared_buckets(&mut self, ring: &pb::Ring) -> Vec<pb::Bucket> {
+        let mut declared = Vec::with_capacity(ring.buckets.len());
+        let mut refusals = Vec::new();
+        for bucket in &ring.buckets {
+            match self.shape.buckets.iter().find(|b| b.name == bucket.name) {
+                Some(wanted) if wanted.n == bucket.n => declared.push(wanted.clone()),
+                Some(wanted) => {
+                    refusals.push(format!(
+                        "bucket {} keeps N = {}: N never changes (asked for {})",
+                        bucket.name, bucket.n, wanted.n
+                    ));
+                    declared.push(bucket.clone());
+                }
+                None => {
+                    refusals.push(format!(
+                        "bucket {} stays: a bucket is never removed",
+                        bucket.name
+                    ));
+                    declared.push(bucket.clone());
+                }
+            }
+        }
+        for wanted in &self.shape.buckets {
+            if declared.iter().any(|b| b.name == wanted.name) {
+                continue;
+            }
+            if wanted.n as usize > ring.members.len() {
+                refusals.push(format!(
+                    "bucket {} waits: N = {} needs as many members, the ring has {}",
+                    wanted.name,
+                    wanted.n,
+                    ring.members.len()
+                ));
+            } else {
+                declared.push(wanted.clone());
+            }
+        }
+        if !refusals.is_empty() {
+            self.refusal = Some(refusals.join("; "));
+        }
+        declared
+    }
+
+    /// Commits `ring` with `buckets` and the same owners.
+    async fn declare(&mut self, ring: pb::Ring, buckets: Vec<pb::Bucket>) -> bool {
+        let names: Vec<&str> = buckets.iter().map(|b| b.name.as_str()).collect();
+        let names = names.join(", ");
+        let committed = pb::Ring {
+            epoch: ring.epoch + 1,
+            buckets,
+            ..ring
+        };
+        self.install_everywhere(&committed, false).await;
+        self.installed(&committed);
+        info!(
+            epoch = committed.epoch,
+            buckets = names,
+            "buckets committed"
+        );
+        self.report(&format!(
+            "buckets [{names}] committed at epoch {}",
+            committed.epoch
+        ));
+        false
     }
 
     fn report(&mut self, message: &str) {

@@ -291,6 +291,17 @@ impl Platform for LocalPlatform {
         }
     }
 
+    fn index_of(&self, id: &str) -> Option<usize> {
+        id.strip_prefix(self.name.as_str())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
+    }
+
+    fn known(&self) -> Vec<usize> {
+        self.supervised().keys().copied().collect()
+    }
+
     async fn start(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
         self.supervised()
             .entry(index)
@@ -452,14 +463,8 @@ pub fn read_manifest(path: &Path) -> Result<(Shape, Vec<String>), LocalError> {
     }
     let spec = &cluster.spec;
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    let shape = Shape {
-        name,
-        replicas: usize::try_from(spec.replicas).unwrap_or(0),
-        partitions: spec.partitions,
-        n: spec.replication.factor,
-        r: spec.replication.read_quorum,
-        w: spec.replication.write_quorum,
-    };
+    let members = (0..usize::try_from(spec.replicas).unwrap_or(0)).collect();
+    let shape = Shape::from_spec(&name, spec, members);
     let args = vec![
         format!("--partitions={}", spec.partitions),
         format!("--n={}", spec.replication.factor),
@@ -559,7 +564,7 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
             modified = now_modified;
             match read_manifest(&options.manifest) {
                 Ok((new_shape, _)) => {
-                    info!(replicas = new_shape.replicas, "manifest changed");
+                    info!(replicas = new_shape.replicas(), "manifest changed");
                     driver.set_shape(new_shape);
                 }
                 Err(error) => warn!("ignoring the edited manifest: {error}"),

@@ -241,7 +241,7 @@ async fn check(operator: &Operator, acked: &Acked, members: usize) -> anyhow::Re
                 .get_mut(id)
                 .expect("peer")
                 .replica_read(pb::ReplicaReadRequest {
-                    key: key.clone().into_bytes().into(),
+                    key: default_bucket_key(key, ring.n).into(),
                 })
                 .await?
                 .into_inner()
@@ -387,6 +387,7 @@ async fn a_killed_member_is_restarted_with_its_data() -> anyhow::Result<()> {
         .as_ref()
         .and_then(|ring| ring.members.iter().position(|m| m.id == victim_id))
         .expect("the victim is a member") as u32;
+    let n = ring.ring.as_ref().map_or(0, |ring| ring.n);
     let mut peer = PeerClient::connect(format!("http://{}", operator.address(victim))).await?;
     let mut held = 0;
     for (i, key) in written.iter().enumerate() {
@@ -396,7 +397,7 @@ async fn a_killed_member_is_restarted_with_its_data() -> anyhow::Result<()> {
         }
         let copy = peer
             .replica_read(pb::ReplicaReadRequest {
-                key: key.clone().into_bytes().into(),
+                key: default_bucket_key(key, n).into(),
             })
             .await?
             .into_inner()
@@ -413,4 +414,14 @@ async fn a_killed_member_is_restarted_with_its_data() -> anyhow::Result<()> {
     assert!(held > 20, "member {victim} replicates only {held} keys");
     assert!(operator.terminate().success());
     Ok(())
+}
+
+/// The engine's key of `key` in the default bucket of a ring with N = `n`.
+fn default_bucket_key(key: &str, n: u32) -> Vec<u8> {
+    dynamo_ring::QualifiedKey {
+        n: u8::try_from(n).expect("N fits a byte"),
+        bucket: "",
+        key: key.as_bytes(),
+    }
+    .encode()
 }

@@ -95,6 +95,10 @@ impl Platform for Shared {
         }
     }
 
+    fn index_of(&self, id: &str) -> Option<usize> {
+        id.strip_prefix('m')?.parse().ok()
+    }
+
     async fn start(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
         let me = member(index);
         let mut world = self.world();
@@ -255,11 +259,12 @@ impl Admin for Shared {
 fn shape(replicas: usize) -> Shape {
     Shape {
         name: "test".into(),
-        replicas,
+        members: (0..replicas).collect(),
         partitions: PARTITIONS,
         n: 3,
         r: 2,
         w: 2,
+        buckets: Vec::new(),
     }
 }
 
@@ -500,4 +505,102 @@ async fn a_weight_change_streams_the_new_share_then_commits() {
             member.id
         );
     }
+}
+
+/// A shape asking for the members at `indexes`.
+fn shape_of(indexes: &[usize]) -> Shape {
+    Shape {
+        members: indexes.iter().copied().collect(),
+        ..shape(0)
+    }
+}
+
+#[tokio::test]
+async fn a_member_swapped_for_another_joins_first_then_leaves() {
+    let (world, state) = cluster(3).await;
+    let mut driver = driver(&world, 3, state);
+    driver.set_shape(shape_of(&[0, 1, 7]));
+    let seen = steps_until_converged(&mut driver).await;
+    let join = seen
+        .iter()
+        .position(
+            |s| matches!(s, Step::Stream { change: Change::Join, member, .. } if member == "m7"),
+        )
+        .expect("m7 joins");
+    let leave = seen
+        .iter()
+        .position(
+            |s| matches!(s, Step::Stream { change: Change::Leave, member, .. } if member == "m2"),
+        )
+        .expect("m2 leaves");
+    assert!(join < leave, "the join goes first: {seen:?}");
+    let ring = agreed_ring(&world);
+    let ids: Vec<&str> = ring.members.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["m0", "m1", "m7"]);
+    assert!(world.world().lost.is_empty());
+}
+
+#[tokio::test]
+async fn a_leave_below_the_widest_n_is_refused() {
+    let (world, state) = cluster(3).await;
+    let mut driver = driver(&world, 2, state);
+    let epoch = agreed_ring(&world).epoch;
+    for _ in 0..3 {
+        assert!(!driver.step().await.expect("a step succeeds"));
+    }
+    let refusal = driver.refusal().expect("a leave below N is refused");
+    assert!(refusal.contains("refusing to remove m2"), "{refusal}");
+    assert_eq!(agreed_ring(&world).epoch, epoch, "nothing was proposed");
+}
+
+fn bucket(name: &str, n: u32, r: u32) -> pb::Bucket {
+    pb::Bucket {
+        name: name.into(),
+        n,
+        r,
+        w: r,
+        durability: 0,
+    }
+}
+
+#[tokio::test]
+async fn buckets_are_added_and_updated_but_never_removed_or_resized() {
+    let (world, state) = cluster(3).await;
+    let before = agreed_ring(&world);
+    let mut wanted = shape(3);
+    wanted.buckets = vec![
+        bucket("carts", 1, 1),
+        bucket("ledger", 3, 2),
+        bucket("huge", 4, 2),
+    ];
+    let mut driver = driver(&world, 3, state);
+    driver.set_shape(wanted.clone());
+    converge(&mut driver).await;
+    let ring = agreed_ring(&world);
+    assert_eq!(ring.owners, before.owners, "buckets move no partition");
+    assert_eq!(
+        ring.buckets,
+        wanted.buckets[..2],
+        "N = 4 waits for a fourth member"
+    );
+    let refusal = driver.refusal().expect("the N = 4 bucket waits");
+    assert!(refusal.contains("bucket huge waits"), "{refusal}");
+
+    // R changes; a removal and an N change are refused.
+    wanted.buckets = vec![bucket("carts", 2, 1), bucket("ledger", 3, 3)];
+    driver.set_shape(wanted);
+    converge(&mut driver).await;
+    let ring = agreed_ring(&world);
+    assert_eq!(
+        ring.buckets,
+        [bucket("carts", 1, 1), bucket("ledger", 3, 3)]
+    );
+    let refusal = driver.refusal().expect("the N change is refused");
+    assert!(refusal.contains("carts keeps N = 1"), "{refusal}");
+
+    driver.set_shape(shape(3));
+    converge(&mut driver).await;
+    let refusal = driver.refusal().expect("the removal is refused");
+    assert!(refusal.contains("ledger stays"), "{refusal}");
+    assert_eq!(agreed_ring(&world).buckets.len(), 2);
 }

@@ -424,14 +424,8 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
     };
     let old_state = validated.state.clone();
     let spec = validated.spec.clone();
-    let shape = Shape {
-        name: name.clone(),
-        replicas: usize::try_from(spec.replicas).unwrap_or(0),
-        partitions: spec.partitions,
-        n: spec.replication.factor,
-        r: spec.replication.read_quorum,
-        w: spec.replication.write_quorum,
-    };
+    let members = (0..usize::try_from(spec.replicas).unwrap_or(0)).collect();
+    let shape = Shape::from_spec(&name, &spec, members);
     let admin = match (&spec.tls, &ctx.admin_tls) {
         (Some(_), Some(admin_tls)) => Arc::clone(admin_tls),
         _ => Arc::clone(&ctx.admin),
@@ -712,7 +706,7 @@ mod tests {
 
     #[test]
     fn a_tls_cluster_without_an_operator_certificate_says_how_to_give_one() {
-        let error = DriverError::NoFreeIndex;
+        let error = DriverError::PlannedOwner { id: "m9".into() };
         let plain = driver_problem(&error, false);
         assert_eq!(plain.reason, "DriverError");
         let unarmed = driver_problem(&error, true);

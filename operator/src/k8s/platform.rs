@@ -97,6 +97,17 @@ impl Platform for KubePlatform {
         self.pods.get(&index)?.zone.clone()
     }
 
+    fn index_of(&self, id: &str) -> Option<usize> {
+        id.strip_prefix(super::names::stateful_set(&self.name).as_str())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
+    }
+
+    fn known(&self) -> Vec<usize> {
+        self.pods.keys().copied().collect()
+    }
+
     async fn start(&self, index: usize, launch: Launch) -> Result<(), PlatformError> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let launch = match launch {
