@@ -578,13 +578,16 @@ impl<P: Platform, A: Admin> Driver<P, A> {
 
     /// The ring's members with the first weight change the platform reports
     /// applied (one member at a time); `None` when no weight changed.
+    /// Members the shape no longer lists keep their weight until they leave.
     fn reweighed(&self, ring: &pb::Ring) -> Option<Vec<pb::Member>> {
         let (position, weight) =
             ring.members
                 .iter()
                 .enumerate()
                 .find_map(|(position, member)| {
-                    let index = self.index_of(&member.id)?;
+                    let index = self
+                        .index_of(&member.id)
+                        .filter(|index| self.shape.members.contains(index))?;
                     let wanted = weight(&self.platform.member(index));
                     (wanted != weight(member)).then_some((position, wanted))
                 })?;

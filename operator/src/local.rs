@@ -463,8 +463,7 @@ pub fn read_manifest(path: &Path) -> Result<(Shape, Vec<String>), LocalError> {
     }
     let spec = &cluster.spec;
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    let members = (0..usize::try_from(spec.replicas).unwrap_or(0)).collect();
-    let shape = Shape::from_spec(&name, spec, members);
+    let shape = Shape::from_spec(&name, spec, crate::pools::members(spec));
     let args = vec![
         format!("--partitions={}", spec.partitions),
         format!("--n={}", spec.replication.factor),

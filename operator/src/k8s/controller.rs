@@ -424,8 +424,7 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
     };
     let old_state = validated.state.clone();
     let spec = validated.spec.clone();
-    let members = (0..usize::try_from(spec.replicas).unwrap_or(0)).collect();
-    let shape = Shape::from_spec(&name, &spec, members);
+    let shape = Shape::from_spec(&name, &spec, crate::pools::members(&spec));
     let admin = match (&spec.tls, &ctx.admin_tls) {
         (Some(_), Some(admin_tls)) => Arc::clone(admin_tls),
         _ => Arc::clone(&ctx.admin),
