@@ -151,6 +151,16 @@ pub fn sibling_to_pb(version: &Version) -> pb::Sibling {
 /// # Errors
 /// [`WireError::Key`] or [`WireError::Limit`].
 pub fn check_engine_key(key: &[u8], limits: &Limits) -> Result<(), WireError> {
+    // A key longer than any header plus the largest user key is refused by
+    // its size before its header is read.
+    let header = 2 + dynamo_ring::MAX_BUCKET_NAME;
+    if key.len() > header + limits.max_key_bytes {
+        return Err(LimitError::KeyTooLarge {
+            bytes: key.len(),
+            limit: limits.max_key_bytes,
+        }
+        .into());
+    }
     let qualified = dynamo_ring::QualifiedKey::decode(key)?;
     limits.check_key(qualified.key)?;
     Ok(())
@@ -167,6 +177,16 @@ mod tests {
             value: bytes::Bytes::from_static(value),
             ..pb::Version::default()
         }
+    }
+
+    #[test]
+    fn an_engine_key_past_any_header_is_refused_by_its_size_first() {
+        let limits = Limits::default();
+        let long = vec![b'k'; 2 + dynamo_ring::MAX_BUCKET_NAME + limits.max_key_bytes + 1];
+        assert!(matches!(
+            check_engine_key(&long, &limits),
+            Err(WireError::Limit(LimitError::KeyTooLarge { .. }))
+        ));
     }
 
     #[test]

@@ -136,6 +136,17 @@ fn assert_code<T: std::fmt::Debug>(
 }
 
 /// A version with a fresh random dot.
+/// The engine's key of `key` in the default bucket of an N = 3 ring, as
+/// peers exchange it.
+fn engine_key(key: &[u8]) -> Bytes {
+    let qualified = dynamo_ring::QualifiedKey {
+        n: 3,
+        bucket: "",
+        key,
+    };
+    Bytes::from(qualified.encode())
+}
+
 fn version(value: &[u8]) -> pb::Version {
     pb::Version {
         dot_node: rand::random::<u64>() | 1,
@@ -156,7 +167,7 @@ async fn oversized_peer_keys_are_invalid_argument_and_never_reach_storage() -> a
     let workload = Workload::start(&cluster).await?;
     let mut peer = peer(&cluster, 0).await?;
     for bytes in [4097, PANIC_KEY_BYTES, 70_000] {
-        let key = Bytes::from(vec![b'k'; bytes]);
+        let key = engine_key(&vec![b'k'; bytes]);
         let what = |rpc: &str| format!("{rpc} with a {bytes}-byte key");
         assert_code(
             peer.replica_read(pb::ReplicaReadRequest { key: key.clone() })
@@ -216,7 +227,7 @@ async fn oversized_peer_keys_are_invalid_argument_and_never_reach_storage() -> a
     // An empty key is never a stored key either.
     assert_code(
         peer.replica_write(pb::ReplicaWriteRequest {
-            key: Bytes::new(),
+            key: engine_key(b""),
             siblings: set(vec![version(b"v")]),
             ..Default::default()
         })
@@ -237,7 +248,7 @@ async fn hostile_items_in_an_exchange_frame_fail_alone_with_their_status() -> an
     let cluster = Cluster::start_with(3, N3, quiet).await?;
     let workload = Workload::start(&cluster).await?;
     let mut peer = peer(&cluster, 0).await?;
-    let big = Bytes::from(vec![b'k'; PANIC_KEY_BYTES]);
+    let big = engine_key(&vec![b'k'; PANIC_KEY_BYTES]);
     let item = |id, call| pb::FrameItem {
         id,
         timeout_ms: 10_000,
@@ -257,7 +268,7 @@ async fn hostile_items_in_an_exchange_frame_fail_alone_with_their_status() -> an
             item(
                 3,
                 Call::Write(pb::ReplicaWriteRequest {
-                    key: Bytes::from_static(b"fine"),
+                    key: engine_key(b"fine"),
                     siblings: set(vec![version(b"v")]),
                     durability: 99,
                 }),
@@ -274,7 +285,7 @@ async fn hostile_items_in_an_exchange_frame_fail_alone_with_their_status() -> an
             item(
                 5,
                 Call::Write(pb::ReplicaWriteRequest {
-                    key: Bytes::from_static(b"fine"),
+                    key: engine_key(b"fine"),
                     siblings: set(vec![version(b"v")]),
                     ..Default::default()
                 }),
@@ -327,7 +338,7 @@ async fn peer_values_keep_to_the_kv_limit_and_peer_messages_to_theirs() -> anyho
     let cluster = Cluster::start_with(3, N3, quiet).await?;
     let workload = Workload::start(&cluster).await?;
     let mut peer = peer(&cluster, 0).await?;
-    let key = Bytes::from_static(b"large");
+    let key = engine_key(b"large");
     let status = assert_code(
         peer.replica_write(pb::ReplicaWriteRequest {
             key: key.clone(),
@@ -697,7 +708,7 @@ async fn undecodable_bodies_and_unknown_enum_values_are_invalid_argument() -> an
     let mut peer = peer(&cluster, 0).await?;
     assert_code(
         peer.replica_write(pb::ReplicaWriteRequest {
-            key: Bytes::from_static(b"durable"),
+            key: engine_key(b"durable"),
             siblings: set(vec![version(b"v")]),
             durability: 99,
         })
@@ -724,7 +735,7 @@ async fn sibling_sets_from_peers_and_the_hint_store_are_bounded() -> anyhow::Res
     let mut peer = peer(&cluster, 0).await?;
     let versions = |count: usize| (0..count).map(|_| version(b"s")).collect::<Vec<_>>();
     let write = |key: &'static str, count: usize| pb::ReplicaWriteRequest {
-        key: Bytes::from_static(key.as_bytes()),
+        key: engine_key(key.as_bytes()),
         siblings: set(versions(count)),
         ..Default::default()
     };
@@ -747,7 +758,7 @@ async fn sibling_sets_from_peers_and_the_hint_store_are_bounded() -> anyhow::Res
     assert!(status.message().contains("limit of 1024"), "{status}");
     let stored = peer
         .replica_read(pb::ReplicaReadRequest {
-            key: Bytes::from_static(b"crowded"),
+            key: engine_key(b"crowded"),
         })
         .await?
         .into_inner()
@@ -761,7 +772,7 @@ async fn sibling_sets_from_peers_and_the_hint_store_are_bounded() -> anyhow::Res
 
     let hint = |key: &'static str, count: usize| pb::HintWriteRequest {
         target: "node-1".into(),
-        key: Bytes::from_static(key.as_bytes()),
+        key: engine_key(key.as_bytes()),
         siblings: set(versions(count)),
         ..Default::default()
     };
@@ -1106,7 +1117,7 @@ async fn a_node_at_its_request_limit_sheds_clients_and_keeps_replicating() -> an
         async move {
             let read = replica
                 .replica_read(pb::ReplicaReadRequest {
-                    key: Bytes::from_static(b"while-shed"),
+                    key: engine_key(b"while-shed"),
                 })
                 .await?;
             Ok(read.get_ref().siblings.is_some().then_some(()))
@@ -1138,7 +1149,7 @@ async fn peer_requests_over_their_limit_are_shed_while_clients_are_served() -> a
     let mut peer = peer(&cluster, 0).await?;
     assert_shed(
         peer.replica_read(pb::ReplicaReadRequest {
-            key: Bytes::from_static(b"k"),
+            key: engine_key(b"k"),
         })
         .await,
         "max_concurrent_peer_requests",
