@@ -18,6 +18,7 @@ pub mod names;
 pub mod network;
 pub mod nodeconfig;
 pub mod platform;
+pub mod pools;
 pub mod render;
 pub mod state;
 pub mod status;

@@ -68,11 +68,19 @@ pub fn bound_pod(cluster: &str, index: usize, node: &str, ready: bool) -> Value 
     pod
 }
 
-/// A test context whose Admin calls reach `nodes`, with a fixed clock.
+/// A test context whose Admin calls reach `nodes`, with a fixed clock:
+/// member `<cluster>-<i>` is fake node `i`.
 pub fn context(nodes: &FakeNodes) -> (Arc<Context>, ApiServer) {
+    context_with(nodes, &[])
+}
+
+/// A test context whose Admin calls reach `nodes`: member `members[k]` is
+/// fake node `k`, and any other member `<cluster>-<i>` is fake node `i`.
+pub fn context_with(nodes: &FakeNodes, members: &[&str]) -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let addresses: Vec<String> = (0..nodes::SLOTS + 2).map(|i| nodes.address(i)).collect();
+    let members: Vec<String> = members.iter().map(|&id| id.to_owned()).collect();
     let context = Context {
         reporter: Reporter {
             controller: "dynamo-operator".into(),
@@ -80,9 +88,16 @@ pub fn context(nodes: &FakeNodes) -> (Arc<Context>, ApiServer) {
         },
         client,
         metrics: Arc::new(Metrics::default()),
-        address: Arc::new(move |_, _, index| {
-            addresses
-                .get(index)
+        address: Arc::new(move |_, cluster, member| {
+            let index = members.iter().position(|id| id == member).or_else(|| {
+                member
+                    .strip_prefix(cluster)?
+                    .strip_prefix('-')?
+                    .parse()
+                    .ok()
+            });
+            index
+                .and_then(|index| addresses.get(index))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:1".into())
         }),
