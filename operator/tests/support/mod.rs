@@ -42,17 +42,33 @@ pub fn cluster(name: &str, replicas: i32) -> DynamoCluster {
 
 /// A storage pod of `cluster`, Ready or not.
 pub fn pod(cluster: &str, index: usize, ready: bool) -> Value {
+    named_pod(cluster, "", &format!("{cluster}-{index}"), ready)
+}
+
+/// Storage pod `ordinal` of pool `pool` of `cluster`, Ready or not.
+#[allow(dead_code)] // Only reconcile.rs runs pools.
+pub fn pool_pod(cluster: &str, pool: &str, ordinal: usize, ready: bool) -> Value {
+    named_pod(cluster, pool, &format!("{cluster}-{pool}-{ordinal}"), ready)
+}
+
+/// Storage pod `name` of `cluster`, of pool `pool` (empty: the implicit
+/// pool, which has no pool label).
+fn named_pod(cluster: &str, pool: &str, name: &str, ready: bool) -> Value {
+    let mut labels = json!({
+        "app.kubernetes.io/name": "dynamokv",
+        "app.kubernetes.io/instance": cluster,
+        "app.kubernetes.io/component": "node",
+    });
+    if !pool.is_empty() {
+        labels["dynamokv.io/pool"] = json!(pool);
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": format!("{cluster}-{index}"),
+            "name": name,
             "namespace": NS,
-            "labels": {
-                "app.kubernetes.io/name": "dynamokv",
-                "app.kubernetes.io/instance": cluster,
-                "app.kubernetes.io/component": "node",
-            },
+            "labels": labels,
         },
         "status": {
             "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
@@ -143,8 +159,11 @@ pub async fn reconcile<T>(
 pub struct Applied {
     /// The ConfigMap.
     pub config_map: Value,
-    /// The StatefulSet.
+    /// The first StatefulSet.
     pub stateful_set: Value,
+    /// Every StatefulSet, in the order applied.
+    #[allow(dead_code)] // Only reconcile.rs runs pools.
+    pub stateful_sets: Vec<Value>,
     /// The NetworkPolicy request.
     pub network_policy: PolicyChange,
 }
@@ -280,8 +299,15 @@ impl ApiServer {
         answer_apply(path, &query, send, body)
     }
 
-    /// Answers the applies of every object, in their order.
+    /// Answers the applies of every object of a cluster without pools, in
+    /// their order.
     pub async fn apply_all(&mut self, name: &str) -> Applied {
+        self.apply_with_sets(name, &[name.to_owned()]).await
+    }
+
+    /// Answers the applies of every object, in their order, with the
+    /// StatefulSets `sets`.
+    pub async fn apply_with_sets(&mut self, name: &str, sets: &[String]) -> Applied {
         self.apply(&format!("/api/v1/namespaces/{NS}/services/{name}-peers"))
             .await;
         self.apply(&format!("/api/v1/namespaces/{NS}/services/{name}"))
@@ -289,11 +315,12 @@ impl ApiServer {
         let config_map = self
             .apply(&format!("/api/v1/namespaces/{NS}/configmaps/{name}-config"))
             .await;
-        let stateful_set = self
-            .apply(&format!(
-                "/apis/apps/v1/namespaces/{NS}/statefulsets/{name}"
-            ))
-            .await;
+        let mut stateful_sets = Vec::new();
+        for set in sets {
+            let path = format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{set}");
+            stateful_sets.push(self.apply(&path).await);
+        }
+        let stateful_set = stateful_sets.first().cloned().unwrap_or_default();
         self.apply(&format!(
             "/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}"
         ))
@@ -302,6 +329,7 @@ impl ApiServer {
         Applied {
             config_map,
             stateful_set,
+            stateful_sets,
             network_policy,
         }
     }
