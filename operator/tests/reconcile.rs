@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use support::nodes::FakeNodes;
 use support::{
-    ApiServer, Applied, OPERATOR_NS, PARTITIONS, PolicyChange, cluster, context, context_with, pod,
-    pool_pod, reconcile,
+    ApiServer, Applied, OPERATOR_NS, PARTITIONS, PolicyChange, StatefulSets, cluster, context,
+    context_with, pod, pool_pod, reconcile,
 };
 
 const NAME: &str = "demo";
@@ -35,8 +35,8 @@ struct Outcome {
 /// A cluster, its fake nodes and one operator instance.
 struct Sim {
     cluster: DynamoCluster,
-    /// The cluster's StatefulSets, in the order the operator applies them.
-    sets: Vec<String>,
+    /// The cluster's StatefulSets the next reconcile changes.
+    sets: StatefulSets,
     nodes: FakeNodes,
     ctx: Arc<dynamo_operator::k8s::Context>,
     api: ApiServer,
@@ -48,7 +48,10 @@ impl Sim {
         let (ctx, api) = context(&nodes);
         Self {
             cluster: cluster(NAME, replicas),
-            sets: vec![NAME.into()],
+            sets: StatefulSets {
+                applied: vec![NAME.into()],
+                ..StatefulSets::default()
+            },
             nodes,
             ctx,
             api,
@@ -650,7 +653,10 @@ async fn pooled() -> Sim {
     .expect("pools");
     Sim {
         cluster,
-        sets: vec!["demo-small".into(), "demo-large".into()],
+        sets: StatefulSets {
+            applied: vec!["demo-small".into(), "demo-large".into()],
+            ..StatefulSets::default()
+        },
         nodes,
         ctx,
         api,
@@ -683,9 +689,10 @@ fn pools(status: &DynamoClusterStatus) -> Vec<(String, i32, i32, i32, u32, u32)>
         .collect()
 }
 
-#[tokio::test]
-async fn pools_run_one_statefulset_each_and_the_heavier_node_gets_its_share() {
-    let mut sim = pooled().await;
+/// Creates the pooled cluster up to its first converged reconcile: the
+/// first ring deals partitions evenly, then the weight-2 node streams its
+/// share.
+async fn created_pooled(sim: &mut Sim) {
     let created = sim.step(Vec::new(), 1).await;
     let driver = created.status.driver.as_ref().expect("driver state");
     assert_eq!(driver["poolPods"], json!({"small": 2, "large": 1}));
@@ -734,13 +741,18 @@ async fn pools_run_one_statefulset_each_and_the_heavier_node_gets_its_share() {
     event("Normal", "RingCommitted", &committed, 0);
     let converged = sim.step(pool_pods(2, 1), 1).await;
     event("Normal", "Converged", &converged, 0);
-    let status = converged.status;
-    assert_eq!(status.phase, Some(ClusterPhase::Running));
+    assert_eq!(converged.status.phase, Some(ClusterPhase::Running));
     let expected_shares = [
         ("small".to_owned(), 2, 2, 2, 1, 8),
         ("large".to_owned(), 1, 1, 1, 2, 8),
     ];
-    assert_eq!(pools(&status), expected_shares);
+    assert_eq!(pools(&converged.status), expected_shares);
+}
+
+#[tokio::test]
+async fn pools_run_one_statefulset_each_and_the_heavier_node_gets_its_share() {
+    let mut sim = pooled().await;
+    created_pooled(&mut sim).await;
 
     // Scale the small pool by one: its third pod starts and joins.
     sim.cluster.spec.replicas = 4;
@@ -763,4 +775,57 @@ fn replicas_of(applied: &Applied, set: usize) -> i64 {
     applied.stateful_sets[set]["spec"]["replicas"]
         .as_i64()
         .expect("replicas")
+}
+
+#[tokio::test]
+async fn a_removed_pool_drains_then_its_statefulset_is_deleted() {
+    let mut sim = pooled().await;
+    created_pooled(&mut sim).await;
+
+    // The large pool is removed; the small pool grows to keep three nodes.
+    sim.cluster.spec.pools =
+        serde_json::from_value(json!([{"name": "small", "replicas": 3}])).expect("pools");
+    sim.edited();
+    sim.sets = StatefulSets {
+        applied: vec!["demo-small".into()],
+        scaled: vec!["demo-large".into()],
+        deleted: Vec::new(),
+    };
+    let starting = sim.step(pool_pods(2, 1), 1).await;
+    event("Normal", "StartingMember", &starting, 0);
+    assert_eq!(replicas_of(&starting.applied, 0), 3);
+    assert_eq!(starting.applied.scaled, [json!({"spec": {"replicas": 1}})]);
+    let draining = pools(&starting.status);
+    assert_eq!(
+        draining[1],
+        ("large".into(), 0, 1, 1, 2, 8),
+        "still listed while it drains"
+    );
+
+    sim.nodes.join(3);
+    let joining = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "Joining", &joining, 0);
+    let committed = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "RingCommitted", &committed, 0);
+    let leaving = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "Leaving", &leaving, 0);
+    assert!(
+        states(&leaving.status).contains(&("demo-large-0".into(), MemberState::Leaving)),
+        "{:?}",
+        states(&leaving.status)
+    );
+    let left = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "RingCommitted", &left, 0);
+    let stopping = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "StoppingMember", &stopping, 0);
+    assert_eq!(stopping.applied.scaled, [json!({"spec": {"replicas": 0}})]);
+
+    sim.nodes.stop(2);
+    sim.sets.scaled.clear();
+    sim.sets.deleted = vec!["demo-large".into()];
+    let converged = sim.step(pool_pods(3, 0), 1).await;
+    event("Normal", "Converged", &converged, 0);
+    let driver = converged.status.driver.as_ref().expect("driver state");
+    assert_eq!(driver["poolPods"], json!({"small": 3}));
+    assert_eq!(pools(&converged.status), [("small".into(), 3, 3, 3, 1, 16)]);
 }

@@ -492,8 +492,13 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         Ok(converged) => (converged, None),
         Err(error) => (false, Some(driver_problem(&error, without_certificate))),
     };
-    if converged {
-        driver.platform().settle(&crate::pools::members(&spec));
+    if converged && let Some(ring) = driver.ring() {
+        let members = ring
+            .members
+            .iter()
+            .filter_map(|member| crate::pools::index_of(&name, &member.id))
+            .collect();
+        driver.platform().settle(&members);
     }
     let mut state = driver.platform().state();
     state.driver = driver.state().clone();

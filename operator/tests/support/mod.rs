@@ -164,8 +164,24 @@ pub struct Applied {
     /// Every StatefulSet, in the order applied.
     #[allow(dead_code)] // Only reconcile.rs runs pools.
     pub stateful_sets: Vec<Value>,
+    /// The merge patches that scaled StatefulSets of removed pools.
+    #[allow(dead_code)] // Only reconcile.rs runs pools.
+    pub scaled: Vec<Value>,
     /// The NetworkPolicy request.
     pub network_policy: PolicyChange,
+}
+
+/// The StatefulSets a reconcile changes: applied (the spec's pools),
+/// scaled by a merge patch (removed pools that drain) and deleted (removed
+/// pools whose last member left).
+#[derive(Clone, Debug, Default)]
+pub struct StatefulSets {
+    /// Applied, in order.
+    pub applied: Vec<String>,
+    /// Scaled, in order.
+    pub scaled: Vec<String>,
+    /// Deleted, in order.
+    pub deleted: Vec<String>,
 }
 
 /// What a reconcile did to the storage pods' NetworkPolicy.
@@ -302,12 +318,16 @@ impl ApiServer {
     /// Answers the applies of every object of a cluster without pools, in
     /// their order.
     pub async fn apply_all(&mut self, name: &str) -> Applied {
-        self.apply_with_sets(name, &[name.to_owned()]).await
+        let sets = StatefulSets {
+            applied: vec![name.to_owned()],
+            ..StatefulSets::default()
+        };
+        self.apply_with_sets(name, &sets).await
     }
 
     /// Answers the applies of every object, in their order, with the
-    /// StatefulSets `sets`.
-    pub async fn apply_with_sets(&mut self, name: &str, sets: &[String]) -> Applied {
+    /// StatefulSets `sets` applied, scaled and deleted.
+    pub async fn apply_with_sets(&mut self, name: &str, sets: &StatefulSets) -> Applied {
         self.apply(&format!("/api/v1/namespaces/{NS}/services/{name}-peers"))
             .await;
         self.apply(&format!("/api/v1/namespaces/{NS}/services/{name}"))
@@ -316,9 +336,26 @@ impl ApiServer {
             .apply(&format!("/api/v1/namespaces/{NS}/configmaps/{name}-config"))
             .await;
         let mut stateful_sets = Vec::new();
-        for set in sets {
-            let path = format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{set}");
-            stateful_sets.push(self.apply(&path).await);
+        let path = |set: &str| format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{set}");
+        for set in &sets.applied {
+            stateful_sets.push(self.apply(&path(set)).await);
+        }
+        let mut scaled = Vec::new();
+        for set in &sets.scaled {
+            let (query, body, send) = self.next(Method::PATCH, &path(set)).await;
+            assert!(!query.contains("fieldManager"), "a merge patch: {query}");
+            respond(
+                send,
+                &json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": set}}),
+            );
+            scaled.push(body);
+        }
+        for set in &sets.deleted {
+            let (_, _, send) = self.next(Method::DELETE, &path(set)).await;
+            respond(
+                send,
+                &json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": set}}),
+            );
         }
         let stateful_set = stateful_sets.first().cloned().unwrap_or_default();
         self.apply(&format!(
@@ -330,6 +367,7 @@ impl ApiServer {
             config_map,
             stateful_set,
             stateful_sets,
+            scaled,
             network_policy,
         }
     }
