@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::driver::DriverState;
 
 /// A member of the first ring, as the bootstrap configuration lists it.
+///
+/// It carries no capacity weight on purpose: the nodes deal the first
+/// ring's partitions evenly whatever the weights say, so a first ring with
+/// weights would claim shares it does not have. Its members read as weight
+/// 1, and the driver then gives each heavier pool member its share.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LaunchMember {
     /// Member id (pod name).
