@@ -424,6 +424,9 @@ class Suite:
                 or any(p.get("readyMembers") != p.get("members") for p in pools.values()):
             raise Failure(f"status.pools does not show {replicas} ready members: {pools}")
         per_node = {name: p["partitions"] / p["members"] / p["weight"] for name, p in pools.items()}
+        print("    partitions per pool: " + ", ".join(
+            f"{name} {p['partitions']} over {p['members']} node(s) of weight {p['weight']}" for name, p in pools.items()),
+            flush=True)
         low, high = min(per_node.values()), max(per_node.values())
         if low <= 0 or high / low > 1.25:
             raise Failure(f"partitions per unit of weight differ by more than 25%: {per_node} from {pools}")

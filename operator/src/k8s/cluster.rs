@@ -175,6 +175,20 @@ mod tests {
     }
 
     #[test]
+    fn pools_whose_member_slots_collide_are_refused() {
+        let mut pooled = cluster(3);
+        // Two names with the same 31-bit slot hash.
+        pooled.spec.pools = serde_json::from_value(serde_json::json!([
+            {"name": "pool-620098", "replicas": 2},
+            {"name": "pool-808216", "replicas": 1},
+        ]))
+        .expect("pools");
+        let refusal = ValidatedCluster::new(&pooled).expect_err("slots collide");
+        assert_eq!(refusal.reason(), "PoolSlotsCollide");
+        assert!(refusal.to_string().contains("rename one"), "{refusal}");
+    }
+
+    #[test]
     fn refusals_name_the_field_to_fix() {
         let refusal = ValidatedCluster::new(&cluster(2)).expect_err("n=3 > 2 replicas");
         assert_eq!(refusal.reason(), "ReplicationExceedsReplicas");
