@@ -48,7 +48,7 @@ pub use spec::{
 };
 pub use status::{
     CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING, ClusterPhase,
-    DynamoClusterStatus, MemberState, MemberStatus, TransferStatus,
+    DynamoClusterStatus, MemberState, MemberStatus, PoolStatus, TransferStatus,
 };
 pub use tls::{ClientAuthMode, DEFAULT_OPERATOR_NAME, TlsSpec};
 pub use validate::SpecError;

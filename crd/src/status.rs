@@ -50,6 +50,13 @@ pub struct DynamoClusterStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub members: Vec<MemberStatus>,
 
+    /// The node pools of `spec.pools`, and pools removed from it whose nodes
+    /// still leave: replicas wanted, nodes in the ring and ready, weight and
+    /// partitions owned. Empty for a cluster without pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub pools: Vec<PoolStatus>,
+
     /// Progress of the partition transfers of the membership change under way.
     /// Absent when no transfer runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -108,6 +115,30 @@ pub struct MemberStatus {
     /// Zone of the node, when the cluster is zone-aware.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+}
+
+/// A node pool as the ring sees it.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// Name of the pool.
+    pub name: String,
+    /// Nodes the spec asks for (0 for a pool removed from the spec that
+    /// still drains).
+    #[serde(default)]
+    pub replicas: i32,
+    /// Nodes of the pool in the ring.
+    #[serde(default)]
+    pub members: i32,
+    /// Nodes of the pool in the ring whose pods are ready.
+    #[serde(default)]
+    pub ready_members: i32,
+    /// Capacity weight of each node of the pool.
+    #[serde(default)]
+    pub weight: u32,
+    /// Partitions the pool's nodes own in the committed ring, together.
+    #[serde(default)]
+    pub partitions: u32,
 }
 
 /// Membership state of a node.

@@ -348,6 +348,15 @@ fn status_lists_merge_by_key_and_driver_state_is_kept() {
         properties["members"]["x-kubernetes-list-map-keys"],
         json!(["name"])
     );
+    assert_eq!(properties["pools"]["x-kubernetes-list-type"], "map");
+    assert_eq!(
+        properties["pools"]["x-kubernetes-list-map-keys"],
+        json!(["name"])
+    );
+    assert_eq!(
+        properties["pools"]["items"]["properties"]["partitions"]["format"],
+        "int32"
+    );
     assert_eq!(
         properties["members"]["items"]["properties"]["state"]["enum"],
         json!(["Joining", "Normal", "Leaving", "Left"])

@@ -77,3 +77,15 @@ fn n5_example_has_five_copies_and_quorums_of_three() {
         (5, 3, 3)
     );
 }
+
+#[test]
+fn pools_example_has_a_large_pool_of_weight_two() {
+    let spec = load("dynamocluster-pools.yaml").spec;
+    let pools: Vec<_> = spec
+        .pools
+        .iter()
+        .map(|pool| (pool.name.as_str(), pool.replicas, pool.weight))
+        .collect();
+    assert_eq!(pools, [("small", 2, 1), ("large", 1, 2)]);
+    assert_eq!(spec.replicas, 3);
+}

@@ -1,7 +1,7 @@
 //! Reconcile tests against a mocked API server and fake nodes: create, scale
 //! up, scale down, an operator restart in the middle of a join, the
-//! NetworkPolicy turned on and off, delete with each volume policy, and a
-//! refused spec. Each reconcile asserts the exact
+//! NetworkPolicy turned on and off, delete with each volume policy, a
+//! refused spec, and a cluster of two node pools of different weights. Each reconcile asserts the exact
 //! requests in order and the status it writes.
 
 mod support;
@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use support::nodes::FakeNodes;
 use support::{
-    ApiServer, Applied, OPERATOR_NS, PARTITIONS, PolicyChange, cluster, context, pod, reconcile,
+    ApiServer, Applied, OPERATOR_NS, PARTITIONS, PolicyChange, StatefulSets, cluster, context,
+    context_with, pod, pool_pod, reconcile,
 };
 
 const NAME: &str = "demo";
@@ -34,6 +35,8 @@ struct Outcome {
 /// A cluster, its fake nodes and one operator instance.
 struct Sim {
     cluster: DynamoCluster,
+    /// The cluster's StatefulSets the next reconcile changes.
+    sets: StatefulSets,
     nodes: FakeNodes,
     ctx: Arc<dynamo_operator::k8s::Context>,
     api: ApiServer,
@@ -45,6 +48,10 @@ impl Sim {
         let (ctx, api) = context(&nodes);
         Self {
             cluster: cluster(NAME, replicas),
+            sets: StatefulSets {
+                applied: vec![NAME.into()],
+                ..StatefulSets::default()
+            },
             nodes,
             ctx,
             api,
@@ -66,6 +73,7 @@ impl Sim {
     /// object and publishes `events` Events.
     async fn step(&mut self, pods: Vec<Value>, events: usize) -> Outcome {
         let cluster = self.cluster.clone();
+        let sets = self.sets.clone();
         let (action, (status, applied, events)) = reconcile(
             &cluster,
             &self.ctx,
@@ -73,7 +81,7 @@ impl Sim {
             async |api: &mut ApiServer| {
                 api.list_pods(NAME, pods).await;
                 let status = api.status(&cluster).await;
-                let applied = api.apply_all(NAME).await;
+                let applied = api.apply_with_sets(NAME, &sets).await;
                 let mut published = Vec::new();
                 for _ in 0..events {
                     published.push(api.event().await);
@@ -622,4 +630,202 @@ async fn a_refused_spec_reports_what_to_fix_once_and_touches_nothing() {
         },
     )
     .await;
+}
+
+/// Members of the pooled cluster, in the order of their fake nodes.
+const POOLED: [&str; 4] = [
+    "demo-small-0",
+    "demo-small-1",
+    "demo-large-0",
+    "demo-small-2",
+];
+
+/// A cluster of pools `small` (2 nodes, weight 1) and `large` (1 node,
+/// weight 2), its fake nodes in the order of [`POOLED`].
+async fn pooled() -> Sim {
+    let nodes = FakeNodes::start().await;
+    let (ctx, api) = context_with(&nodes, &POOLED);
+    let mut cluster = cluster(NAME, 3);
+    cluster.spec.pools = serde_json::from_value(json!([
+        {"name": "small", "replicas": 2},
+        {"name": "large", "replicas": 1, "weight": 2},
+    ]))
+    .expect("pools");
+    Sim {
+        cluster,
+        sets: StatefulSets {
+            applied: vec!["demo-small".into(), "demo-large".into()],
+            ..StatefulSets::default()
+        },
+        nodes,
+        ctx,
+        api,
+    }
+}
+
+fn pool_pods(small: usize, large: usize) -> Vec<Value> {
+    (0..small)
+        .map(|i| pool_pod(NAME, "small", i, true))
+        .chain((0..large).map(|i| pool_pod(NAME, "large", i, true)))
+        .collect()
+}
+
+/// (name, replicas, members, ready members, weight, partitions) of each pool.
+fn pools(status: &DynamoClusterStatus) -> Vec<(String, i32, i32, i32, u32, u32)> {
+    status
+        .pools
+        .iter()
+        .map(|p| {
+            let counts = (p.replicas, p.members, p.ready_members);
+            (
+                p.name.clone(),
+                counts.0,
+                counts.1,
+                counts.2,
+                p.weight,
+                p.partitions,
+            )
+        })
+        .collect()
+}
+
+/// Creates the pooled cluster up to its first converged reconcile: the
+/// first ring deals partitions evenly, then the weight-2 node streams its
+/// share.
+async fn created_pooled(sim: &mut Sim) {
+    let created = sim.step(Vec::new(), 1).await;
+    let driver = created.status.driver.as_ref().expect("driver state");
+    assert_eq!(driver["poolPods"], json!({"small": 2, "large": 1}));
+    let replicas: Vec<_> = created
+        .applied
+        .stateful_sets
+        .iter()
+        .map(|set| set["spec"]["replicas"].as_i64())
+        .collect();
+    assert_eq!(replicas, [Some(2), Some(1)]);
+    assert_eq!(
+        created.applied.stateful_sets[1]["spec"]["selector"]["matchLabels"]["dynamokv.io/pool"],
+        "large"
+    );
+    assert_eq!(
+        config_keys(&created.applied),
+        [
+            "demo-large-0.yaml",
+            "demo-small-0.yaml",
+            "demo-small-1.yaml",
+            "node.yaml"
+        ]
+    );
+    event("Normal", "Bootstrapping", &created, 0);
+
+    // The nodes compute the first ring from the bootstrap list: even shares.
+    let members: Vec<pb::Member> = POOLED[..3]
+        .iter()
+        .enumerate()
+        .map(|(i, id)| pb::Member {
+            id: (*id).into(),
+            address: sim.nodes.address(i),
+            ..pb::Member::default()
+        })
+        .collect();
+    sim.nodes.boot(&members, PARTITIONS);
+    let reweighing = sim.step(pool_pods(2, 1), 1).await;
+    assert_eq!(reweighing.status.epoch, 2);
+    assert!(
+        reweighing.status.transfer.is_some(),
+        "the large node streams its share"
+    );
+    sim.nodes.set_transfers_done(true);
+    let committed = sim.step(pool_pods(2, 1), 1).await;
+    assert_eq!(committed.status.epoch, 3);
+    event("Normal", "RingCommitted", &committed, 0);
+    let converged = sim.step(pool_pods(2, 1), 1).await;
+    event("Normal", "Converged", &converged, 0);
+    assert_eq!(converged.status.phase, Some(ClusterPhase::Running));
+    let expected_shares = [
+        ("small".to_owned(), 2, 2, 2, 1, 8),
+        ("large".to_owned(), 1, 1, 1, 2, 8),
+    ];
+    assert_eq!(pools(&converged.status), expected_shares);
+}
+
+#[tokio::test]
+async fn pools_run_one_statefulset_each_and_the_heavier_node_gets_its_share() {
+    let mut sim = pooled().await;
+    created_pooled(&mut sim).await;
+
+    // Scale the small pool by one: its third pod starts and joins.
+    sim.cluster.spec.replicas = 4;
+    sim.cluster.spec.pools[0].replicas = 3;
+    sim.edited();
+    let starting = sim.step(pool_pods(2, 1), 1).await;
+    assert_eq!(replicas_of(&starting.applied, 0), 3);
+    assert_eq!(replicas_of(&starting.applied, 1), 1);
+    event("Normal", "StartingMember", &starting, 0);
+    sim.nodes.join(3);
+    let joining = sim.step(pool_pods(3, 1), 1).await;
+    assert!(
+        states(&joining.status).contains(&("demo-small-2".into(), MemberState::Joining)),
+        "{:?}",
+        states(&joining.status)
+    );
+}
+
+fn replicas_of(applied: &Applied, set: usize) -> i64 {
+    applied.stateful_sets[set]["spec"]["replicas"]
+        .as_i64()
+        .expect("replicas")
+}
+
+#[tokio::test]
+async fn a_removed_pool_drains_then_its_statefulset_is_deleted() {
+    let mut sim = pooled().await;
+    created_pooled(&mut sim).await;
+
+    // The large pool is removed; the small pool grows to keep three nodes.
+    sim.cluster.spec.pools =
+        serde_json::from_value(json!([{"name": "small", "replicas": 3}])).expect("pools");
+    sim.edited();
+    sim.sets = StatefulSets {
+        applied: vec!["demo-small".into()],
+        scaled: vec!["demo-large".into()],
+        deleted: Vec::new(),
+    };
+    let starting = sim.step(pool_pods(2, 1), 1).await;
+    event("Normal", "StartingMember", &starting, 0);
+    assert_eq!(replicas_of(&starting.applied, 0), 3);
+    assert_eq!(starting.applied.scaled, [json!({"spec": {"replicas": 1}})]);
+    let draining = pools(&starting.status);
+    assert_eq!(
+        draining[1],
+        ("large".into(), 0, 1, 1, 2, 8),
+        "still listed while it drains"
+    );
+
+    sim.nodes.join(3);
+    let joining = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "Joining", &joining, 0);
+    let committed = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "RingCommitted", &committed, 0);
+    let leaving = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "Leaving", &leaving, 0);
+    assert!(
+        states(&leaving.status).contains(&("demo-large-0".into(), MemberState::Leaving)),
+        "{:?}",
+        states(&leaving.status)
+    );
+    let left = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "RingCommitted", &left, 0);
+    let stopping = sim.step(pool_pods(3, 1), 1).await;
+    event("Normal", "StoppingMember", &stopping, 0);
+    assert_eq!(stopping.applied.scaled, [json!({"spec": {"replicas": 0}})]);
+
+    sim.nodes.stop(2);
+    sim.sets.scaled.clear();
+    sim.sets.deleted = vec!["demo-large".into()];
+    let converged = sim.step(pool_pods(3, 0), 1).await;
+    event("Normal", "Converged", &converged, 0);
+    let driver = converged.status.driver.as_ref().expect("driver state");
+    assert_eq!(driver["poolPods"], json!({"small": 3}));
+    assert_eq!(pools(&converged.status), [("small".into(), 3, 3, 3, 1, 16)]);
 }

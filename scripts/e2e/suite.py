@@ -170,7 +170,9 @@ class Suite:
             self.dynamoctl(*flags, "put", f"key-{i}", f"value-{i}")
 
     def check_keys(self, name: str, namespace: str, keys: range, index: int = 0) -> None:
-        endpoint = self.endpoint(name, namespace, index)
+        self.check_keys_at(self.endpoint(name, namespace, index), keys)
+
+    def check_keys_at(self, endpoint: str, keys: range) -> None:
         for i in keys:
             result = self.dynamoctl("--endpoint", endpoint, "--output", "json", "get", f"key-{i}", check=False)
             if result.returncode != 0 or f"value-{i}" not in result.stdout:
@@ -380,9 +382,54 @@ class Suite:
         self.kubectl("patch", "dyc", "zoned", "-n", TEAM_NS, "--type=merge", "-p",
                      '{"spec":{"pvcPolicyOnScaleDown":"Delete"}}')
         self.delete_cluster("zoned", TEAM_NS, keep_claims=False)
+
+    def node_pools(self) -> None:
+        """examples/dynamocluster-pools.yaml in the namespaced install: one
+        StatefulSet per pool, the weight-2 node owns about twice a weight-1
+        node's partitions, and a pool scaled by one gets a new member."""
+        self.kubectl("apply", "-n", TEAM_NS, "-f", str(self.repo / "examples/dynamocluster-pools.yaml"))
+        cluster = self.wait_available("pooled", TEAM_NS, 3, timeout=300)
+        self.check_pool_shares(cluster, {"small": 2, "large": 1})
+        for name, replicas in (("pooled-small", 2), ("pooled-large", 1)):
+            sts = self.get("statefulset", name, TEAM_NS) or {}
+            if (sts.get("spec") or {}).get("replicas") != replicas:
+                raise Failure(f"StatefulSet {name} does not run {replicas} pods: {sts.get('spec')}")
+        endpoint = f"pooled-large-0.pooled-peers.{TEAM_NS}.svc:7400"
+        for i in range(10):
+            self.dynamoctl("--endpoint", endpoint, "put", f"key-{i}", f"value-{i}")
+        manifest = (self.repo / "examples/dynamocluster-pools.yaml").read_text()
+        scaled = manifest.replace("replicas: 3", "replicas: 4").replace("replicas: 2\n      weight: 1",
+                                                                        "replicas: 3\n      weight: 1")
+        path = self.root / "pools-scaled.yaml"
+        path.write_text(scaled)
+        self.kubectl("apply", "-n", TEAM_NS, "-f", str(path))
+        cluster = self.wait_available("pooled", TEAM_NS, 4, timeout=300)
+        self.check_pool_shares(cluster, {"small": 3, "large": 1})
+        members = sorted(m["name"] for m in cluster["status"]["members"])
+        if "pooled-small-2" not in members:
+            raise Failure(f"pooled-small-2 did not join: {members}")
+        self.check_keys_at(f"pooled-small-2.pooled-peers.{TEAM_NS}.svc:7400", range(10))
+        self.kubectl("patch", "dyc", "pooled", "-n", TEAM_NS, "--type=merge", "-p",
+                     '{"spec":{"pvcPolicyOnScaleDown":"Delete"}}')
+        self.delete_cluster("pooled", TEAM_NS, keep_claims=False)
         self.helm("uninstall", "dynamo", "--namespace", TEAM_NS, "--wait", "--timeout=60s")
         if self.get("clusterrole", "dynamo-operator-nodes"):
             raise Failure("helm uninstall left the Node reader ClusterRole")
+
+    def check_pool_shares(self, cluster: dict, replicas: dict[str, int]) -> None:
+        """status.pools lists `replicas` members per pool, all ready, and a
+        node of weight w owns about w times the partitions of a weight-1 node."""
+        pools = {p["name"]: p for p in cluster["status"].get("pools") or []}
+        if {name: p.get("members") for name, p in pools.items()} != replicas \
+                or any(p.get("readyMembers") != p.get("members") for p in pools.values()):
+            raise Failure(f"status.pools does not show {replicas} ready members: {pools}")
+        per_node = {name: p["partitions"] / p["members"] / p["weight"] for name, p in pools.items()}
+        print("    partitions per pool: " + ", ".join(
+            f"{name} {p['partitions']} over {p['members']} node(s) of weight {p['weight']}" for name, p in pools.items()),
+            flush=True)
+        low, high = min(per_node.values()), max(per_node.values())
+        if low <= 0 or high / low > 1.25:
+            raise Failure(f"partitions per unit of weight differ by more than 25%: {per_node} from {pools}")
 
     def tls_cluster(self) -> None:
         """examples/dynamocluster-tls.yaml with Secrets from `dynamo-operator
@@ -473,6 +520,7 @@ def main() -> int:
         suite.step("delete with pvcPolicy Delete; n5 example; delete with Retain", suite.delete_demo_and_n5)
         suite.step("helm uninstall (no cluster in the release)", suite.uninstall)
         suite.step("namespaced install; zones example spread over zones", suite.namespaced_zones)
+        suite.step("pools example: weighted shares per pool; a pool scaled by one", suite.node_pools)
         suite.step("TLS example: certificates from `dynamo-operator certs`, operator and client over mutual TLS",
                    suite.tls_cluster)
     except (Failure, Timeout, subprocess.TimeoutExpired, RuntimeError) as error:

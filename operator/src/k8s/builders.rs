@@ -25,6 +25,8 @@ use dynamo_crd::{PvcPolicy, ReplicationSpec};
 use super::cluster::ValidatedCluster;
 use super::names;
 use super::nodeconfig;
+use super::pools::{self, Settings};
+use crate::pools::Pool;
 
 /// Node label that names a host, for spreading pods over machines.
 const HOSTNAME_KEY: &str = "kubernetes.io/hostname";
@@ -92,12 +94,13 @@ pub fn build_client_service(cluster: &ValidatedCluster) -> Service {
 }
 
 /// The ConfigMap: `node.yaml` with the shared settings, and one file per
-/// launched member (`NAME-i.yaml`) that its pod mounts as its config.
+/// launched member (`<pod>.yaml`) that its pod mounts as its config.
 pub fn build_config_map(cluster: &ValidatedCluster) -> ConfigMap {
     let mut data = BTreeMap::from([("node.yaml".to_owned(), nodeconfig::shared(cluster))]);
     for &index in cluster.state.launches.keys() {
-        if let Some(file) = nodeconfig::member(cluster, index) {
-            data.insert(names::config_key(&cluster.name, index), file);
+        let member = pools::member_id(cluster, index);
+        if let (Some(member), Some(file)) = (member, nodeconfig::member(cluster, index)) {
+            data.insert(names::config_key(&member), file);
         }
     }
     ConfigMap {
@@ -181,7 +184,7 @@ fn mount(name: &str, path: &str) -> VolumeMount {
     }
 }
 
-fn node_container(cluster: &ValidatedCluster) -> Container {
+fn node_container(cluster: &ValidatedCluster, settings: &Settings<'_>) -> Container {
     let spec = &cluster.spec;
     let advertise = format!(
         "$({pod}).{peers}.$({namespace}).svc:{port}",
@@ -214,7 +217,7 @@ fn node_container(cluster: &ValidatedCluster) -> Container {
             initial_delay_seconds: Some(10),
             ..http_probe("/healthz", 10, 6)
         }),
-        resources: spec.resources.clone(),
+        resources: settings.resources.cloned(),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             privileged: Some(false),
@@ -273,7 +276,7 @@ fn default_affinity(cluster: &ValidatedCluster) -> k8s_openapi::api::core::v1::A
     }
 }
 
-fn pod_spec(cluster: &ValidatedCluster) -> PodSpec {
+fn pod_spec(cluster: &ValidatedCluster, settings: &Settings<'_>) -> PodSpec {
     let spec = &cluster.spec;
     let spread = spec.topology_key().map(|key| {
         vec![TopologySpreadConstraint {
@@ -288,7 +291,7 @@ fn pod_spec(cluster: &ValidatedCluster) -> PodSpec {
         }]
     });
     PodSpec {
-        containers: vec![node_container(cluster)],
+        containers: vec![node_container(cluster, settings)],
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(names::RUN_AS),
@@ -332,11 +335,12 @@ fn pod_spec(cluster: &ValidatedCluster) -> PodSpec {
         termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         enable_service_links: Some(false),
         automount_service_account_token: Some(false),
-        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
-        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        node_selector: (!settings.node_selector.is_empty()).then(|| settings.node_selector.clone()),
+        tolerations: (!settings.tolerations.is_empty()).then(|| settings.tolerations.to_vec()),
         affinity: Some(
-            spec.affinity
-                .clone()
+            settings
+                .affinity
+                .cloned()
                 .unwrap_or_else(|| default_affinity(cluster)),
         ),
         topology_spread_constraints: spread,
@@ -344,12 +348,16 @@ fn pod_spec(cluster: &ValidatedCluster) -> PodSpec {
     }
 }
 
-fn claim_template(cluster: &ValidatedCluster) -> PersistentVolumeClaim {
-    let storage = &cluster.spec.storage;
+fn claim_template(
+    cluster: &ValidatedCluster,
+    pool: &str,
+    settings: &Settings<'_>,
+) -> PersistentVolumeClaim {
+    let storage = settings.storage;
     PersistentVolumeClaim {
         metadata: ObjectMeta {
             name: Some(names::VOLUME_DATA.into()),
-            labels: Some(cluster.selector_labels()),
+            labels: Some(pools::selector_labels(cluster, pool)),
             ..ObjectMeta::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
@@ -368,25 +376,40 @@ fn claim_template(cluster: &ValidatedCluster) -> PersistentVolumeClaim {
     }
 }
 
-/// The StatefulSet of storage pods. Its `replicas` is the operator's pod
-/// count, not `spec.replicas`: pods come and go only through the membership
-/// driver. Pods start in parallel; a scale down removes the pod with the
-/// highest index, the one the driver made leave.
-pub fn build_statefulset(cluster: &ValidatedCluster) -> StatefulSet {
+/// The StatefulSets of the pools the spec declares (one, named after the
+/// cluster, without `spec.pools`), in the spec's order.
+pub fn build_statefulsets(cluster: &ValidatedCluster) -> Vec<StatefulSet> {
+    crate::pools::pools(&cluster.spec)
+        .iter()
+        .map(|pool| build_statefulset(cluster, pool))
+        .collect()
+}
+
+/// The StatefulSet of the storage pods of `pool`. Its `replicas` is the
+/// operator's pod count of the pool, not the pool's `replicas`: pods come
+/// and go only through the membership driver. Pods start in parallel; a
+/// scale down removes the pod with the highest ordinal, the one the driver
+/// made leave. Its pods and volumes carry the pool label, and its selector
+/// adds the pool to the cluster's (the implicit pool keeps the cluster's
+/// selector, which a StatefulSet cannot change).
+pub fn build_statefulset(cluster: &ValidatedCluster, pool: &Pool<'_>) -> StatefulSet {
+    let settings = pools::settings(&cluster.spec, pool);
+    let selector = pools::selector_labels(cluster, pool.name);
     let mut template_labels = cluster.labels();
     template_labels.remove(names::LABEL_MANAGED_BY);
+    template_labels.extend(selector.clone());
     let policy = match cluster.spec.pvc_policy_on_scale_down {
         PvcPolicy::Retain => "Retain",
         PvcPolicy::Delete => "Delete",
     };
     StatefulSet {
-        metadata: metadata(cluster, names::stateful_set(&cluster.name)),
+        metadata: metadata(cluster, names::stateful_set(&cluster.name, pool.name)),
         spec: StatefulSetSpec {
-            replicas: Some(cluster.state.pods),
+            replicas: Some(cluster.state.pods_of(pool.name)),
             service_name: Some(names::peer_service(&cluster.name)),
             pod_management_policy: Some("Parallel".into()),
             selector: LabelSelector {
-                match_labels: Some(cluster.selector_labels()),
+                match_labels: Some(selector),
                 ..LabelSelector::default()
             },
             update_strategy: Some(StatefulSetUpdateStrategy {
@@ -408,9 +431,9 @@ pub fn build_statefulset(cluster: &ValidatedCluster) -> StatefulSet {
                     )])),
                     ..ObjectMeta::default()
                 }),
-                spec: Some(pod_spec(cluster)),
+                spec: Some(pod_spec(cluster, &settings)),
             },
-            volume_claim_templates: Some(vec![claim_template(cluster)]),
+            volume_claim_templates: Some(vec![claim_template(cluster, pool.name, &settings)]),
             ..StatefulSetSpec::default()
         },
         ..StatefulSet::default()

@@ -23,11 +23,12 @@ pub enum Refusal {
         /// The missing piece of metadata.
         missing: &'static str,
     },
-    /// The spec has pools, which this operator does not run yet.
-    #[error(
-        "spec.pools is set, but this operator does not run node pools yet: remove spec.pools and use the top-level replicas, resources and storage"
-    )]
-    PoolsNotRun,
+    /// Two pools' names give their members the same index slot.
+    #[error("spec.pools: {message}")]
+    PoolSlots {
+        /// Which pools collide and what to do.
+        message: String,
+    },
 }
 
 impl Refusal {
@@ -40,7 +41,7 @@ impl Refusal {
             }
             Self::Spec(_) => "InvalidSpec",
             Self::Incomplete { .. } => "IncompleteMetadata",
-            Self::PoolsNotRun => "PoolsNotSupported",
+            Self::PoolSlots { .. } => "PoolSlotsCollide",
         }
     }
 }
@@ -94,9 +95,7 @@ impl ValidatedCluster {
             .into());
         }
         spec.validate()?;
-        if !spec.pools.is_empty() {
-            return Err(Refusal::PoolsNotRun);
-        }
+        crate::pools::check_slots(&spec).map_err(|message| Refusal::PoolSlots { message })?;
         Ok(Self {
             name,
             namespace,
@@ -165,19 +164,28 @@ mod tests {
     }
 
     #[test]
-    fn a_cluster_with_pools_is_refused_until_pools_are_run() {
+    fn a_cluster_with_pools_is_run() {
         let mut pooled = cluster(3);
         pooled.spec.pools = vec![
             serde_json::from_value(serde_json::json!({"name": "a", "replicas": 3}))
                 .expect("a pool"),
         ];
-        let refusal = ValidatedCluster::new(&pooled).expect_err("pools");
-        assert_eq!(refusal, Refusal::PoolsNotRun);
-        assert_eq!(refusal.reason(), "PoolsNotSupported");
-        assert!(
-            refusal.to_string().contains("remove spec.pools"),
-            "{refusal}"
-        );
+        let validated = ValidatedCluster::new(&pooled).expect("pools are run");
+        assert_eq!(validated.spec.pools.len(), 1);
+    }
+
+    #[test]
+    fn pools_whose_member_slots_collide_are_refused() {
+        let mut pooled = cluster(3);
+        // Two names with the same 31-bit slot hash.
+        pooled.spec.pools = serde_json::from_value(serde_json::json!([
+            {"name": "pool-620098", "replicas": 2},
+            {"name": "pool-808216", "replicas": 1},
+        ]))
+        .expect("pools");
+        let refusal = ValidatedCluster::new(&pooled).expect_err("slots collide");
+        assert_eq!(refusal.reason(), "PoolSlotsCollide");
+        assert!(refusal.to_string().contains("rename one"), "{refusal}");
     }
 
     #[test]

@@ -35,6 +35,7 @@ use super::metrics::{ErrorLabels, Metrics, StepLabels};
 use super::names;
 use super::network::{self, OperatorPods};
 use super::platform::{AddressFn, KubePlatform, PodView};
+use super::pools;
 use super::state::ClusterState;
 use super::status::{Observation, Problem, build_status, step_reason};
 use super::zones;
@@ -186,7 +187,7 @@ async fn pods(
         .zip(zones)
         .filter_map(|(pod, zone)| {
             Some((
-                names::index_of_pod(name, &pod.name_any())?,
+                crate::pools::index_of(name, &pod.name_any())?,
                 pod_view(pod, zone),
             ))
         })
@@ -219,6 +220,7 @@ pub fn pod_view(pod: &Pod, zone: Option<String>) -> PodView {
                 })
         });
     PodView {
+        name: pod.name_any(),
         ready,
         zone,
         problem,
@@ -264,17 +266,55 @@ where
     }
 }
 
+/// Sets the `replicas` of StatefulSet `name` and nothing else (a merge
+/// patch, so the pods of a draining pool are not rolled by a new template);
+/// one that is already gone is no error.
+async fn scale_stateful_set(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    replicas: i32,
+) -> Result<(), Error> {
+    let api: Api<StatefulSet> = Api::namespaced(ctx.client.clone(), namespace);
+    let patch = serde_json::json!({"spec": {"replicas": replicas}});
+    match api
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(source) => Err(Error::Kube {
+            action: format!("scale StatefulSet {name} to {replicas}"),
+            source,
+        }),
+    }
+}
+
 /// Applies every object, in order: Services and the ConfigMap before the
-/// StatefulSet that uses them, then the PodDisruptionBudget and the
+/// StatefulSets that use them (one per declared pool; a removed pool's
+/// only has its pod count lowered), then the PodDisruptionBudget and the
 /// NetworkPolicy, which is deleted instead when the spec asks for none (a
 /// delete of a policy that does not exist is answered 404 and costs one
-/// request).
-async fn apply_objects(ctx: &Context, cluster: &ValidatedCluster) -> Result<(), Error> {
+/// request). The StatefulSets of `retired` pools are deleted.
+async fn apply_objects(
+    ctx: &Context,
+    cluster: &ValidatedCluster,
+    retired: &[String],
+) -> Result<(), Error> {
     let namespace = &cluster.namespace;
     apply_object(ctx, namespace, &builders::build_peer_service(cluster)).await?;
     apply_object(ctx, namespace, &builders::build_client_service(cluster)).await?;
     apply_object(ctx, namespace, &builders::build_config_map(cluster)).await?;
-    apply_object(ctx, namespace, &builders::build_statefulset(cluster)).await?;
+    for set in builders::build_statefulsets(cluster) {
+        apply_object(ctx, namespace, &set).await?;
+    }
+    for pool in pools::removed(cluster) {
+        let name = names::stateful_set(&cluster.name, pool.name);
+        scale_stateful_set(ctx, namespace, &name, cluster.state.pods_of(pool.name)).await?;
+    }
+    for name in retired {
+        delete_object::<StatefulSet>(ctx, namespace, name).await?;
+    }
     apply_object(ctx, namespace, &builders::build_pdb(cluster)).await?;
     match network::build_network_policy(cluster, ctx.operator_pods.as_ref()) {
         Some(policy) => apply_object(ctx, namespace, &policy).await,
@@ -373,17 +413,28 @@ fn degraded_message(status: Option<&DynamoClusterStatus>) -> Option<&str> {
 }
 
 /// A pod that will not become ready by itself: the first one, in index order.
-fn stuck_member(name: &str, pods: &BTreeMap<usize, PodView>) -> Option<Problem> {
-    pods.iter().find_map(|(&index, pod)| {
+fn stuck_member(pods: &BTreeMap<usize, PodView>) -> Option<Problem> {
+    pods.values().find_map(|pod| {
         let problem = pod.problem.as_ref()?;
         Some(Problem {
             reason: "MemberNotReady".into(),
             message: format!(
-                "pod {} is not ready: {problem}; check spec.image and the pod's events, or lower spec.replicas to cancel a join that cannot start",
-                names::pod(name, index)
+                "pod {} is not ready: {problem}; check spec.image and the pod's events, or lower the replicas (of its pool) to cancel a join that cannot start",
+                pod.name
             ),
         })
     })
+}
+
+/// The StatefulSets of the pools `before` ran that `after` no longer runs:
+/// removed pools whose last member left.
+fn retired(before: &ValidatedCluster, after: &ValidatedCluster) -> Vec<String> {
+    let running = pools::running(after);
+    pools::running(before)
+        .iter()
+        .filter(|old| running.iter().all(|pool| pool.name != old.name))
+        .map(|old| names::stateful_set(&before.name, old.name))
+        .collect()
 }
 
 async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> {
@@ -403,7 +454,7 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
                 &Observation {
                     name: &name,
                     generation: cluster.metadata.generation,
-                    replication: cluster.spec.replication,
+                    spec: &cluster.spec,
                     state: &state,
                     pods: &pods,
                     ring: None,
@@ -430,11 +481,9 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         _ => Arc::clone(&ctx.admin),
     };
     let platform = KubePlatform::new(
-        &namespace,
-        &name,
+        &validated,
         Arc::clone(&ctx.address),
         pods.clone(),
-        old_state.clone(),
         Arc::clone(&admin),
     );
     let mut driver = Driver::new(platform, admin, shape, old_state.driver.clone());
@@ -443,20 +492,25 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
         Ok(converged) => (converged, None),
         Err(error) => (false, Some(driver_problem(&error, without_certificate))),
     };
-    if converged {
-        driver.platform().settle(driver.state().members);
+    if converged && let Some(ring) = driver.ring() {
+        let members = ring
+            .members
+            .iter()
+            .filter_map(|member| crate::pools::index_of(&name, &member.id))
+            .collect();
+        driver.platform().settle(&members);
     }
     let mut state = driver.platform().state();
     state.driver = driver.state().clone();
-    if state.partitions == 0 && state.pods > 0 {
+    if state.partitions == 0 && state.total_pods() > 0 {
         state.partitions = spec.partitions;
     }
-    problem = problem.or_else(|| stuck_member(&name, &pods));
+    problem = problem.or_else(|| stuck_member(&pods));
     let status = build_status(
         &Observation {
             name: &name,
             generation: cluster.metadata.generation,
-            replication: spec.replication,
+            spec: &spec,
             state: &state,
             pods: &pods,
             ring: driver.ring(),
@@ -469,11 +523,12 @@ async fn apply(cluster: &DynamoCluster, ctx: &Context) -> Result<Action, Error> 
     if previous != Some(&status) {
         patch_status(ctx, cluster, &status).await?;
     }
+    let before = validated;
     let validated = ValidatedCluster {
         state: state.clone(),
-        ..validated.clone()
+        ..before.clone()
     };
-    apply_objects(ctx, &validated).await?;
+    apply_objects(ctx, &validated, &retired(&before, &validated)).await?;
 
     let (step, epoch) = (&state.driver.step, state.driver.epoch);
     if *step != old_state.driver.step {

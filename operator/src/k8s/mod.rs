@@ -1,5 +1,5 @@
 //! The Kubernetes side of the operator: a kube-rs `Controller` that turns a
-//! `DynamoCluster` into Services, a ConfigMap, a StatefulSet, a
+//! `DynamoCluster` into Services, a ConfigMap, a StatefulSet per node pool, a
 //! PodDisruptionBudget and optionally a NetworkPolicy, and runs the membership [`Driver`](crate::driver::Driver)
 //! through a [`KubePlatform`] whose state lives in the custom resource's status.
 //!
@@ -18,6 +18,7 @@ pub mod names;
 pub mod network;
 pub mod nodeconfig;
 pub mod platform;
+pub mod pools;
 pub mod render;
 pub mod state;
 pub mod status;

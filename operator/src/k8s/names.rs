@@ -15,6 +15,8 @@ pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
 pub const LABEL_COMPONENT: &str = "app.kubernetes.io/component";
 /// Label: who manages the object.
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Label: the pool of a declared pool's storage pods and volumes.
+pub const LABEL_POOL: &str = "dynamokv.io/pool";
 /// Value of [`LABEL_NAME`].
 pub const APP_NAME: &str = "dynamokv";
 /// Value of [`LABEL_COMPONENT`] on storage pods and their objects.
@@ -75,9 +77,14 @@ pub fn config_map(cluster: &str) -> String {
     format!("{cluster}-config")
 }
 
-/// Name of the StatefulSet (and prefix of its pods).
-pub fn stateful_set(cluster: &str) -> String {
-    cluster.to_owned()
+/// Name of the StatefulSet of pool `pool` (and prefix of its pods):
+/// `<cluster>` for the implicit pool (empty name), else `<cluster>-<pool>`.
+pub fn stateful_set(cluster: &str, pool: &str) -> String {
+    if pool.is_empty() {
+        cluster.to_owned()
+    } else {
+        format!("{cluster}-{pool}")
+    }
 }
 
 /// Name of the PodDisruptionBudget.
@@ -90,29 +97,15 @@ pub fn network_policy(cluster: &str) -> String {
     format!("{cluster}-nodes")
 }
 
-/// Name of member `index`'s pod, which is also its member id.
-pub fn pod(cluster: &str, index: usize) -> String {
-    format!("{}-{index}", stateful_set(cluster))
+/// Name of the data claim of member `member` (its pod name), the
+/// StatefulSet's naming.
+pub fn claim(member: &str) -> String {
+    format!("{VOLUME_DATA}-{member}")
 }
 
-/// Name of member `index`'s data claim (the StatefulSet's naming).
-pub fn claim(cluster: &str, index: usize) -> String {
-    format!("{VOLUME_DATA}-{}", pod(cluster, index))
-}
-
-/// Key of member `index`'s configuration file in the ConfigMap.
-pub fn config_key(cluster: &str, index: usize) -> String {
-    format!("{}.yaml", pod(cluster, index))
-}
-
-/// The member index of a pod name of `cluster`, if it is one.
-pub fn index_of_pod(cluster: &str, pod: &str) -> Option<usize> {
-    let prefix = format!("{}-", stateful_set(cluster));
-    let digits = pod.strip_prefix(&prefix)?;
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse().ok()
+/// Key of member `member`'s configuration file in the ConfigMap.
+pub fn config_key(member: &str) -> String {
+    format!("{member}.yaml")
 }
 
 /// Where a TLS cluster's Secret is mounted in the storage pods.
@@ -127,11 +120,11 @@ pub fn node_certificate_name(namespace: &str, cluster: &str) -> String {
     format!("*.{}.{namespace}.svc", peer_service(cluster))
 }
 
-/// The stable DNS address of member `index`, through the headless Service.
-pub fn member_address(namespace: &str, cluster: &str, index: usize) -> String {
+/// The stable DNS address of member `member` (its pod name) of `cluster`,
+/// through the headless Service.
+pub fn member_address(namespace: &str, cluster: &str, member: &str) -> String {
     format!(
-        "{}.{}.{namespace}.svc:{GRPC_PORT}",
-        pod(cluster, index),
+        "{member}.{}.{namespace}.svc:{GRPC_PORT}",
         peer_service(cluster)
     )
 }
@@ -141,15 +134,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pod_names_round_trip_to_indexes() {
-        assert_eq!(index_of_pod("demo", &pod("demo", 12)), Some(12));
-        assert_eq!(index_of_pod("demo", "demo-peers-0"), None);
-        assert_eq!(index_of_pod("demo", "demo-"), None);
-        assert_eq!(index_of_pod("demo", "other-1"), None);
-        assert_eq!(claim("demo", 2), "data-demo-2");
+    fn pool_objects_are_named_after_the_cluster_and_the_pool() {
+        assert_eq!(stateful_set("demo", ""), "demo");
+        assert_eq!(stateful_set("demo", "large"), "demo-large");
+        assert_eq!(claim("demo-large-0"), "data-demo-large-0");
+        assert_eq!(config_key("demo-2"), "demo-2.yaml");
         assert_eq!(
-            member_address("prod", "demo", 1),
-            "demo-1.demo-peers.prod.svc:7400"
+            member_address("prod", "demo", "demo-large-1"),
+            "demo-large-1.demo-peers.prod.svc:7400"
         );
     }
 }

@@ -9,6 +9,7 @@ use super::builders;
 use super::cluster::ValidatedCluster;
 use super::names;
 use super::network::{self, OperatorPods};
+use super::pools;
 use super::state::{LaunchMember, MemberLaunch};
 
 /// Why a manifest could not be rendered.
@@ -43,29 +44,39 @@ pub fn render(
     // The API server would set the uid; the owner reference needs one.
     cluster.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
     let mut validated = ValidatedCluster::new(&cluster)?;
-    let replicas = usize::try_from(validated.spec.replicas).unwrap_or(0);
-    validated.state.pods = validated.spec.replicas;
+    let members = crate::pools::members(&validated.spec);
+    for pool in crate::pools::pools(&validated.spec) {
+        let pods = i32::try_from(pool.replicas).unwrap_or(i32::MAX);
+        validated.state.set_pods(pool.name, pods);
+    }
     validated.state.partitions = validated.spec.partitions;
-    validated.state.bootstrap_members = (0..replicas)
-        .map(|index| {
-            LaunchMember::from(&pb::Member {
+    validated.state.bootstrap_members = members
+        .iter()
+        .filter_map(|&index| {
+            let id = pools::member_id(&validated, index)?;
+            Some(LaunchMember::from(&pb::Member {
                 weight: 0,
-                id: names::pod(&validated.name, index),
-                address: names::member_address(&validated.namespace, &validated.name, index),
+                address: names::member_address(&validated.namespace, &validated.name, &id),
+                id,
                 zone: String::new(),
-            })
+            }))
         })
         .collect();
-    validated.state.launches = (0..replicas)
-        .map(|i| (i, MemberLaunch::Bootstrap))
+    validated.state.launches = members
+        .iter()
+        .map(|&index| (index, MemberLaunch::Bootstrap))
         .collect();
     let mut documents = vec![
         dynamo_crd::to_kubernetes_yaml(&builders::build_peer_service(&validated))?,
         dynamo_crd::to_kubernetes_yaml(&builders::build_client_service(&validated))?,
         dynamo_crd::to_kubernetes_yaml(&builders::build_config_map(&validated))?,
-        dynamo_crd::to_kubernetes_yaml(&builders::build_statefulset(&validated))?,
-        dynamo_crd::to_kubernetes_yaml(&builders::build_pdb(&validated))?,
     ];
+    for set in builders::build_statefulsets(&validated) {
+        documents.push(dynamo_crd::to_kubernetes_yaml(&set)?);
+    }
+    documents.push(dynamo_crd::to_kubernetes_yaml(&builders::build_pdb(
+        &validated,
+    ))?);
     if let Some(policy) = network::build_network_policy(&validated, operator) {
         documents.push(dynamo_crd::to_kubernetes_yaml(&policy)?);
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use dynamo_crd::{
     CONDITION_AVAILABLE, CONDITION_DEGRADED, CONDITION_PROGRESSING, ClusterPhase,
-    DynamoClusterStatus, MemberState, MemberStatus, ReplicationSpec, TransferStatus,
+    DynamoClusterSpec, DynamoClusterStatus, MemberState, MemberStatus, PoolStatus, TransferStatus,
 };
 use dynamo_proto::v1 as pb;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -33,8 +33,8 @@ pub struct Observation<'a> {
     pub name: &'a str,
     /// `metadata.generation` of the spec that was acted upon.
     pub generation: Option<i64>,
-    /// The quorums of the spec.
-    pub replication: ReplicationSpec,
+    /// The spec that was acted upon (its quorums and pools).
+    pub spec: &'a DynamoClusterSpec,
     /// The persisted state after the driver's step.
     pub state: &'a ClusterState,
     /// The storage pods by member index.
@@ -75,6 +75,78 @@ pub fn members(ring: &pb::Ring) -> Vec<MemberStatus> {
                 state,
                 partitions: now[position],
                 zone: (!member.zone.is_empty()).then(|| member.zone.clone()),
+            }
+        })
+        .collect()
+}
+
+/// Whether the pod of ring member `member` is ready.
+fn is_ready(observation: &Observation<'_>, member: &str) -> bool {
+    crate::pools::index_of(observation.name, member)
+        .and_then(|index| observation.pods.get(&index))
+        .is_some_and(|pod| pod.ready)
+}
+
+/// The declared pools of the spec, then pools the state or the ring still
+/// has members of, each with its members in the ring (`members`) and the
+/// partitions they own. Empty for a cluster without pools that never had
+/// any.
+pub fn pools(observation: &Observation<'_>, members: &[MemberStatus]) -> Vec<PoolStatus> {
+    let count = |n: usize| i32::try_from(n).unwrap_or(i32::MAX);
+    let of_ring: Vec<(String, &MemberStatus)> = members
+        .iter()
+        .filter_map(|member| {
+            let (pool, _) = crate::pools::parse_member(observation.name, &member.name)?;
+            Some((pool, member))
+        })
+        .collect();
+    let mut names: Vec<(String, i32, u32)> = observation
+        .spec
+        .pools
+        .iter()
+        .map(|pool| (pool.name.clone(), pool.replicas, pool.weight.max(1)))
+        .collect();
+    let draining = observation
+        .state
+        .pool_pods
+        .keys()
+        .cloned()
+        .chain(of_ring.iter().map(|(pool, _)| pool.clone()))
+        .filter(|pool| !pool.is_empty());
+    for pool in draining {
+        if names.iter().all(|(name, _, _)| *name != pool) {
+            let weight = observation
+                .ring
+                .into_iter()
+                .flat_map(|ring| &ring.members)
+                .find(|m| {
+                    crate::pools::parse_member(observation.name, &m.id)
+                        .is_some_and(|(p, _)| p == pool)
+                })
+                .map_or(1, crate::driver::weight);
+            names.push((pool, 0, weight));
+        }
+    }
+    names
+        .into_iter()
+        .map(|(name, replicas, weight)| {
+            let in_pool: Vec<&MemberStatus> = of_ring
+                .iter()
+                .filter(|(pool, _)| *pool == name)
+                .map(|(_, member)| *member)
+                .collect();
+            PoolStatus {
+                replicas,
+                members: count(in_pool.len()),
+                ready_members: count(
+                    in_pool
+                        .iter()
+                        .filter(|member| is_ready(observation, &member.name))
+                        .count(),
+                ),
+                weight,
+                partitions: in_pool.iter().map(|member| member.partitions).sum(),
+                name,
             }
         })
         .collect()
@@ -134,13 +206,9 @@ pub fn build_status(
     let ring_size = members.len();
     let ready_members = members
         .iter()
-        .filter(|member| {
-            super::names::index_of_pod(observation.name, &member.name)
-                .and_then(|index| observation.pods.get(&index))
-                .is_some_and(|pod| pod.ready)
-        })
+        .filter(|member| is_ready(observation, &member.name))
         .count();
-    let replication = observation.replication;
+    let replication = observation.spec.replication;
     let tolerated = replication
         .factor
         .saturating_sub(replication.read_quorum.max(replication.write_quorum))
@@ -217,9 +285,9 @@ pub fn build_status(
     };
 
     let phase = match (&observation.problem, driver.bootstrapped) {
-        (Some(_), false) if state.pods == 0 => ClusterPhase::Failed,
+        (Some(_), false) if state.total_pods() == 0 => ClusterPhase::Failed,
         (Some(_), true) => ClusterPhase::Degraded,
-        _ if !driver.bootstrapped && state.pods == 0 => ClusterPhase::Pending,
+        _ if !driver.bootstrapped && state.total_pods() == 0 => ClusterPhase::Pending,
         _ if !driver.bootstrapped || driver.step == Step::Bootstrap => ClusterPhase::Creating,
         _ if converging => ClusterPhase::Scaling,
         _ if not_ready > 0 => ClusterPhase::Degraded,
@@ -239,6 +307,7 @@ pub fn build_status(
         selector: Some(selector_string(observation.name)),
         phase: Some(phase),
         epoch: driver.epoch,
+        pools: pools(observation, &members),
         members,
         transfer,
         conditions: [available, progressing, degraded]
@@ -269,6 +338,94 @@ mod tests {
             next_owners,
             ..pb::Ring::default()
         }
+    }
+
+    #[test]
+    fn pools_sum_the_partitions_of_their_members_in_the_ring() {
+        let spec: DynamoClusterSpec = serde_yaml::from_str(
+            "replicas: 3\npools:\n- {name: small, replicas: 2}\n- {name: large, replicas: 1, weight: 2}\n",
+        )
+        .expect("a spec");
+        let state = ClusterState {
+            pool_pods: BTreeMap::from([
+                ("small".into(), 2),
+                ("large".into(), 1),
+                ("old".into(), 1),
+            ]),
+            ..ClusterState::default()
+        };
+        let ids = ["demo-small-0", "demo-small-1", "demo-large-0", "demo-old-0"];
+        let ring = pb::Ring {
+            members: ids
+                .iter()
+                .map(|id| pb::Member {
+                    id: (*id).into(),
+                    weight: if id.contains("old") { 3 } else { 0 },
+                    ..pb::Member::default()
+                })
+                .collect(),
+            owners: vec![0, 1, 2, 2, 0, 1, 2, 2, 3],
+            ..pb::Ring::default()
+        };
+        let pods: BTreeMap<usize, PodView> = ids
+            .iter()
+            .filter(|id| **id != "demo-small-1")
+            .map(|id| {
+                let index = crate::pools::index_of("demo", id).expect("a member name");
+                (
+                    index,
+                    PodView {
+                        ready: true,
+                        ..PodView::default()
+                    },
+                )
+            })
+            .collect();
+        let observation = Observation {
+            name: "demo",
+            generation: None,
+            spec: &spec,
+            state: &state,
+            pods: &pods,
+            ring: Some(&ring),
+            problem: None,
+        };
+        let statuses = pools(&observation, &members(&ring));
+        let summary: Vec<_> = statuses
+            .iter()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    p.replicas,
+                    p.members,
+                    p.ready_members,
+                    p.weight,
+                    p.partitions,
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("small", 2, 2, 1, 1, 4),
+                ("large", 1, 1, 1, 2, 4),
+                ("old", 0, 1, 1, 3, 1),
+            ]
+        );
+        let plain = Observation {
+            spec: &DynamoClusterSpec::with_replicas(3),
+            state: &ClusterState::default(),
+            ..observation
+        };
+        let implicit = pb::Ring {
+            members: vec![pb::Member {
+                id: "demo-0".into(),
+                ..pb::Member::default()
+            }],
+            owners: vec![0],
+            ..pb::Ring::default()
+        };
+        assert!(pools(&plain, &members(&implicit)).is_empty());
     }
 
     #[test]
@@ -310,11 +467,7 @@ mod tests {
         let observation = Observation {
             name: "demo",
             generation: Some(2),
-            replication: ReplicationSpec {
-                factor: 3,
-                read_quorum: 2,
-                write_quorum: 2,
-            },
+            spec: &DynamoClusterSpec::with_replicas(3),
             state: &state,
             pods: &pods,
             ring: Some(&ring),
@@ -346,11 +499,7 @@ mod tests {
         let observation = Observation {
             name: "demo",
             generation: Some(1),
-            replication: ReplicationSpec {
-                factor: 3,
-                read_quorum: 2,
-                write_quorum: 2,
-            },
+            spec: &DynamoClusterSpec::with_replicas(3),
             state: &state,
             pods: &pods,
             ring: None,

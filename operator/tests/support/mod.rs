@@ -42,17 +42,33 @@ pub fn cluster(name: &str, replicas: i32) -> DynamoCluster {
 
 /// A storage pod of `cluster`, Ready or not.
 pub fn pod(cluster: &str, index: usize, ready: bool) -> Value {
+    named_pod(cluster, "", &format!("{cluster}-{index}"), ready)
+}
+
+/// Storage pod `ordinal` of pool `pool` of `cluster`, Ready or not.
+#[allow(dead_code)] // Only reconcile.rs runs pools.
+pub fn pool_pod(cluster: &str, pool: &str, ordinal: usize, ready: bool) -> Value {
+    named_pod(cluster, pool, &format!("{cluster}-{pool}-{ordinal}"), ready)
+}
+
+/// Storage pod `name` of `cluster`, of pool `pool` (empty: the implicit
+/// pool, which has no pool label).
+fn named_pod(cluster: &str, pool: &str, name: &str, ready: bool) -> Value {
+    let mut labels = json!({
+        "app.kubernetes.io/name": "dynamokv",
+        "app.kubernetes.io/instance": cluster,
+        "app.kubernetes.io/component": "node",
+    });
+    if !pool.is_empty() {
+        labels["dynamokv.io/pool"] = json!(pool);
+    }
     json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": format!("{cluster}-{index}"),
+            "name": name,
             "namespace": NS,
-            "labels": {
-                "app.kubernetes.io/name": "dynamokv",
-                "app.kubernetes.io/instance": cluster,
-                "app.kubernetes.io/component": "node",
-            },
+            "labels": labels,
         },
         "status": {
             "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
@@ -68,11 +84,19 @@ pub fn bound_pod(cluster: &str, index: usize, node: &str, ready: bool) -> Value 
     pod
 }
 
-/// A test context whose Admin calls reach `nodes`, with a fixed clock.
+/// A test context whose Admin calls reach `nodes`, with a fixed clock:
+/// member `<cluster>-<i>` is fake node `i`.
 pub fn context(nodes: &FakeNodes) -> (Arc<Context>, ApiServer) {
+    context_with(nodes, &[])
+}
+
+/// A test context whose Admin calls reach `nodes`: member `members[k]` is
+/// fake node `k`, and any other member `<cluster>-<i>` is fake node `i`.
+pub fn context_with(nodes: &FakeNodes, members: &[&str]) -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, NS);
     let addresses: Vec<String> = (0..nodes::SLOTS + 2).map(|i| nodes.address(i)).collect();
+    let members: Vec<String> = members.iter().map(|&id| id.to_owned()).collect();
     let context = Context {
         reporter: Reporter {
             controller: "dynamo-operator".into(),
@@ -80,9 +104,16 @@ pub fn context(nodes: &FakeNodes) -> (Arc<Context>, ApiServer) {
         },
         client,
         metrics: Arc::new(Metrics::default()),
-        address: Arc::new(move |_, _, index| {
-            addresses
-                .get(index)
+        address: Arc::new(move |_, cluster, member| {
+            let index = members.iter().position(|id| id == member).or_else(|| {
+                member
+                    .strip_prefix(cluster)?
+                    .strip_prefix('-')?
+                    .parse()
+                    .ok()
+            });
+            index
+                .and_then(|index| addresses.get(index))
                 .cloned()
                 .unwrap_or_else(|| "127.0.0.1:1".into())
         }),
@@ -128,10 +159,29 @@ pub async fn reconcile<T>(
 pub struct Applied {
     /// The ConfigMap.
     pub config_map: Value,
-    /// The StatefulSet.
+    /// The first StatefulSet.
     pub stateful_set: Value,
+    /// Every StatefulSet, in the order applied.
+    #[allow(dead_code)] // Only reconcile.rs runs pools.
+    pub stateful_sets: Vec<Value>,
+    /// The merge patches that scaled StatefulSets of removed pools.
+    #[allow(dead_code)] // Only reconcile.rs runs pools.
+    pub scaled: Vec<Value>,
     /// The NetworkPolicy request.
     pub network_policy: PolicyChange,
+}
+
+/// The StatefulSets a reconcile changes: applied (the spec's pools),
+/// scaled by a merge patch (removed pools that drain) and deleted (removed
+/// pools whose last member left).
+#[derive(Clone, Debug, Default)]
+pub struct StatefulSets {
+    /// Applied, in order.
+    pub applied: Vec<String>,
+    /// Scaled, in order.
+    pub scaled: Vec<String>,
+    /// Deleted, in order.
+    pub deleted: Vec<String>,
 }
 
 /// What a reconcile did to the storage pods' NetworkPolicy.
@@ -265,8 +315,19 @@ impl ApiServer {
         answer_apply(path, &query, send, body)
     }
 
-    /// Answers the applies of every object, in their order.
+    /// Answers the applies of every object of a cluster without pools, in
+    /// their order.
     pub async fn apply_all(&mut self, name: &str) -> Applied {
+        let sets = StatefulSets {
+            applied: vec![name.to_owned()],
+            ..StatefulSets::default()
+        };
+        self.apply_with_sets(name, &sets).await
+    }
+
+    /// Answers the applies of every object, in their order, with the
+    /// StatefulSets `sets` applied, scaled and deleted.
+    pub async fn apply_with_sets(&mut self, name: &str, sets: &StatefulSets) -> Applied {
         self.apply(&format!("/api/v1/namespaces/{NS}/services/{name}-peers"))
             .await;
         self.apply(&format!("/api/v1/namespaces/{NS}/services/{name}"))
@@ -274,11 +335,29 @@ impl ApiServer {
         let config_map = self
             .apply(&format!("/api/v1/namespaces/{NS}/configmaps/{name}-config"))
             .await;
-        let stateful_set = self
-            .apply(&format!(
-                "/apis/apps/v1/namespaces/{NS}/statefulsets/{name}"
-            ))
-            .await;
+        let mut stateful_sets = Vec::new();
+        let path = |set: &str| format!("/apis/apps/v1/namespaces/{NS}/statefulsets/{set}");
+        for set in &sets.applied {
+            stateful_sets.push(self.apply(&path(set)).await);
+        }
+        let mut scaled = Vec::new();
+        for set in &sets.scaled {
+            let (query, body, send) = self.next(Method::PATCH, &path(set)).await;
+            assert!(!query.contains("fieldManager"), "a merge patch: {query}");
+            respond(
+                send,
+                &json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": set}}),
+            );
+            scaled.push(body);
+        }
+        for set in &sets.deleted {
+            let (_, _, send) = self.next(Method::DELETE, &path(set)).await;
+            respond(
+                send,
+                &json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": set}}),
+            );
+        }
+        let stateful_set = stateful_sets.first().cloned().unwrap_or_default();
         self.apply(&format!(
             "/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets/{name}"
         ))
@@ -287,6 +366,8 @@ impl ApiServer {
         Applied {
             config_map,
             stateful_set,
+            stateful_sets,
+            scaled,
             network_policy,
         }
     }

@@ -35,16 +35,26 @@ spec:
   replication: {"factor": 3, "readQuorum": 1, "writeQuorum": 3}
 "#;
 
+/// The one StatefulSet of a cluster without pools.
+fn single_set(cluster: &ValidatedCluster) -> StatefulSet {
+    let sets = build_statefulsets(cluster);
+    assert_eq!(sets.len(), 1, "one StatefulSet without pools");
+    sets.into_iter().next().expect("one StatefulSet")
+}
+
 fn validated(yaml: &str) -> ValidatedCluster {
     let mut cluster = DynamoCluster::from_yaml(yaml).expect("fixture parses");
     cluster.metadata.uid = Some("uid-7".into());
     let mut validated = ValidatedCluster::new(&cluster).expect("fixture is valid");
     validated.state.pods = 2;
     validated.state.bootstrap_members = (0..2)
-        .map(|i| LaunchMember {
-            id: names::pod(&validated.name, i),
-            address: names::member_address(&validated.namespace, &validated.name, i),
-            zone: String::new(),
+        .map(|i| {
+            let id = crate::pools::member_name(&validated.name, "", i);
+            LaunchMember {
+                address: names::member_address(&validated.namespace, &validated.name, &id),
+                id,
+                zone: String::new(),
+            }
         })
         .collect();
     validated.state.launches.insert(0, MemberLaunch::Bootstrap);
@@ -52,7 +62,7 @@ fn validated(yaml: &str) -> ValidatedCluster {
     validated.state.launches.insert(
         2,
         MemberLaunch::Join {
-            seeds: vec![names::member_address("shop", "orders", 0)],
+            seeds: vec![names::member_address("shop", "orders", "orders-0")],
         },
     );
     validated
@@ -61,7 +71,7 @@ fn validated(yaml: &str) -> ValidatedCluster {
 #[test]
 fn the_statefulset_runs_the_operators_pod_count_hardened() {
     let cluster = validated(ZONED);
-    let set = build_statefulset(&cluster);
+    let set = single_set(&cluster);
     assert_eq!(
         set.metadata.owner_references.as_ref().map(Vec::len),
         Some(1)
@@ -119,7 +129,7 @@ fn the_statefulset_runs_the_operators_pod_count_hardened() {
 fn only_the_shared_settings_roll_the_pods() {
     let cluster = validated(ZONED);
     let hash = |c: &ValidatedCluster| {
-        build_statefulset(c)
+        single_set(c)
             .spec
             .template
             .metadata
@@ -195,7 +205,7 @@ fn load_node_file(
         "--id",
         id,
         "--advertise",
-        &names::member_address("shop", "orders", 0),
+        &names::member_address("shop", "orders", "orders-0"),
     ]);
     flags
         .load()
@@ -252,7 +262,7 @@ spec:
 #[test]
 fn a_tls_cluster_mounts_its_secret_and_every_node_file_names_it() {
     let cluster = validated(TLS);
-    let set = build_statefulset(&cluster);
+    let set = single_set(&cluster);
     let pod = set.spec.template.spec.as_ref().expect("pod spec");
     let volume = pod
         .volumes
@@ -273,7 +283,7 @@ fn a_tls_cluster_mounts_its_secret_and_every_node_file_names_it() {
         (mount.mount_path.as_str(), mount.read_only),
         (names::TLS_MOUNT, Some(true))
     );
-    let plain = build_statefulset(&validated(STRICT));
+    let plain = single_set(&validated(STRICT));
     let plain_pod = plain.spec.template.spec.as_ref().expect("pod spec");
     assert!(
         plain_pod
@@ -298,4 +308,181 @@ fn a_tls_cluster_mounts_its_secret_and_every_node_file_names_it() {
             dynamo_node::tls_settings::ClientAuth::Optional
         );
     }
+}
+
+const POOLED: &str = r#"
+apiVersion: dynamokv.io/v1alpha1
+kind: DynamoCluster
+metadata:
+  name: orders
+  namespace: shop
+spec:
+  replicas: 3
+  storage: {size: 5Gi}
+  resources: {requests: {cpu: 500m}}
+  tolerations: [{key: dedicated, operator: Exists}]
+  pools:
+  - {name: small, replicas: 2}
+  - name: large
+    replicas: 1
+    weight: 2
+    zone: b
+    storage: {size: 50Gi, storageClassName: ssd}
+    resources: {requests: {cpu: "2"}}
+    nodeSelector: {disk: ssd}
+"#;
+
+/// The pooled fixture with `pods` pods launched in each pool.
+fn pooled(pods: &[(&str, i32)]) -> ValidatedCluster {
+    let mut cluster = DynamoCluster::from_yaml(POOLED).expect("fixture parses");
+    cluster.metadata.uid = Some("uid-7".into());
+    let mut validated = ValidatedCluster::new(&cluster).expect("fixture is valid");
+    for &(pool, count) in pods {
+        validated.state.set_pods(pool, count);
+        let slot = crate::pools::slot(pool);
+        for ordinal in 0..usize::try_from(count).expect("a count") {
+            let index = crate::pools::index(slot, ordinal);
+            validated
+                .state
+                .launches
+                .insert(index, MemberLaunch::Bootstrap);
+        }
+    }
+    validated
+}
+
+fn labels(selector: &LabelSelector) -> BTreeMap<String, String> {
+    selector.match_labels.clone().unwrap_or_default()
+}
+
+#[test]
+fn every_pool_has_its_statefulset_selecting_its_own_pods() {
+    let cluster = pooled(&[("small", 2), ("large", 1)]);
+    let sets = build_statefulsets(&cluster);
+    let names: Vec<_> = sets
+        .iter()
+        .map(|s| (s.metadata.name.clone().unwrap_or_default(), s.spec.replicas))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("orders-small".into(), Some(2)),
+            ("orders-large".into(), Some(1))
+        ]
+    );
+    for (set, pool) in sets.iter().zip(["small", "large"]) {
+        let selector = labels(&set.spec.selector);
+        assert_eq!(
+            selector.get(names::LABEL_POOL).map(String::as_str),
+            Some(pool)
+        );
+        let template = set
+            .spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone());
+        let template = template.expect("template labels");
+        assert!(
+            selector.iter().all(|(k, v)| template.get(k) == Some(v)),
+            "{pool}"
+        );
+        assert_eq!(
+            set.metadata.owner_references.as_ref().map(Vec::len),
+            Some(1)
+        );
+        assert_eq!(set.spec.service_name.as_deref(), Some("orders-peers"));
+        let claim = &set.spec.volume_claim_templates.as_ref().expect("claims")[0];
+        let claim_labels = claim.metadata.labels.clone().expect("claim labels");
+        assert_eq!(
+            claim_labels.get(names::LABEL_POOL).map(String::as_str),
+            Some(pool)
+        );
+    }
+    // The Services and the budget cover every pool's pods.
+    let peers = build_peer_service(&cluster).spec.expect("spec").selector;
+    assert_eq!(peers, Some(cluster.selector_labels()));
+    let budget = build_pdb(&cluster)
+        .spec
+        .expect("spec")
+        .selector
+        .expect("selector");
+    assert_eq!(labels(&budget), cluster.selector_labels());
+}
+
+#[test]
+fn a_pool_brings_its_own_resources_storage_and_scheduling_or_the_top_level_ones() {
+    let cluster = pooled(&[("small", 2), ("large", 1)]);
+    let sets = build_statefulsets(&cluster);
+    let cpu = |set: &StatefulSet| {
+        let pod = set.spec.template.spec.as_ref().expect("pod");
+        let requests = pod.containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.requests.clone());
+        requests.expect("requests")["cpu"].0.clone()
+    };
+    let size = |set: &StatefulSet| {
+        let claim = &set.spec.volume_claim_templates.as_ref().expect("claims")[0];
+        let spec = claim.spec.as_ref().expect("claim spec");
+        let requests = spec.resources.as_ref().and_then(|r| r.requests.clone());
+        (
+            requests.expect("requests")["storage"].0.clone(),
+            spec.storage_class_name.clone(),
+        )
+    };
+    let pod = |set: &StatefulSet| set.spec.template.spec.clone().expect("pod");
+    let (small, large) = (&sets[0], &sets[1]);
+    assert_eq!((cpu(small), cpu(large)), ("500m".into(), "2".into()));
+    assert_eq!(size(small), ("5Gi".into(), None));
+    assert_eq!(size(large), ("50Gi".into(), Some("ssd".into())));
+    assert_eq!(pod(small).node_selector, None);
+    assert_eq!(
+        pod(large).node_selector,
+        Some(BTreeMap::from([("disk".into(), "ssd".into())]))
+    );
+    assert_eq!(
+        pod(large).tolerations,
+        pod(small).tolerations,
+        "tolerations fall back"
+    );
+    assert!(pod(small).tolerations.is_some());
+}
+
+#[test]
+fn the_implicit_pool_keeps_the_selector_and_labels_of_a_cluster_before_pools() {
+    let set = single_set(&validated(ZONED));
+    assert_eq!(set.metadata.name.as_deref(), Some("orders"));
+    let selector = labels(&set.spec.selector);
+    assert_eq!(
+        selector.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            names::LABEL_COMPONENT,
+            names::LABEL_INSTANCE,
+            names::LABEL_NAME
+        ]
+    );
+    let template = set
+        .spec
+        .template
+        .metadata
+        .and_then(|m| m.labels)
+        .expect("labels");
+    assert!(!template.contains_key(names::LABEL_POOL));
+}
+
+#[test]
+fn pool_members_get_their_own_config_files() {
+    let cluster = pooled(&[("small", 2), ("large", 1)]);
+    let data = build_config_map(&cluster).data.expect("data");
+    let keys: Vec<_> = data.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "node.yaml",
+            "orders-large-0.yaml",
+            "orders-small-0.yaml",
+            "orders-small-1.yaml"
+        ]
+    );
 }
