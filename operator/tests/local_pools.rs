@@ -4,6 +4,8 @@
 //! an operator restart, and the members of a pool removed from the
 //! manifest leave and stop.
 
+// Shared with local_buckets.rs, which uses the rest of it.
+#[allow(dead_code)]
 mod local_cluster;
 
 use std::collections::BTreeMap;
