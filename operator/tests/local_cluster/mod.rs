@@ -256,7 +256,7 @@ pub fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
 
 /// A base port with 8 free ports above it, and 8 more at the local
 /// platform's HTTP offset above them.
-fn base_port() -> u16 {
+pub fn base_port() -> u16 {
     for _ in 0..100 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let base = listener.local_addr().expect("address").port();
