@@ -10,6 +10,8 @@
 pub mod certs;
 mod ports;
 mod restart;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -194,10 +196,15 @@ impl LocalPlatform {
     /// the name it was seen with (a member of a removed pool).
     fn id(&self, index: usize) -> String {
         let (slot, ordinal) = pools::split(index);
-        if let Some(pool) = pools::pool_of(&lock(&self.spec), index) {
-            return pools::member_name(&self.name, pool.name, ordinal);
+        let named = pools::pool_of(&lock(&self.spec), index)
+            .map(|pool| pools::member_name(&self.name, pool.name, ordinal));
+        let mut names = lock(&self.names);
+        if let Some(name) = named {
+            // Remembered for when the spec drops the pool.
+            names.insert(index, name.clone());
+            return name;
         }
-        if let Some(name) = lock(&self.names).get(&index) {
+        if let Some(name) = names.get(&index) {
             return name.clone();
         }
         // Never seen with a name: only the implicit pool's can be told.
