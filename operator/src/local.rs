@@ -495,9 +495,14 @@ impl LocalPlatform {
             .stderr(log);
         match launch {
             Launch::Bootstrap { members } => {
+                // With their pools' zones, so the first ring places
+                // replicas by zone; weights come with the next ring.
                 let list: Vec<String> = members
                     .iter()
-                    .map(|m| format!("{}={}", m.id, m.address))
+                    .map(|m| match m.zone.as_str() {
+                        "" => format!("{}={}", m.id, m.address),
+                        zone => format!("{}={}@{zone}", m.id, m.address),
+                    })
                     .collect();
                 command.arg("--member").arg(list.join(","));
             }
@@ -638,6 +643,9 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
     // Listen for signals before any member starts, so none is orphaned.
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    // Taken before the manifest is read: an edit made while the members
+    // start is still seen as one.
+    let mut modified = modified_at(&options.manifest);
     let Manifest {
         mut spec,
         shape,
@@ -697,7 +705,6 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         platform.start(index, launch).await?;
     }
     let mut driver = Driver::new(platform, admin, shape.clone(), state);
-    let mut modified = modified_at(&options.manifest);
     let mut announced = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(300));
     loop {

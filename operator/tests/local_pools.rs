@@ -1,8 +1,8 @@
-//! Node pools on the local platform: a cluster of two pools, two members of
-//! weight 1 and one of weight 2, gives the heavy member twice the
-//! partitions and twice the requests of a uniform load; its ports survive
-//! an operator restart, and the members of a pool removed from the
-//! manifest leave and stop.
+//! Node pools on the local platform: a cluster of two pools, each in its
+//! own zone, two members of weight 1 and one of weight 2, gives the heavy
+//! member twice the partitions and twice the requests of a uniform load;
+//! its ports survive an operator restart, and the members of a pool
+//! removed from the manifest leave and stop.
 
 // Shared with local_buckets.rs, which uses the rest of it.
 #[allow(dead_code)]
@@ -32,7 +32,7 @@ fn manifest(pools: &[(&str, i32, u32)]) -> String {
     );
     for (name, replicas, weight) in pools {
         text.push_str(&format!(
-            "  - name: {name}\n    replicas: {replicas}\n    weight: {weight}\n"
+            "  - name: {name}\n    replicas: {replicas}\n    weight: {weight}\n    zone: zone-{name}\n"
         ));
     }
     text
@@ -102,18 +102,18 @@ async fn weighted_pools_own_and_serve_in_proportion() -> anyhow::Result<()> {
         .await?;
     let ring = response.ring.expect("a ring");
 
-    // Members are named by their pool and carry its weight.
-    let weights: BTreeMap<&str, u32> = ring
+    // Members are named by their pool and carry its weight and zone.
+    let placed: BTreeMap<&str, (u32, &str)> = ring
         .members
         .iter()
-        .map(|m| (m.id.as_str(), weight(m)))
+        .map(|m| (m.id.as_str(), (weight(m), m.zone.as_str())))
         .collect();
     assert_eq!(
-        weights,
+        placed,
         BTreeMap::from([
-            ("pools-big-0", 2),
-            ("pools-small-0", 1),
-            ("pools-small-1", 1)
+            ("pools-big-0", (2, "zone-big")),
+            ("pools-small-0", (1, "zone-small")),
+            ("pools-small-1", (1, "zone-small"))
         ])
     );
 
@@ -154,7 +154,11 @@ async fn weighted_pools_own_and_serve_in_proportion() -> anyhow::Result<()> {
     );
 
     // A restarted operator finds every member on the port it had.
+    let mark = operator.log_mark();
     operator.restart();
+    operator
+        .logged_after(mark, "DynamoKV is running with 3 members")
+        .await?;
     operator.converged(3).await?;
     let again = operator.any_ring().await?;
     let addresses = |ring: &pb::Ring| -> Vec<(String, String)> {

@@ -68,7 +68,7 @@ impl LocalOperator {
             .arg(self.data())
             .arg("--base-port")
             .arg(self.base_port.to_string())
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().expect("share the operator log"))
             .stderr(log)
             .spawn()
             .expect("start dynamo-operator");
@@ -102,7 +102,7 @@ impl LocalOperator {
             .unwrap_or_default()
     }
 
-    /// The operator's log.
+    /// The operator's log and what it printed.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.root.join("operator.log")).unwrap_or_default()
     }
@@ -135,8 +135,18 @@ impl LocalOperator {
 
     /// Waits until the operator's log contains `text`.
     pub async fn logged(&self, text: &str) -> anyhow::Result<()> {
+        self.logged_after(0, text).await
+    }
+
+    /// The length of the log so far, for [`logged_after`](Self::logged_after).
+    pub fn log_mark(&self) -> usize {
+        self.log().len()
+    }
+
+    /// Waits until the log past `mark` contains `text`.
+    pub async fn logged_after(&self, mark: usize, text: &str) -> anyhow::Result<()> {
         self.wait_for(&format!("the log line {text:?}"), || {
-            self.log().contains(text)
+            self.log().get(mark..).is_some_and(|new| new.contains(text))
         })
         .await
     }
