@@ -2,7 +2,7 @@
 //! each with a data directory under one root named by its member id. The
 //! members of a cluster without pools are `<cluster>-<i>` on port base+i;
 //! members of node pools are `<cluster>-<pool>-<i>` with their pool's weight
-//! and zone, on ports from a table kept next to the data ([`ports`]). It
+//! and zone, on ports from a table kept next to the data. It
 //! runs the same [`Driver`] as Kubernetes, following edits of the manifest,
 //! and restarts a member process that exits unexpectedly, with backoff, as
 //! a StatefulSet restarts its pod.
