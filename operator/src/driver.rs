@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use dynamo_crd::{BucketSpec, Durability, DynamoClusterSpec};
+use dynamo_crd::{BucketSpec, DynamoClusterSpec};
 
 use crate::admin::{Admin, GrpcAdmin};
 use crate::plan::{self, Layout, PlanError, PlanMember};
@@ -189,17 +189,12 @@ impl Shape {
 /// of its own declares the protocol's default, which each node reads as its
 /// configured one (the cluster's `spec.durability`).
 pub fn ring_bucket(spec: &BucketSpec) -> pb::Bucket {
-    let durability = match spec.durability {
-        None => pb::Durability::Default,
-        Some(Durability::Buffer) => pb::Durability::Buffer,
-        Some(Durability::Sync) => pb::Durability::Sync,
-    };
     pb::Bucket {
         name: spec.name.clone(),
         n: spec.factor,
         r: spec.read_quorum,
         w: spec.write_quorum,
-        durability: durability as i32,
+        durability: dynamo_client::durability_to_proto(spec.durability).into(),
     }
 }
 
