@@ -4,7 +4,7 @@
 //! called, so no process outlives a failed test.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::Duration;
 
 use dynamo_operator::local::HTTP_PORT_OFFSET;
