@@ -42,7 +42,9 @@ pub use client::{Bucket, Client};
 pub use context::Context;
 pub use dynamo_ring::{Durability, MAX_PARTITIONS, partition_of};
 pub use error::Error;
-pub use options::{ClientOptions, HedgeOptions, ReadOptions, Routing, WriteOptions};
+pub use options::{
+    ClientOptions, HedgeOptions, ReadOptions, Routing, WriteOptions, durability_to_proto,
+};
 pub use ring::{BucketInfo, InvalidRing, Member, Ring};
 pub use rpc::{Rpc, admin as admin_client};
 pub use siblings::{GetResult, Sibling};

@@ -140,7 +140,17 @@ pub struct WriteOptions {
 }
 
 /// The wire value of an optional durability (unset is the node default).
-pub(crate) fn durability_to_proto(durability: Option<Durability>) -> pb::Durability {
+///
+/// # Examples
+///
+/// ```
+/// use dynamo_client::{Durability, durability_to_proto};
+/// use dynamo_proto::v1 as pb;
+///
+/// assert_eq!(durability_to_proto(None), pb::Durability::Default);
+/// assert_eq!(durability_to_proto(Some(Durability::Sync)), pb::Durability::Sync);
+/// ```
+pub fn durability_to_proto(durability: Option<Durability>) -> pb::Durability {
     match durability {
         None => pb::Durability::Default,
         Some(Durability::Buffer) => pb::Durability::Buffer,

@@ -20,6 +20,7 @@
 //! assert_eq!(crd.metadata.name.as_deref(), Some("dynamoclusters.dynamokv.io"));
 //! ```
 
+mod buckets;
 mod formats;
 mod manifest;
 mod network;
@@ -30,6 +31,10 @@ mod tls;
 mod validate;
 mod yaml;
 
+pub use buckets::{
+    BUCKET_FACTOR_AT_MOST_REPLICAS_RULE, BUCKET_NAME_PATTERN, BUCKET_NAMES_UNIQUE_RULE,
+    BUCKETS_KEPT_RULE, BucketSpec, MAX_BUCKETS,
+};
 pub use kube::CustomResourceExt;
 pub use manifest::ManifestError;
 pub use network::NetworkPolicySpec;

@@ -14,6 +14,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::buckets::{
+    BUCKET_FACTOR_AT_MOST_REPLICAS_RULE, BUCKET_NAMES_UNIQUE_RULE, BUCKETS_KEPT_RULE, BucketSpec,
+};
 use crate::network::NetworkPolicySpec;
 use crate::pools::{POOL_NAMES_UNIQUE_RULE, PoolSpec};
 use crate::status::DynamoClusterStatus;
@@ -142,7 +145,13 @@ pub const POOLS_SUM_TO_REPLICAS_RULE: &str = "!has(self.pools) || size(self.pool
         .field_path(".replicas"),
     validation = Rule::new(POOLS_SUM_TO_REPLICAS_RULE)
         .message("with pools, replicas must equal the sum of the pools' replicas: scale a pool by editing its replicas")
-        .field_path(".replicas")
+        .field_path(".replicas"),
+    validation = Rule::new(BUCKET_FACTOR_AT_MOST_REPLICAS_RULE)
+        .message("a bucket's factor must not be greater than replicas: keep replicas at least the largest bucket factor")
+        .field_path(".buckets"),
+    validation = Rule::new(BUCKETS_KEPT_RULE)
+        .message("buckets are never removed and a bucket's factor never changes: put back every bucket with its factor")
+        .field_path(".buckets")
 )]
 #[schemars(transform = crate::formats::kubernetes_integer_formats)]
 #[serde(rename_all = "camelCase")]
@@ -251,6 +260,18 @@ pub struct DynamoClusterSpec {
             .message("pool names must be unique")
     )]
     pub pools: Vec<PoolSpec>,
+
+    /// Named buckets, each with its own replication factor, quorums and
+    /// durability; clients pick one by name. The default bucket uses
+    /// `replication`. A bucket is never removed and its factor never
+    /// changes; its quorums and durability may.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[x_kube(
+        validation = Rule::new(BUCKET_NAMES_UNIQUE_RULE)
+            .message("bucket names must be unique")
+    )]
+    pub buckets: Vec<BucketSpec>,
 
     /// Mutual TLS for all gRPC traffic, from a Secret with the nodes'
     /// certificate. Plaintext when not set (the nodes warn at start).
@@ -419,6 +440,7 @@ impl DynamoClusterSpec {
             pvc_policy_on_scale_down: PvcPolicy::default(),
             network_policy: None,
             pools: Vec::new(),
+            buckets: Vec::new(),
             tls: None,
         }
     }

@@ -160,6 +160,104 @@ pub enum SpecError {
         total: i64,
     },
 
+    /// More buckets than [`MAX_BUCKETS`](crate::MAX_BUCKETS).
+    #[error(
+        "spec.buckets declares {count} buckets, but a cluster may declare at most {max}",
+        max = crate::MAX_BUCKETS
+    )]
+    TooManyBuckets {
+        /// The number declared.
+        count: usize,
+    },
+
+    /// A bucket's name breaks the bucket name rule.
+    #[error(
+        "spec.buckets[{index}].name is {name:?}, but a bucket name needs 1 to 63 characters of a-z, 0-9 and '-', not starting or ending with '-': rename it"
+    )]
+    InvalidBucketName {
+        /// Position of the bucket in `spec.buckets`.
+        index: usize,
+        /// The name given.
+        name: String,
+    },
+
+    /// Two buckets share a name.
+    #[error(
+        "spec.buckets[{index}].name is {name:?}, the name of an earlier bucket: bucket names must be unique"
+    )]
+    DuplicateBucket {
+        /// Position of the second bucket of that name.
+        index: usize,
+        /// The repeated name.
+        name: String,
+    },
+
+    /// A bucket's factor is 0 or above the most replicas a bucket may have.
+    #[error(
+        "spec.buckets[{index}].factor is {n}, but a bucket's factor is from 1 to {max}",
+        max = dynamo_ring::MAX_BUCKET_N
+    )]
+    BucketFactorOutOfRange {
+        /// Position of the bucket in `spec.buckets`.
+        index: usize,
+        /// The factor given.
+        n: u32,
+    },
+
+    /// A bucket's factor is larger than `replicas`.
+    #[error(
+        "spec.buckets[{index}].factor is {n}, but the cluster has only {replicas} nodes (spec.replicas), so its keys cannot get {n} distinct replicas: keep spec.replicas at {n} or more"
+    )]
+    BucketFactorExceedsReplicas {
+        /// Position of the bucket in `spec.buckets`.
+        index: usize,
+        /// The bucket's factor.
+        n: u32,
+        /// The requested number of nodes.
+        replicas: i32,
+    },
+
+    /// A bucket's read or write quorum is not in `1..=factor`.
+    #[error(
+        "spec.buckets[{index}].{field} is {quorum}, but it must be from 1 to the bucket's factor ({n})"
+    )]
+    BucketQuorumOutOfRange {
+        /// Position of the bucket in `spec.buckets`.
+        index: usize,
+        /// `readQuorum` or `writeQuorum`.
+        field: &'static str,
+        /// The quorum given.
+        quorum: u32,
+        /// The bucket's factor.
+        n: u32,
+    },
+
+    /// A declared bucket is missing from the new spec.
+    #[error(
+        "spec.buckets no longer declares bucket {name:?}, but a bucket is never removed: put it back (name {name}, factor {n})"
+    )]
+    BucketRemoved {
+        /// The bucket's name.
+        name: String,
+        /// Its factor.
+        n: u32,
+    },
+
+    /// A declared bucket's factor differs from the one it was declared with.
+    #[error(
+        "spec.buckets[{index}].factor of bucket {name:?} cannot change after it is declared: it is {old}, and the new spec asks for {new}; set it back to {old}, or declare a new bucket"
+    )]
+    BucketFactorChanged {
+        /// Position of the bucket in the new `spec.buckets`.
+        index: usize,
+        /// The bucket's name.
+        name: String,
+        /// The factor it was declared with.
+        old: u32,
+        /// The factor the new spec asks for.
+        new: u32,
+    },
+
     /// `zones.topologyKey` is empty.
     #[error(
         "spec.zones.topologyKey is empty: name a node label such as \"topology.kubernetes.io/zone\", or remove spec.zones"
@@ -248,7 +346,7 @@ impl DynamoClusterSpec {
                 replicas: self.replicas,
             });
         }
-        Ok(())
+        crate::buckets::validate(&self.buckets, self.replicas)
     }
 
     /// The pool rules: unique DNS-label names, weights in range, replicas
@@ -293,8 +391,9 @@ impl DynamoClusterSpec {
         Ok(())
     }
 
-    /// Checks a change from `old` to `self`: [`validate`](Self::validate) on
-    /// the new spec, then the transition rules (`partitions` is immutable).
+    /// Checks a change from `old` to `self`: the transition rules
+    /// (`partitions` is immutable; every bucket stays, with its factor),
+    /// then [`validate`](Self::validate) on the new spec.
     ///
     /// # Errors
     ///
@@ -306,6 +405,7 @@ impl DynamoClusterSpec {
                 new: self.partitions,
             });
         }
+        crate::buckets::validate_update(&self.buckets, &old.buckets)?;
         self.validate()
     }
 }

@@ -165,3 +165,79 @@ fn pool_rules() {
         ["pool names must be unique"]
     );
 }
+
+/// A bucket as a manifest declares it.
+fn bucket(name: &str, factor: u32, read: u32, write: u32) -> Value {
+    json!({"name": name, "factor": factor, "readQuorum": read, "writeQuorum": write})
+}
+
+#[test]
+fn bucket_rules() {
+    let spec = |buckets: Value| json!({"replicas": 3, "buckets": buckets});
+    let good = json!([bucket("carts", 3, 2, 2), bucket("cache", 1, 1, 1)]);
+    assert_eq!(broken(spec(good), None), Vec::<String>::new());
+    assert_eq!(
+        broken(spec(json!([bucket("carts", 2, 3, 1)])), None),
+        ["a bucket's readQuorum must not be greater than its factor"]
+    );
+    assert_eq!(
+        broken(spec(json!([bucket("carts", 2, 1, 3)])), None),
+        ["a bucket's writeQuorum must not be greater than its factor"]
+    );
+    assert_eq!(
+        broken(
+            spec(json!([bucket("a", 1, 1, 1), bucket("a", 2, 1, 1)])),
+            None
+        ),
+        ["bucket names must be unique"]
+    );
+    assert_eq!(
+        broken(spec(json!([bucket("big", 4, 1, 1)])), None),
+        [
+            "a bucket's factor must not be greater than replicas: keep replicas at least the largest bucket factor"
+        ]
+    );
+    // Scaling below a bucket's factor is refused too.
+    let errors = broken(
+        json!({"replicas": 2, "replication": {"factor": 2}, "buckets": [bucket("carts", 3, 2, 2)]}),
+        Some(spec(json!([bucket("carts", 3, 2, 2)]))),
+    );
+    assert_eq!(
+        errors,
+        [
+            "a bucket's factor must not be greater than replicas: keep replicas at least the largest bucket factor"
+        ]
+    );
+}
+
+#[test]
+fn buckets_stay_with_their_factor() {
+    const KEPT: &str = "buckets are never removed and a bucket's factor never changes: put back every bucket with its factor";
+    let spec = |buckets: Value| json!({"replicas": 3, "buckets": buckets});
+    let old = spec(json!([bucket("carts", 3, 2, 2), bucket("cache", 1, 1, 1)]));
+    // Quorums change, order changes and new buckets come: allowed.
+    let retuned = spec(json!([
+        bucket("cache", 1, 1, 1),
+        bucket("carts", 3, 1, 3),
+        bucket("new", 2, 1, 1)
+    ]));
+    assert_eq!(broken(retuned, Some(old.clone())), Vec::<String>::new());
+    // A first declaration of buckets is no change of old ones.
+    assert_eq!(
+        broken(old.clone(), Some(json!({"replicas": 3}))),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        broken(spec(json!([bucket("carts", 3, 2, 2)])), Some(old.clone())),
+        [KEPT]
+    );
+    assert_eq!(
+        broken(
+            spec(json!([bucket("carts", 2, 2, 2), bucket("cache", 1, 1, 1)])),
+            Some(old.clone())
+        ),
+        [KEPT]
+    );
+    // Dropping the whole list is a removal as well.
+    assert_eq!(broken(json!({"replicas": 3}), Some(old)), [KEPT]);
+}

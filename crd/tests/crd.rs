@@ -2,6 +2,7 @@
 //! columns, CEL rules, defaults and descriptions.
 
 use dynamo_crd::{
+    BUCKET_FACTOR_AT_MOST_REPLICAS_RULE, BUCKET_NAMES_UNIQUE_RULE, BUCKETS_KEPT_RULE,
     CustomResourceExt, DynamoCluster, N_AT_LEAST_ONE_RULE, N_AT_MOST_REPLICAS_RULE,
     PARTITIONS_AT_LEAST_REPLICAS_RULE, PARTITIONS_IMMUTABLE_RULE, PARTITIONS_POWER_OF_TWO_RULE,
     POOL_NAMES_UNIQUE_RULE, POOLS_SUM_TO_REPLICAS_RULE, R_AT_MOST_N_RULE, W_AT_MOST_N_RULE,
@@ -172,10 +173,30 @@ fn cel_rules_sit_on_their_fields_with_messages() {
         "unique",
     );
 
+    // Buckets: quorums on each bucket, unique names on the list, the
+    // factor against replicas and the transition rule on the spec (a rule
+    // on the list would not run when the list is dropped altogether).
+    let buckets = &spec["properties"]["buckets"];
+    let bucket = rules(&buckets["items"]);
+    has(&bucket, N_AT_LEAST_ONE_RULE, "factor must be at least 1");
+    has(&bucket, R_AT_MOST_N_RULE, "readQuorum");
+    has(&bucket, W_AT_MOST_N_RULE, "writeQuorum");
+    has(&rules(buckets), BUCKET_NAMES_UNIQUE_RULE, "unique");
+    has(&across, BUCKET_FACTOR_AT_MOST_REPLICAS_RULE, "replicas");
+    has(&across, BUCKETS_KEPT_RULE, "never removed");
+    assert!(BUCKETS_KEPT_RULE.contains("oldSelf"));
+    // The list and its names are bounded, so the API server can estimate
+    // the cost of the rules that walk them.
+    assert_eq!(buckets["maxItems"], json!(64));
+    assert_eq!(
+        buckets["items"]["properties"]["name"]["maxLength"],
+        json!(63)
+    );
+
     // These are all the rules.
     let mut found = Vec::new();
     all_rules(&schema(), "", &mut found);
-    assert_eq!(found.len(), 9, "{found:#?}");
+    assert_eq!(found.len(), 15, "{found:#?}");
 }
 
 /// Every `format` in the schema, with where it is.

@@ -133,6 +133,103 @@ fn n_above_replicas_is_rejected_with_a_fix() {
 }
 
 #[test]
+fn buckets_are_declared_with_their_own_replication() {
+    let cluster = parse(
+        "replicas: 3\nbuckets:\n- {name: carts, factor: 3, readQuorum: 2, writeQuorum: 2}\n- {name: cache, factor: 1, readQuorum: 1, writeQuorum: 1, durability: sync}",
+    );
+    let buckets = &cluster.spec.buckets;
+    assert_eq!(buckets.len(), 2);
+    assert_eq!(
+        (buckets[0].name.as_str(), buckets[0].durability),
+        ("carts", None)
+    );
+    assert_eq!(buckets[1].durability, Some(dynamo_crd::Durability::Sync));
+    assert_eq!(cluster.spec.validate(), Ok(()));
+    // Without buckets the field stays out of the serialized spec.
+    let text = serde_yaml::to_string(&parse("replicas: 3").spec).expect("serializes");
+    assert!(!text.contains("buckets"), "{text}");
+}
+
+#[test]
+fn bucket_errors_name_the_field() {
+    let error = invalid(
+        "replicas: 3\nbuckets:\n- {name: carts, factor: 3, readQuorum: 2, writeQuorum: 2}\n- {name: big, factor: 4, readQuorum: 1, writeQuorum: 1}",
+    );
+    assert!(
+        error.to_string().contains("spec.buckets[1].factor is 4"),
+        "{error}"
+    );
+    let error =
+        invalid("replicas: 3\nbuckets:\n- {name: carts, factor: 2, readQuorum: 3, writeQuorum: 1}");
+    assert!(
+        error
+            .to_string()
+            .contains("spec.buckets[0].readQuorum is 3"),
+        "{error}"
+    );
+    let error =
+        invalid("replicas: 3\nbuckets:\n- {name: Carts, factor: 1, readQuorum: 1, writeQuorum: 1}");
+    assert!(
+        error.to_string().contains("spec.buckets[0].name"),
+        "{error}"
+    );
+    // The short names of the ring are refused, as in `replication`.
+    let text = manifest("replicas: 3\nbuckets:\n- {name: carts, n: 1, r: 1, w: 1}");
+    assert!(DynamoCluster::from_yaml(&text).is_err());
+}
+
+#[test]
+fn buckets_are_never_removed_and_keep_their_factor() {
+    let old = parse(
+        "replicas: 3\nbuckets:\n- {name: carts, factor: 3, readQuorum: 2, writeQuorum: 2}\n- {name: cache, factor: 1, readQuorum: 1, writeQuorum: 1}",
+    )
+    .spec;
+    let retuned = parse(
+        "replicas: 3\nbuckets:\n- {name: cache, factor: 1, readQuorum: 1, writeQuorum: 1, durability: sync}\n- {name: carts, factor: 3, readQuorum: 1, writeQuorum: 3}\n- {name: new, factor: 2, readQuorum: 1, writeQuorum: 1}",
+    )
+    .spec;
+    assert_eq!(retuned.validate_update(&old), Ok(()));
+
+    let dropped = parse("replicas: 3").spec;
+    let error = dropped
+        .validate_update(&old)
+        .expect_err("a bucket was removed");
+    assert_eq!(
+        error,
+        SpecError::BucketRemoved {
+            name: "carts".into(),
+            n: 3
+        }
+    );
+    assert!(error.to_string().contains("never removed"), "{error}");
+
+    let lowered = parse(
+        "replicas: 3\nbuckets:\n- {name: carts, factor: 2, readQuorum: 2, writeQuorum: 2}\n- {name: cache, factor: 1, readQuorum: 1, writeQuorum: 1}",
+    )
+    .spec;
+    let error = lowered.validate_update(&old).expect_err("a factor changed");
+    assert!(
+        error
+            .to_string()
+            .contains("spec.buckets[0].factor of bucket \"carts\" cannot change"),
+        "{error}"
+    );
+
+    // Scaling below a bucket's factor is refused.
+    let mut shrunk = old.clone();
+    shrunk.replicas = 2;
+    shrunk.replication.factor = 2;
+    assert_eq!(
+        shrunk.validate_update(&old),
+        Err(SpecError::BucketFactorExceedsReplicas {
+            index: 0,
+            n: 3,
+            replicas: 2
+        })
+    );
+}
+
+#[test]
 fn zero_replicas_is_rejected() {
     let error = invalid("replicas: 0");
     assert_eq!(error, SpecError::TooFewReplicas { replicas: 0 });

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tracing::{info, warn};
 
-use dynamo_crd::DynamoClusterSpec;
+use dynamo_crd::{BucketSpec, DynamoClusterSpec};
 
 use crate::admin::{Admin, GrpcAdmin};
 use crate::plan::{self, Layout, PlanError, PlanMember};
@@ -175,13 +175,26 @@ impl Shape {
             n: spec.replication.factor,
             r: spec.replication.read_quorum,
             w: spec.replication.write_quorum,
-            buckets: Vec::new(),
+            buckets: spec.buckets.iter().map(ring_bucket).collect(),
         }
     }
 
     /// The desired member count.
     pub fn replicas(&self) -> usize {
         self.members.len()
+    }
+}
+
+/// The ring's declaration of bucket `spec`. A bucket without a durability
+/// of its own declares the protocol's default, which each node reads as its
+/// configured one (the cluster's `spec.durability`).
+pub fn ring_bucket(spec: &BucketSpec) -> pb::Bucket {
+    pb::Bucket {
+        name: spec.name.clone(),
+        n: spec.factor,
+        r: spec.read_quorum,
+        w: spec.write_quorum,
+        durability: dynamo_client::durability_to_proto(spec.durability).into(),
     }
 }
 

@@ -1,11 +1,17 @@
 //! The local platform: members are `dynamo-node` processes on 127.0.0.1,
-//! member i on port base+i, each with a data directory under one root. It
+//! each with a data directory under one root named by its member id. The
+//! members of a cluster without pools are `<cluster>-<i>` on port base+i;
+//! members of node pools are `<cluster>-<pool>-<i>` with their pool's weight
+//! and zone, on ports from a table kept next to the data. It
 //! runs the same [`Driver`] as Kubernetes, following edits of the manifest,
 //! and restarts a member process that exits unexpectedly, with backoff, as
 //! a StatefulSet restarts its pod.
 
 pub mod certs;
+mod ports;
 mod restart;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -13,7 +19,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use dynamo_crd::{DynamoCluster, SpecError};
+use dynamo_crd::{DynamoCluster, DynamoClusterSpec, SpecError};
 use dynamo_proto::v1 as pb;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -24,11 +30,14 @@ use thiserror::Error;
 
 use crate::admin::{Admin, GrpcAdmin};
 use crate::driver::{Driver, DriverState, Launch, Platform, PlatformError, Shape};
+use crate::pools;
 use certs::{CertError, LocalCa};
+use ports::Ports;
 use restart::Restarts;
 
-/// Member i serves HTTP (`/metrics`, `/readyz`, the ring page) on
-/// base-port + this + i.
+/// A member on port base+k serves HTTP (`/metrics`, `/readyz`, the ring
+/// page) on base + this + k; it is also the most members a local cluster
+/// runs.
 pub const HTTP_PORT_OFFSET: u16 = 100;
 
 /// How long a stopping node may take before it is killed.
@@ -41,6 +50,13 @@ pub struct LocalPlatform {
     root: PathBuf,
     node_binary: PathBuf,
     node_args: Vec<String>,
+    /// The spec of the manifest followed: the members' pools.
+    spec: Mutex<DynamoClusterSpec>,
+    /// Member ids by platform index, learnt from the spec, the ring and the
+    /// data directories, so members of a removed pool keep their names.
+    names: Mutex<BTreeMap<usize, String>>,
+    /// The members' port offsets.
+    ports: Mutex<Ports>,
     children: Mutex<BTreeMap<usize, Child>>,
     /// Members that should be running: how each was launched, and its
     /// restarts. A member leaves this map only when stopped on purpose.
@@ -82,14 +98,22 @@ pub enum LocalError {
         #[source]
         source: SpecError,
     },
-    /// The manifest has node pools, which the local platform does not run yet.
-    #[error(
-        "{path} sets spec.pools, but the local platform does not run node pools yet: remove spec.pools and use spec.replicas",
-        path = path.display()
-    )]
-    PoolsNotRun {
+    /// The edited manifest's spec cannot follow the one running.
+    #[error("invalid change in {path}: {source}", path = path.display())]
+    InvalidChange {
         /// The manifest.
         path: PathBuf,
+        /// The rule broken.
+        #[source]
+        source: SpecError,
+    },
+    /// Two pools of the manifest cannot both have members.
+    #[error("invalid pools in {path}: {reason}", path = path.display())]
+    InvalidPools {
+        /// The manifest.
+        path: PathBuf,
+        /// Which pools, and what to do.
+        reason: String,
     },
     /// The cluster's certificates cannot be made.
     #[error("TLS certificates: {0}")]
@@ -122,29 +146,38 @@ struct Supervised {
 }
 
 impl LocalPlatform {
-    /// A platform for cluster `name` whose members keep their data under
-    /// `root` and run `node_binary` with `node_args` besides their identity;
-    /// readiness is asked through `admin` (the caller the driver shares).
+    /// A platform for cluster `name` running the members of `spec`, whose
+    /// members keep their data under `root` and run `node_binary` with
+    /// `node_args` besides their identity; readiness is asked through
+    /// `admin` (the caller the driver shares).
+    ///
+    /// # Errors
+    /// When the port table under `root` cannot be read.
     pub fn new(
         name: &str,
+        spec: &DynamoClusterSpec,
         base_port: u16,
         root: &Path,
         node_binary: &Path,
         node_args: Vec<String>,
         admin: Arc<GrpcAdmin>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, PlatformError> {
+        let ports = Ports::open(&root.join(format!("{name}-ports.json")))?;
+        Ok(Self {
             name: name.to_owned(),
             base_port,
             root: root.to_owned(),
             node_binary: node_binary.to_owned(),
             node_args,
+            spec: Mutex::new(spec.clone()),
+            names: Mutex::new(BTreeMap::new()),
+            ports: Mutex::new(ports),
             children: Mutex::new(BTreeMap::new()),
             supervised: Mutex::new(BTreeMap::new()),
             exits: Mutex::new(BTreeMap::new()),
             admin,
             tls: None,
-        }
+        })
     }
 
     /// Members serve and dial over mutual TLS with certificates from `ca`.
@@ -154,8 +187,48 @@ impl LocalPlatform {
         self
     }
 
+    /// Follows the pools of an edited manifest.
+    pub fn set_spec(&self, spec: &DynamoClusterSpec) {
+        *lock(&self.spec) = spec.clone();
+    }
+
+    /// The id of member `index`: named by its pool in the spec, else by
+    /// the name it was seen with (a member of a removed pool).
+    fn id(&self, index: usize) -> String {
+        let (slot, ordinal) = pools::split(index);
+        let named = pools::pool_of(&lock(&self.spec), index)
+            .map(|pool| pools::member_name(&self.name, pool.name, ordinal));
+        let mut names = lock(&self.names);
+        if let Some(name) = named {
+            // Remembered for when the spec drops the pool.
+            names.insert(index, name.clone());
+            return name;
+        }
+        if let Some(name) = names.get(&index) {
+            return name.clone();
+        }
+        // Never seen with a name: only the implicit pool's can be told.
+        let pool = if slot == 0 {
+            String::new()
+        } else {
+            format!("slot{slot}")
+        };
+        pools::member_name(&self.name, &pool, ordinal)
+    }
+
+    /// The port offset of member `index` (see [`ports`]).
+    fn offset(&self, index: usize) -> u16 {
+        let (slot, ordinal) = pools::split(index);
+        let preferred = (slot == 0).then(|| u16::try_from(ordinal).ok()).flatten();
+        lock(&self.ports).offset(&self.id(index), preferred)
+    }
+
+    fn port(&self, offset: u16) -> u16 {
+        self.base_port.saturating_add(offset)
+    }
+
     fn dir(&self, index: usize) -> PathBuf {
-        self.root.join(format!("{}-{index}", self.name))
+        self.root.join(self.id(index))
     }
 
     fn pid_file(&self, index: usize) -> PathBuf {
@@ -186,11 +259,18 @@ impl LocalPlatform {
         kill(pid, None).ok().map(|()| pid)
     }
 
-    /// Indexes of members that have a data directory.
+    /// Indexes of members that have a data directory (named by their id).
     pub fn existing_members(&self) -> Vec<usize> {
-        (0..1024)
-            .take_while(|&index| self.dir(index).exists())
-            .collect()
+        let Ok(entries) = std::fs::read_dir(&self.root) else {
+            return Vec::new();
+        };
+        let mut found: Vec<usize> = entries
+            .flatten()
+            .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_dir()))
+            .filter_map(|entry| self.index_of(entry.file_name().to_str()?))
+            .collect();
+        found.sort_unstable();
+        found
     }
 
     /// Stops every member process, keeping their data (Ctrl-C).
@@ -227,7 +307,7 @@ impl LocalPlatform {
                     let status =
                         exit.map_or_else(|| "gone".to_owned(), |status| status.to_string());
                     warn!(
-                        member = format!("{}-{index}", self.name),
+                        member = self.id(index),
                         %status,
                         ?backoff,
                         restarts = member.restarts.crashes(),
@@ -241,13 +321,13 @@ impl LocalPlatform {
                 member.launch.clone()
             };
             match self.spawn(index, launch).await {
-                Ok(()) => info!(member = format!("{}-{index}", self.name), "restarted"),
+                Ok(()) => info!(member = self.id(index), "restarted"),
                 Err(error) => {
                     let mut supervised = self.supervised();
                     if let Some(member) = supervised.get_mut(&index) {
                         let backoff = member.restarts.exited(now);
                         warn!(
-                            member = format!("{}-{index}", self.name),
+                            member = self.id(index),
                             ?backoff,
                             "could not restart the member: {error:#}"
                         );
@@ -277,25 +357,39 @@ impl LocalPlatform {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let _ = std::fs::remove_file(self.pid_file(index));
-        info!(member = format!("{}-{index}", self.name), "stopped");
+        info!(member = self.id(index), "stopped");
     }
 }
 
 impl Platform for LocalPlatform {
     fn member(&self, index: usize) -> pb::Member {
+        let spec = lock(&self.spec).clone();
+        let pool = pools::pool_of(&spec, index);
         pb::Member {
-            weight: 0,
-            id: format!("{}-{index}", self.name),
-            address: format!("127.0.0.1:{}", usize::from(self.base_port) + index),
-            zone: String::new(),
+            weight: pool.map_or(0, |pool| pool.weight),
+            id: self.id(index),
+            address: format!("127.0.0.1:{}", self.port(self.offset(index))),
+            zone: pool
+                .and_then(|pool| pool.zone)
+                .unwrap_or_default()
+                .to_owned(),
         }
     }
 
+    /// The pool's zone; `None` for a member of a pool the spec no longer
+    /// declares, which keeps the zone it has until it leaves.
+    fn zone(&self, index: usize) -> Option<String> {
+        let spec = lock(&self.spec);
+        let pool = pools::pool_of(&spec, index)?;
+        Some(pool.zone.unwrap_or_default().to_owned())
+    }
+
     fn index_of(&self, id: &str) -> Option<usize> {
-        id.strip_prefix(self.name.as_str())?
-            .strip_prefix('-')?
-            .parse()
-            .ok()
+        let index = pools::index_of(&self.name, id)?;
+        lock(&self.names)
+            .entry(index)
+            .or_insert_with(|| id.to_owned());
+        Some(index)
     }
 
     fn known(&self) -> Vec<usize> {
@@ -320,12 +414,14 @@ impl Platform for LocalPlatform {
     async fn stop(&self, index: usize) -> Result<(), PlatformError> {
         self.terminate(index).await;
         // The member left the ring and its data lives elsewhere; a later
-        // member with the same index starts clean.
+        // member with the same index starts clean, maybe on another port.
         let dir = self.dir(index);
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(io(format!("remove {}", dir.display())))?;
         }
-        Ok(())
+        let mut ports = lock(&self.ports);
+        ports.release(&self.id(index));
+        ports.save()
     }
 }
 
@@ -355,6 +451,17 @@ impl LocalPlatform {
             return Ok(());
         }
         let member = self.member(index);
+        let offset = self.offset(index);
+        if offset >= HTTP_PORT_OFFSET {
+            return Err(PlatformError::Io {
+                action: format!("give {} a port", member.id),
+                source: std::io::Error::other(format!(
+                    "a local cluster runs at most {HTTP_PORT_OFFSET} members"
+                )),
+            });
+        }
+        // The port is on disk before a process listens on it.
+        lock(&self.ports).save()?;
         let dir = self.dir(index);
         std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
         let log_path = dir.join("node.log");
@@ -375,7 +482,7 @@ impl LocalPlatform {
             .arg("--http-listen")
             .arg(format!(
                 "127.0.0.1:{}",
-                usize::from(self.base_port) + usize::from(HTTP_PORT_OFFSET) + index
+                self.port(HTTP_PORT_OFFSET + offset)
             ))
             .arg("--data-dir")
             .arg(dir.join("data"))
@@ -388,9 +495,14 @@ impl LocalPlatform {
             .stderr(log);
         match launch {
             Launch::Bootstrap { members } => {
+                // With their pools' zones, so the first ring places
+                // replicas by zone; weights come with the next ring.
                 let list: Vec<String> = members
                     .iter()
-                    .map(|m| format!("{}={}", m.id, m.address))
+                    .map(|m| match m.zone.as_str() {
+                        "" => format!("{}={}", m.id, m.address),
+                        zone => format!("{}={}@{zone}", m.id, m.address),
+                    })
                     .collect();
                 command.arg("--member").arg(list.join(","));
             }
@@ -424,7 +536,8 @@ pub struct LocalOptions {
     pub manifest: PathBuf,
     /// Root of the members' data directories.
     pub data_dir: PathBuf,
-    /// Port of member 0; member i listens on base+i.
+    /// Port of member 0; member i of a cluster without pools listens on
+    /// base+i, pool members on the free ports above.
     pub base_port: u16,
     /// The `dynamo-node` binary.
     pub node_binary: PathBuf,
@@ -435,12 +548,23 @@ pub struct LocalOptions {
     pub tls: bool,
 }
 
+/// A manifest as the local platform runs it.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// The cluster's spec, validated.
+    pub spec: DynamoClusterSpec,
+    /// The shape the driver works towards.
+    pub shape: Shape,
+    /// The node flags the spec implies.
+    pub node_args: Vec<String>,
+}
+
 /// Reads the manifest and turns it into the shape the driver works towards
 /// and the node flags it implies.
 ///
 /// # Errors
 /// When the file cannot be read or the spec is invalid.
-pub fn read_manifest(path: &Path) -> Result<(Shape, Vec<String>), LocalError> {
+pub fn read_manifest(path: &Path) -> Result<Manifest, LocalError> {
     let text = std::fs::read_to_string(path).map_err(|source| LocalError::ReadManifest {
         path: path.to_owned(),
         source,
@@ -456,22 +580,46 @@ pub fn read_manifest(path: &Path) -> Result<(Shape, Vec<String>), LocalError> {
             path: path.to_owned(),
             source,
         })?;
-    if !cluster.spec.pools.is_empty() {
-        return Err(LocalError::PoolsNotRun {
-            path: path.to_owned(),
-        });
-    }
+    pools::check_slots(&cluster.spec).map_err(|reason| LocalError::InvalidPools {
+        path: path.to_owned(),
+        reason,
+    })?;
     let spec = &cluster.spec;
     let name = cluster.metadata.name.clone().unwrap_or_default();
-    let shape = Shape::from_spec(&name, spec, crate::pools::members(spec));
-    let args = vec![
+    let shape = Shape::from_spec(&name, spec, pools::members(spec));
+    let node_args = vec![
         format!("--partitions={}", spec.partitions),
         format!("--n={}", spec.replication.factor),
         format!("--r={}", spec.replication.read_quorum),
         format!("--w={}", spec.replication.write_quorum),
         format!("--durability={}", spec.durability.as_str()),
     ];
-    Ok((shape, args))
+    Ok(Manifest {
+        spec: cluster.spec,
+        shape,
+        node_args,
+    })
+}
+
+/// Reads the edited manifest and checks it may follow `running`: the
+/// transition rules the API server would apply (partitions fixed, buckets
+/// kept with their factor).
+///
+/// # Errors
+/// As [`read_manifest`], or [`LocalError::InvalidChange`].
+pub fn read_edited_manifest(
+    path: &Path,
+    running: &DynamoClusterSpec,
+) -> Result<Manifest, LocalError> {
+    let manifest = read_manifest(path)?;
+    manifest
+        .spec
+        .validate_update(running)
+        .map_err(|source| LocalError::InvalidChange {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(manifest)
 }
 
 /// The operator's TLS options: its own certificate from `ca`.
@@ -495,7 +643,14 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
     // Listen for signals before any member starts, so none is orphaned.
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
-    let (shape, node_args) = read_manifest(&options.manifest)?;
+    // Taken before the manifest is read: an edit made while the members
+    // start is still seen as one.
+    let mut modified = modified_at(&options.manifest);
+    let Manifest {
+        mut spec,
+        shape,
+        node_args,
+    } = read_manifest(&options.manifest)?;
     std::fs::create_dir_all(&options.data_dir)
         .map_err(io(format!("create {}", options.data_dir.display())))?;
     let state_file = options.data_dir.join(format!("{}-driver.json", shape.name));
@@ -529,12 +684,13 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
     let admin = Arc::new(GrpcAdmin::new(options.admin_timeout, admin_tls));
     let mut platform = LocalPlatform::new(
         &shape.name,
+        &spec,
         options.base_port,
         &options.data_dir,
         &options.node_binary,
         node_args,
         Arc::clone(&admin),
-    );
+    )?;
     if let Some(ca) = ca {
         platform = platform.with_tls(ca);
     }
@@ -549,7 +705,6 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         platform.start(index, launch).await?;
     }
     let mut driver = Driver::new(platform, admin, shape.clone(), state);
-    let mut modified = modified_at(&options.manifest);
     let mut announced = None;
     let mut ticker = tokio::time::interval(Duration::from_millis(300));
     loop {
@@ -561,10 +716,12 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         let now_modified = modified_at(&options.manifest);
         if now_modified != modified {
             modified = now_modified;
-            match read_manifest(&options.manifest) {
-                Ok((new_shape, _)) => {
-                    info!(replicas = new_shape.replicas(), "manifest changed");
-                    driver.set_shape(new_shape);
+            match read_edited_manifest(&options.manifest, &spec) {
+                Ok(manifest) => {
+                    info!(replicas = manifest.shape.replicas(), "manifest changed");
+                    driver.platform().set_spec(&manifest.spec);
+                    driver.set_shape(manifest.shape);
+                    spec = manifest.spec;
                 }
                 Err(error) => warn!("ignoring the edited manifest: {error}"),
             }
@@ -598,19 +755,28 @@ fn signal(
 }
 
 fn announce(driver: &Driver<LocalPlatform>) {
-    let members = driver.state().members;
+    let Some(ring) = driver.ring() else {
+        return;
+    };
     println!(
-        "DynamoKV is running with {members} members (ring epoch {}):",
-        driver.state().epoch
+        "DynamoKV is running with {} members (ring epoch {}):",
+        ring.members.len(),
+        ring.epoch
     );
-    for index in 0..members {
-        let member = driver.platform().member(index);
+    for member in &ring.members {
         println!("  {}  {}", member.id, member.address);
     }
-    let first = driver.platform().member(0).address;
+    let Some(first) = ring.members.first().map(|member| &member.address) else {
+        return;
+    };
     println!(
         "Try: dynamoctl --endpoint {first} put hello world && dynamoctl --endpoint {first} get hello"
     );
+}
+
+/// Locks `mutex`, taking over its value if a holder panicked.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn modified_at(path: &Path) -> Option<SystemTime> {

@@ -122,7 +122,8 @@ enum Command {
         dir: PathBuf,
     },
     /// Runs a cluster of local `dynamo-node` processes described by a
-    /// DynamoCluster manifest, and follows edits of its `replicas`.
+    /// DynamoCluster manifest (node pools and buckets included), and
+    /// follows edits of it.
     Local {
         /// The DynamoCluster manifest.
         #[arg(short = 'f', long = "file")]
@@ -130,8 +131,9 @@ enum Command {
         /// Root directory of the members' data.
         #[arg(long, default_value = "data")]
         data_dir: PathBuf,
-        /// Port of member 0; member i listens on base-port + i and serves
-        /// HTTP (metrics, health, the ring page) on base-port + 100 + i.
+        /// Port of member 0; member i listens on base-port + i (pool
+        /// members on the free ports above, kept under --data-dir) and
+        /// serves HTTP (metrics, health, the ring page) 100 ports higher.
         #[arg(long, default_value_t = 7400)]
         base_port: u16,
         /// The `dynamo-node` binary; by default the one next to this program.

@@ -3,6 +3,10 @@
 //! reads, a driver killed mid-stream finishes the change after a restart,
 //! and a member killed with SIGKILL is restarted with its data.
 
+// Shared with local_pools.rs and local_buckets.rs, which use the rest of it.
+#[allow(dead_code)]
+mod local_cluster;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,10 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use dynamo_client::{Client, WriteOptions};
-use dynamo_operator::local::HTTP_PORT_OFFSET;
 use dynamo_proto::v1 as pb;
 use dynamo_proto::v1::admin_client::AdminClient;
 use dynamo_proto::v1::peer_client::PeerClient;
+use local_cluster::base_port;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio::time::Instant;
@@ -121,26 +125,6 @@ fn manifest(replicas: usize) -> String {
     format!(
         "apiVersion: dynamokv.io/v1alpha1\nkind: DynamoCluster\nmetadata:\n  name: {NAME}\nspec:\n  replicas: {replicas}\n  partitions: {PARTITIONS}\n  replication:\n    factor: 2\n    readQuorum: 1\n    writeQuorum: 2\n"
     )
-}
-
-/// A base port with 8 free ports above it, and 8 more for HTTP (the local
-/// platform's HTTP port offset above them).
-fn base_port() -> u16 {
-    for _ in 0..100 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = listener.local_addr().expect("address").port();
-        drop(listener);
-        if base < 60_000 - HTTP_PORT_OFFSET
-            && (0..8).all(|i| {
-                [base + i, base + HTTP_PORT_OFFSET + i]
-                    .iter()
-                    .all(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
-            })
-        {
-            return base;
-        }
-    }
-    panic!("no free port range");
 }
 
 /// Waits until the driver reports `members` members and nothing to do.

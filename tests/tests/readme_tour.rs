@@ -195,6 +195,66 @@ async fn every_tour_command_works_as_the_readme_says() -> anyhow::Result<()> {
                 state.members = replicas;
                 state.scaled_to = Some(replicas);
             }
+            Step::DeclareBucket { name } => {
+                let wanted = name.clone();
+                let endpoint = endpoint.clone();
+                let (_, took) = wait::until("the bucket in the ring", SCALE_TIMEOUT, || {
+                    let (endpoint, wanted) = (endpoint.clone(), wanted.clone());
+                    async move {
+                        let ring = Client::connect(&endpoint).await?.ring();
+                        Ok(ring
+                            .buckets()
+                            .iter()
+                            .any(|b| b.name == wanted)
+                            .then_some(()))
+                    }
+                })
+                .await?;
+                eprintln!("bucket {name} committed in {took:?}");
+                state.bucket = Some(name);
+            }
+            Step::BucketPut { bucket, value } => {
+                ensure!(
+                    state.bucket.as_ref() == Some(&bucket),
+                    "the tour writes to bucket {bucket} before declaring it"
+                );
+                ensure!(out.starts_with("OK context="), "{}", context());
+                state.bucket_value = Some(value);
+            }
+            Step::BucketGet { bucket } => {
+                let value = state
+                    .bucket_value
+                    .as_ref()
+                    .with_context(|| format!("the tour reads bucket {bucket} before writing it"))?;
+                ensure!(
+                    out.lines()
+                        .any(|l| l == value || l.ends_with(&format!(": {value}"))),
+                    "{value} missing; {}",
+                    context()
+                );
+                state.bucket_read = true;
+            }
+            Step::BucketRing { bucket } => {
+                let ring = Client::connect(&endpoint).await?.ring();
+                let n = ring.bucket_n(&bucket).context("the bucket is declared")? as usize;
+                let ids: Vec<&str> = ring.members().iter().map(|m| m.id.as_str()).collect();
+                let lists = out
+                    .lines()
+                    .filter_map(|l| {
+                        let words: Vec<&str> = l.split_whitespace().collect();
+                        (words.len() >= 3
+                            && words[0].parse::<usize>().is_ok()
+                            && ids.contains(&words[1]))
+                        .then(|| words[2].split(',').count())
+                    })
+                    .collect::<Vec<_>>();
+                ensure!(
+                    lists.len() == ring.partitions() && lists.iter().all(|&len| len == n),
+                    "every partition should list {n} replicas; {}",
+                    context()
+                );
+                state.bucket_ring = true;
+            }
             Step::Bench => {
                 ensure!(out.contains("closed loop"), "{}", context());
                 for op in ["read", "write"] {
@@ -232,6 +292,14 @@ async fn every_tour_command_works_as_the_readme_says() -> anyhow::Result<()> {
     );
     ensure!(state.scaled_to.is_some(), "the tour no longer scales");
     ensure!(state.benched, "the tour no longer runs bench");
+    ensure!(
+        state.bucket.is_some(),
+        "the tour no longer declares a bucket"
+    );
+    ensure!(
+        state.bucket_read && state.bucket_ring,
+        "the tour no longer writes, reads and lists a bucket"
+    );
     operator.stop().await
 }
 
@@ -256,6 +324,14 @@ struct TourState {
     scaled_to: Option<usize>,
     /// `bench` reported reads and writes.
     benched: bool,
+    /// The bucket the tour declared in the manifest.
+    bucket: Option<String>,
+    /// The value the tour wrote to that bucket.
+    bucket_value: Option<String>,
+    /// The tour read that value back.
+    bucket_read: bool,
+    /// `ring --bucket` listed the bucket's preference lists.
+    bucket_ring: bool,
 }
 
 /// A tour command, as far as the test checks it.
@@ -277,12 +353,30 @@ enum Step {
     Scale { replicas: usize, file: PathBuf },
     /// `bench ...`.
     Bench,
+    /// `printf '  buckets: ...' >> FILE`: declares a bucket in the manifest.
+    DeclareBucket { name: String },
+    /// `--bucket B put KEY VALUE`.
+    BucketPut { bucket: String, value: String },
+    /// `--bucket B get KEY`.
+    BucketGet { bucket: String },
+    /// `ring --bucket B`.
+    BucketRing { bucket: String },
 }
 
 impl Step {
     /// Classifies a tour line by its `dynamoctl` subcommand.
     fn parse(line: &str) -> anyhow::Result<Self> {
         let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"printf") && line.contains(">>") && line.contains("buckets:") {
+            let name = line
+                .split("name: ")
+                .nth(1)
+                .and_then(|rest| rest.split([',', '}']).next())
+                .with_context(|| format!("`{line}` names no bucket"))?;
+            return Ok(Self::DeclareBucket {
+                name: name.trim().to_owned(),
+            });
+        }
         ensure!(
             words.first() == Some(&"dynamoctl"),
             "tour line `{line}` does not run dynamoctl; teach readme_tour.rs what it does"
@@ -293,6 +387,17 @@ impl Step {
                 .map(|w| w.trim_end_matches(';'))
                 .with_context(|| format!("`{line}` is missing an argument"))
         };
+        if arg(1)? == "--bucket" {
+            let bucket = arg(2)?.to_owned();
+            return Ok(match arg(3)? {
+                "put" => Self::BucketPut {
+                    bucket,
+                    value: arg(5)?.to_owned(),
+                },
+                "get" => Self::BucketGet { bucket },
+                other => bail!("tour command `{line}` ({other}) has no check in readme_tour.rs"),
+            });
+        }
         Ok(match arg(1)? {
             "put" => Self::Put {
                 value: arg(3)?.to_owned(),
@@ -305,6 +410,9 @@ impl Step {
             "delete" => Self::Delete,
             "status" => Self::Status,
             "ring" if line.contains("--partitions") => Self::Ring,
+            "ring" if arg(2)? == "--bucket" => Self::BucketRing {
+                bucket: arg(3)?.to_owned(),
+            },
             "scale" => {
                 let file = words
                     .iter()
@@ -577,6 +685,25 @@ fn tour_lines_are_classified_or_refused() {
         Step::Scale {
             replicas: 5,
             file: PathBuf::from("examples/x.yaml")
+        }
+    );
+    assert_eq!(
+        step("printf '  buckets:\\n  - {name: carts, factor: 2}\\n' >> examples/x.yaml"),
+        Step::DeclareBucket {
+            name: "carts".into()
+        }
+    );
+    assert_eq!(
+        step("dynamoctl --bucket carts put cart-1 apples  # comment"),
+        Step::BucketPut {
+            bucket: "carts".into(),
+            value: "apples".into()
+        }
+    );
+    assert_eq!(
+        step("dynamoctl ring --bucket carts"),
+        Step::BucketRing {
+            bucket: "carts".into()
         }
     );
     for unknown in [

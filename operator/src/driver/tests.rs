@@ -604,3 +604,31 @@ async fn buckets_are_added_and_updated_but_never_removed_or_resized() {
     assert!(refusal.contains("ledger stays"), "{refusal}");
     assert_eq!(agreed_ring(&world).buckets.len(), 2);
 }
+
+#[test]
+fn the_shape_declares_the_spec_buckets_with_their_durability() {
+    let spec: dynamo_crd::DynamoClusterSpec = serde_yaml::from_str(
+        "replicas: 3\nbuckets:\n- {name: carts, factor: 3, readQuorum: 2, writeQuorum: 1}\n- {name: ledger, factor: 1, readQuorum: 1, writeQuorum: 1, durability: sync}\n",
+    )
+    .expect("a spec");
+    let shape = Shape::from_spec("demo", &spec, BTreeSet::from([0, 1, 2]));
+    assert_eq!(
+        shape.buckets,
+        [
+            pb::Bucket {
+                name: "carts".into(),
+                n: 3,
+                r: 2,
+                w: 1,
+                durability: pb::Durability::Default as i32,
+            },
+            pb::Bucket {
+                name: "ledger".into(),
+                n: 1,
+                r: 1,
+                w: 1,
+                durability: pb::Durability::Sync as i32,
+            },
+        ]
+    );
+}
