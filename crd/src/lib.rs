@@ -39,7 +39,7 @@ pub use kube::CustomResourceExt;
 pub use manifest::ManifestError;
 pub use network::NetworkPolicySpec;
 pub use pools::{
-    DEFAULT_POOL_WEIGHT, MAX_POOL_NAME_LEN, MAX_POOL_WEIGHT, POOL_NAME_PATTERN,
+    DEFAULT_POOL_WEIGHT, MAX_POOL_NAME_LEN, MAX_POOL_WEIGHT, MAX_POOLS, POOL_NAME_PATTERN,
     POOL_NAMES_UNIQUE_RULE, PoolSpec, is_pool_name,
 };
 pub use spec::{

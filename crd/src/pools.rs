@@ -20,6 +20,9 @@ use crate::spec::StorageSpec;
 pub const DEFAULT_POOL_WEIGHT: u32 = 1;
 /// Largest capacity weight of a ring member.
 pub const MAX_POOL_WEIGHT: u32 = 16;
+/// Most pools a cluster may declare (the CRD's `maxItems`, which also
+/// bounds the cost of the CEL rules over the list).
+pub const MAX_POOLS: usize = 16;
 /// Pattern of a pool name: a DNS label (RFC 1123).
 pub const POOL_NAME_PATTERN: &str = "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// Longest pool name, so that `<cluster>-<pool>-<ordinal>` stays a valid

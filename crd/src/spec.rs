@@ -253,8 +253,9 @@ pub struct DynamoClusterSpec {
     /// Node pools, each with its own replicas, capacity weight, resources,
     /// storage and scheduling. Without pools the cluster is one pool made of
     /// the top-level fields. With pools, `replicas` must equal the sum of the
-    /// pools' replicas.
+    /// pools' replicas. At most 16 pools.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     #[x_kube(
         validation = Rule::new(POOL_NAMES_UNIQUE_RULE)
             .message("pool names must be unique")

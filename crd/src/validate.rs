@@ -170,6 +170,16 @@ pub enum SpecError {
         count: usize,
     },
 
+    /// More pools than [`MAX_POOLS`](crate::MAX_POOLS).
+    #[error(
+        "spec.pools declares {count} pools, but a cluster may declare at most {max}",
+        max = crate::MAX_POOLS
+    )]
+    TooManyPools {
+        /// The number declared.
+        count: usize,
+    },
+
     /// A bucket's name breaks the bucket name rule.
     #[error(
         "spec.buckets[{index}].name is {name:?}, but a bucket name needs 1 to 63 characters of a-z, 0-9 and '-', not starting or ending with '-': rename it"
@@ -356,6 +366,11 @@ impl DynamoClusterSpec {
         if self.pools.is_empty() {
             return Ok(());
         }
+        if self.pools.len() > crate::MAX_POOLS {
+            return Err(SpecError::TooManyPools {
+                count: self.pools.len(),
+            });
+        }
         let mut names = std::collections::BTreeSet::new();
         for pool in &self.pools {
             if !crate::is_pool_name(&pool.name) {
@@ -507,6 +522,16 @@ mod tests {
             &|s| s.pools[1].name = "small".into(),
             SpecError::DuplicatePool {
                 name: "small".into(),
+            },
+        );
+        broken(
+            &|s| {
+                s.pools = (0..=crate::MAX_POOLS)
+                    .map(|i| pool(&format!("p{i}"), 0, 1))
+                    .collect();
+            },
+            SpecError::TooManyPools {
+                count: crate::MAX_POOLS + 1,
             },
         );
         broken(

@@ -138,11 +138,12 @@ class BrokenCopyTest(unittest.TestCase):
     def test_crd_types_changed_without_regenerating_is_drift(self) -> None:
         changed = self.tmp / "crdgen-output.yaml"
         text = self.crdgen_output.read_text()
-        self.assertIn("              durability:\n", text)
+        # The spec's first property, so the new one lands among the spec's.
+        self.assertIn("              affinity:\n", text)
         changed.write_text(
             text.replace(
-                "              durability:\n",
-                "              compression:\n                type: string\n              durability:\n",
+                "              affinity:\n",
+                "              compression:\n                type: string\n              affinity:\n",
                 1,
             )
         )

@@ -353,7 +353,8 @@ enum Step {
     Scale { replicas: usize, file: PathBuf },
     /// `bench ...`.
     Bench,
-    /// `printf '  buckets: ...' >> FILE`: declares a bucket in the manifest.
+    /// `grep -q ... || printf '  buckets: ...' >> FILE`: declares a bucket in
+    /// the manifest unless it already declares buckets.
     DeclareBucket { name: String },
     /// `--bucket B put KEY VALUE`.
     BucketPut { bucket: String, value: String },
@@ -367,7 +368,7 @@ impl Step {
     /// Classifies a tour line by its `dynamoctl` subcommand.
     fn parse(line: &str) -> anyhow::Result<Self> {
         let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first() == Some(&"printf") && line.contains(">>") && line.contains("buckets:") {
+        if line.contains("printf '  buckets:") && line.contains(">>") {
             let name = line
                 .split("name: ")
                 .nth(1)
