@@ -397,6 +397,7 @@ class Suite:
         endpoint = f"pooled-large-0.pooled-peers.{TEAM_NS}.svc:7400"
         for i in range(10):
             self.dynamoctl("--endpoint", endpoint, "put", f"key-{i}", f"value-{i}")
+        self.check_buckets("pooled", TEAM_NS, endpoint)
         manifest = (self.repo / "examples/dynamocluster-pools.yaml").read_text()
         scaled = manifest.replace("replicas: 3", "replicas: 4").replace("replicas: 2\n      weight: 1",
                                                                         "replicas: 3\n      weight: 1")
@@ -415,6 +416,32 @@ class Suite:
         self.helm("uninstall", "dynamo", "--namespace", TEAM_NS, "--wait", "--timeout=60s")
         if self.get("clusterrole", "dynamo-operator-nodes"):
             raise Failure("helm uninstall left the Node reader ClusterRole")
+
+    def check_buckets(self, name: str, namespace: str, endpoint: str) -> None:
+        """The example's buckets reach the ring with their own N and serve
+        keys by name; the API server refuses removing one or changing its
+        factor."""
+        def declared():
+            ring = self.dynamoctl("--endpoint", endpoint, "--output", "json", "ring", check=False)
+            if ring.returncode != 0:
+                return None
+            buckets = {b["name"]: b["n"] for b in json.loads(ring.stdout).get("buckets") or []}
+            return buckets if buckets == {"sessions": 1, "ledger": 3} else None
+        print(f"    buckets in the ring: {self.wait('buckets sessions and ledger in the ring', declared, 60)}")
+        for bucket in ("sessions", "ledger"):
+            self.dynamoctl("--endpoint", endpoint, "--bucket", bucket, "put", "account-1", f"in-{bucket}")
+            got = self.dynamoctl("--endpoint", endpoint, "--bucket", bucket, "--output", "json", "get", "account-1")
+            if f"in-{bucket}" not in got.stdout:
+                raise Failure(f"bucket {bucket} did not read back its key: {got.stdout}")
+        edits = [
+            ('{"spec":{"buckets":[{"name":"ledger","factor":3,"readQuorum":2,"writeQuorum":3}]}}', "never removed"),
+            ('{"spec":{"buckets":[{"name":"sessions","factor":2,"readQuorum":1,"writeQuorum":1},'
+             '{"name":"ledger","factor":3,"readQuorum":2,"writeQuorum":3}]}}', "factor"),
+        ]
+        for patch, words in edits:
+            result = self.kubectl("patch", "dyc", name, "-n", namespace, "--type=merge", "-p", patch, check=False)
+            if result.returncode == 0 or words not in result.stdout + result.stderr:
+                raise Failure(f"the API server did not refuse {patch} saying {words!r}: {result.stdout}{result.stderr}")
 
     def check_pool_shares(self, cluster: dict, replicas: dict[str, int]) -> None:
         """status.pools lists `replicas` members per pool, all ready, and a
@@ -520,7 +547,7 @@ def main() -> int:
         suite.step("delete with pvcPolicy Delete; n5 example; delete with Retain", suite.delete_demo_and_n5)
         suite.step("helm uninstall (no cluster in the release)", suite.uninstall)
         suite.step("namespaced install; zones example spread over zones", suite.namespaced_zones)
-        suite.step("pools example: weighted shares per pool; a pool scaled by one", suite.node_pools)
+        suite.step("pools example: weighted shares per pool, buckets with their own N; a pool scaled by one", suite.node_pools)
         suite.step("TLS example: certificates from `dynamo-operator certs`, operator and client over mutual TLS",
                    suite.tls_cluster)
     except (Failure, Timeout, subprocess.TimeoutExpired, RuntimeError) as error:
