@@ -139,6 +139,17 @@ pub fn selector_string(name: &str) -> String {
         .join(",")
 }
 
+/// The validated cluster `demo` in namespace `ns` whose spec is the YAML
+/// block `spec` (indented by two spaces), for unit tests.
+#[cfg(test)]
+pub(crate) fn fixture(spec: &str) -> ValidatedCluster {
+    let yaml = format!(
+        "apiVersion: dynamokv.io/v1alpha1\nkind: DynamoCluster\nmetadata: {{name: demo, namespace: ns, uid: u}}\nspec:\n{spec}"
+    );
+    let cluster = dynamo_crd::DynamoCluster::from_yaml(&yaml).expect("fixture parses");
+    ValidatedCluster::new(&cluster).expect("fixture is valid")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -211,17 +211,9 @@ impl Platform for KubePlatform {
 mod tests {
     use std::time::Duration;
 
-    use dynamo_crd::DynamoCluster;
-
     use super::*;
 
-    fn cluster(spec: &str) -> ValidatedCluster {
-        let yaml = format!(
-            "apiVersion: dynamokv.io/v1alpha1\nkind: DynamoCluster\nmetadata: {{name: demo, namespace: ns, uid: u}}\nspec:\n{spec}"
-        );
-        let cluster = DynamoCluster::from_yaml(&yaml).expect("fixture parses");
-        ValidatedCluster::new(&cluster).expect("fixture is valid")
-    }
+    use crate::k8s::cluster::fixture as cluster;
 
     const POOLED: &str = "  replicas: 3\n  pools:\n  - {name: small, replicas: 2}\n  - {name: large, replicas: 1, weight: 2, zone: b}\n";
 

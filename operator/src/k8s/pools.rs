@@ -117,15 +117,8 @@ pub fn settings<'a>(spec: &'a DynamoClusterSpec, pool: &Pool<'a>) -> Settings<'a
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dynamo_crd::DynamoCluster;
 
-    fn cluster(spec: &str) -> ValidatedCluster {
-        let yaml = format!(
-            "apiVersion: dynamokv.io/v1alpha1\nkind: DynamoCluster\nmetadata: {{name: demo, namespace: ns, uid: u}}\nspec:\n{spec}"
-        );
-        let cluster = DynamoCluster::from_yaml(&yaml).expect("fixture parses");
-        ValidatedCluster::new(&cluster).expect("fixture is valid")
-    }
+    use crate::k8s::cluster::fixture as cluster;
 
     const POOLED: &str = "  replicas: 3\n  resources: {limits: {cpu: '1'}}\n  storage: {size: 5Gi}\n  nodeSelector: {disk: any}\n  pools:\n  - {name: small, replicas: 2}\n  - name: large\n    replicas: 1\n    weight: 2\n    storage: {size: 50Gi, storageClassName: ssd}\n    nodeSelector: {disk: ssd}\n";
 
