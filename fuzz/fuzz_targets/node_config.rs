@@ -50,6 +50,7 @@ fuzz_target!(
                     id: format!("node-{i}"),
                     address: format!("127.0.0.1:{}", 7400 + i),
                     zone: String::new(),
+                    weight: 0,
                 })
                 .collect(),
             ..Config::default()

@@ -95,6 +95,7 @@ pub fn sample_ring(epoch: u64) -> Ring {
             id: format!("node-{i}"),
             address: format!("127.0.0.1:{}", 7400 + i),
             zone: format!("zone-{}", i % 2),
+            weight: 1 + i % 2,
         })
         .collect();
     let ring = Ring::initial(CLUSTER, members, 16, Replication::default()).expect("valid ring");
