@@ -7,8 +7,11 @@
 #[allow(dead_code)]
 mod local_cluster;
 
+use std::time::{Duration, Instant};
+
 use dynamo_client::Client;
 use dynamo_proto::v1 as pb;
+use dynamo_proto::v1::peer_client::PeerClient;
 
 use local_cluster::LocalOperator;
 
@@ -16,8 +19,13 @@ const NAME: &str = "buckets";
 
 /// A 3-node manifest whose `buckets:` list is `buckets` (YAML lines).
 fn manifest(buckets: &[&str]) -> String {
+    sized_manifest(NAME, 3, buckets)
+}
+
+/// A manifest of cluster `name` with `replicas` nodes and `buckets`.
+fn sized_manifest(name: &str, replicas: usize, buckets: &[&str]) -> String {
     let mut text = format!(
-        "apiVersion: dynamokv.io/v1alpha1\nkind: DynamoCluster\nmetadata:\n  name: {NAME}\nspec:\n  replicas: 3\n  partitions: 32\n"
+        "apiVersion: dynamokv.io/v1alpha1\nkind: DynamoCluster\nmetadata:\n  name: {name}\nspec:\n  replicas: {replicas}\n  partitions: 32\n"
     );
     if !buckets.is_empty() {
         text.push_str("  buckets:\n");
@@ -108,5 +116,117 @@ async fn manifest_buckets_reach_the_ring_and_stay() -> anyhow::Result<()> {
             buckets_of(r) == declared
         })
         .await?;
+    Ok(())
+}
+
+/// Keys written to each bucket by the join test.
+const KEYS: usize = 20;
+/// How long copies may take to settle at exactly N after a change.
+const SETTLE: Duration = Duration::from_secs(90);
+
+/// How many members of `ring` hold a copy of each of `keys` in bucket
+/// `bucket` of replication factor `n`.
+async fn copies(
+    ring: &pb::Ring,
+    bucket: &str,
+    n: u32,
+    keys: &[String],
+) -> anyhow::Result<Vec<usize>> {
+    let mut peers = Vec::new();
+    for member in &ring.members {
+        peers.push(PeerClient::connect(format!("http://{}", member.address)).await?);
+    }
+    let mut counts = Vec::with_capacity(keys.len());
+    for key in keys {
+        let engine = dynamo_ring::QualifiedKey {
+            n: u8::try_from(n)?,
+            bucket,
+            key: key.as_bytes(),
+        }
+        .encode();
+        let mut count = 0;
+        for peer in &mut peers {
+            let read = peer
+                .replica_read(pb::ReplicaReadRequest {
+                    key: engine.clone().into(),
+                })
+                .await?
+                .into_inner();
+            if read.siblings.is_some_and(|set| !set.versions.is_empty()) {
+                count += 1;
+            }
+        }
+        counts.push(count);
+    }
+    Ok(counts)
+}
+
+/// Waits until every key of every bucket in `buckets` (name, N) has
+/// exactly N copies among the members of the ring, and returns how long
+/// that took.
+async fn settle_at_n(
+    operator: &LocalOperator,
+    buckets: &[(&str, u32)],
+    keys: &[String],
+) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        let ring = operator.any_ring().await?.ring.unwrap_or_default();
+        let mut off = Vec::new();
+        for &(bucket, n) in buckets {
+            let counts = copies(&ring, bucket, n, keys).await?;
+            if counts.iter().any(|&c| c != n as usize) {
+                off.push(format!("{bucket:?} (N = {n}): {counts:?}"));
+            }
+        }
+        if off.is_empty() {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(
+            started.elapsed() < SETTLE,
+            "copies are not at N after {SETTLE:?}: {}",
+            off.join("; ")
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_keeps_every_bucket_at_exactly_its_n_copies() -> anyhow::Result<()> {
+    const JOINED: &str = "joined";
+    let operator = LocalOperator::start(JOINED, &sized_manifest(JOINED, 3, &[CACHE, CARTS]));
+    operator.converged(3).await?;
+    operator
+        .ring_where("both buckets", |r| buckets_of(r).len() == 2)
+        .await?;
+    let client = Client::connect(&operator.first_address()).await?;
+    client.refresh_ring().await?;
+    let keys: Vec<String> = (0..KEYS).map(|i| format!("key-{i}")).collect();
+    for key in &keys {
+        client.put(key, b"default".to_vec(), None).await?;
+        for name in ["cache", "carts"] {
+            client
+                .bucket(name)
+                .put(key, name.as_bytes().to_vec(), None)
+                .await?;
+        }
+    }
+    let buckets = [("", 3), ("cache", 1), ("carts", 3)];
+    let took = settle_at_n(&operator, &buckets, &keys).await?;
+    println!("3 members: every key at exactly its bucket's N after {took:?}");
+
+    operator.edit(&sized_manifest(JOINED, 4, &[CACHE, CARTS]));
+    operator.converged(4).await?;
+    let took = settle_at_n(&operator, &buckets, &keys).await?;
+    println!("after the join to 4 members: every key at exactly its bucket's N after {took:?}");
+    for key in &keys {
+        let read = client.bucket("cache").get(key).await?;
+        let values: Vec<&[u8]> = read.live().map(|s| s.value.as_ref()).collect();
+        assert_eq!(
+            values,
+            [b"cache".as_slice()],
+            "{key} in cache after the join"
+        );
+    }
     Ok(())
 }
