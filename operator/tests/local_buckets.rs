@@ -7,7 +7,7 @@
 #[allow(dead_code)]
 mod local_cluster;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dynamo_client::Client;
 use dynamo_proto::v1 as pb;
@@ -169,8 +169,7 @@ async fn settle_at_n(
     buckets: &[(&str, u32)],
     keys: &[String],
 ) -> anyhow::Result<Duration> {
-    let started = Instant::now();
-    loop {
+    let (_, took) = local_cluster::until("every key at exactly its N copies", SETTLE, || async {
         let ring = operator.any_ring().await?.ring.unwrap_or_default();
         let mut off = Vec::new();
         for &(bucket, n) in buckets {
@@ -179,16 +178,11 @@ async fn settle_at_n(
                 off.push(format!("{bucket:?} (N = {n}): {counts:?}"));
             }
         }
-        if off.is_empty() {
-            return Ok(started.elapsed());
-        }
-        anyhow::ensure!(
-            started.elapsed() < SETTLE,
-            "copies are not at N after {SETTLE:?}: {}",
-            off.join("; ")
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        anyhow::ensure!(off.is_empty(), "copies not at N: {}", off.join("; "));
+        Ok(Some(()))
+    })
+    .await?;
+    Ok(took)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,20 +151,22 @@ impl LocalOperator {
         .await
     }
 
-    /// Polls `done` every 200 ms until it holds, for at most
-    /// [`CONVERGENCE`].
+    /// Waits until `done` holds, for at most [`CONVERGENCE`]; the error
+    /// carries the driver's state and the log's tail.
     pub async fn wait_for(&self, what: &str, done: impl Fn() -> bool) -> anyhow::Result<()> {
-        let deadline = Instant::now() + CONVERGENCE;
-        while !done() {
-            anyhow::ensure!(
-                Instant::now() < deadline,
-                "no {what}; driver state {}\n{}",
-                self.state(),
-                self.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        Ok(())
+        until(what, CONVERGENCE, || async { Ok(done().then_some(())) })
+            .await
+            .map(|_| ())
+            .map_err(|error| self.explained(error))
+    }
+
+    /// `error` with the driver's state and the log's tail.
+    fn explained(&self, error: anyhow::Error) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{error:#}; driver state {}\n{}",
+            self.state(),
+            self.log_tail()
+        )
     }
 
     /// The ring served by the first member answering on the base port or
@@ -187,19 +189,50 @@ impl LocalOperator {
         what: &str,
         done: impl Fn(&pb::GetRingResponse) -> bool,
     ) -> anyhow::Result<pb::GetRingResponse> {
-        let deadline = Instant::now() + CONVERGENCE;
-        loop {
-            let last = self.any_ring().await;
-            match last {
-                Ok(ring) if done(&ring) => return Ok(ring),
-                last => anyhow::ensure!(
-                    Instant::now() < deadline,
-                    "no ring with {what}; last {last:?}\n{}",
-                    self.log_tail()
-                ),
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let wanted = format!("a ring with {what}");
+        until(&wanted, CONVERGENCE, || async {
+            let ring = self.any_ring().await?;
+            Ok(done(&ring).then_some(ring))
+        })
+        .await
+        .map(|(ring, _)| ring)
+        .map_err(|error| self.explained(error))
+    }
+}
+
+/// Pause between two checks of a condition.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Checks `condition` every [`POLL_INTERVAL`] until it returns `Ok(Some)`,
+/// and returns that value with the time it took. `Ok(None)` and errors mean
+/// "not yet"; the last error goes in the timeout's message.
+///
+/// # Errors
+/// When `timeout` passes first.
+pub async fn until<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    mut condition: F,
+) -> anyhow::Result<(T, Duration)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Option<T>>>,
+{
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut last = String::from("condition still false");
+    loop {
+        match tokio::time::timeout_at(deadline, condition()).await {
+            Ok(Ok(Some(value))) => return Ok((value, started.elapsed())),
+            Ok(Ok(None)) => last = String::from("condition still false"),
+            Ok(Err(error)) => last = format!("{error:#}"),
+            Err(_) => last = format!("the last check was still running ({last})"),
         }
+        anyhow::ensure!(
+            Instant::now() + POLL_INTERVAL < deadline,
+            "timed out after {timeout:?} waiting for {what}: {last}"
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
 
