@@ -444,8 +444,7 @@ impl<P: Platform, A: Admin> Driver<P, A> {
                 next_owners: Vec::new(),
                 ..ring
             };
-            self.install_everywhere(&next, false).await;
-            self.installed(&next);
+            self.commit_everywhere(&next).await;
             info!(
                 member = member.id,
                 epoch = next.epoch,
@@ -578,8 +577,7 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             members,
             ..ring
         };
-        self.install_everywhere(&committed, false).await;
-        self.installed(&committed);
+        self.commit_everywhere(&committed).await;
         let who = moved.join(", ");
         info!(members = who, epoch = committed.epoch, "zones committed");
         self.report(&format!(
@@ -631,8 +629,7 @@ impl<P: Platform, A: Admin> Driver<P, A> {
                 members,
                 ..ring
             };
-            self.install_everywhere(&committed, false).await;
-            self.installed(&committed);
+            self.commit_everywhere(&committed).await;
             self.report(&format!(
                 "weight {weight} of {id} committed at epoch {} without moves",
                 committed.epoch
@@ -788,8 +785,7 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             next_owners: Vec::new(),
             ..ring.clone()
         };
-        self.install_everywhere(&committed, false).await;
-        self.installed(&committed);
+        self.commit_everywhere(&committed).await;
         info!(epoch = committed.epoch, %change, "committed");
         self.report(&format!(
             "{change} committed at epoch {}{refusal}",
@@ -840,6 +836,13 @@ impl<P: Platform, A: Admin> Driver<P, A> {
                 );
             }
         }
+    }
+
+    /// Installs `ring` as committed on every member it names and records it
+    /// as the newest seen.
+    async fn commit_everywhere(&mut self, ring: &pb::Ring) {
+        self.install_everywhere(ring, false).await;
+        self.installed(ring);
     }
 
     /// Records a ring the driver just installed as the newest seen.
@@ -910,8 +913,7 @@ impl<P: Platform, A: Admin> Driver<P, A> {
             buckets,
             ..ring
         };
-        self.install_everywhere(&committed, false).await;
-        self.installed(&committed);
+        self.commit_everywhere(&committed).await;
         info!(
             epoch = committed.epoch,
             buckets = names,
